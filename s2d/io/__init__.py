@@ -1,0 +1,1 @@
+"""Durable file I/O: atomic writes and run-length-encoded masks."""

@@ -1,0 +1,92 @@
+"""Atomic, durable writes: every artifact the suite produces goes through here.
+
+A write goes to a temporary file in the *same folder* as the target, is flushed and fsync'ed, and is then
+moved over the target with ``os.replace`` (atomic on POSIX within one filesystem), after which the folder
+itself is fsync'ed so the rename survives a power cut. A crash at any point leaves either the old file or the
+new one, never half of one, and never a temp file that a reader would mistake for a result (temp names start
+with ``.tmp-`` and end in ``.partial``).
+
+We never fall back to copying when ``os.replace`` fails (e.g. EXDEV across filesystems): a copy-in-place is
+not atomic, so the error propagates and no final file appears.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TEMP_PREFIX = ".tmp-"
+TEMP_SUFFIX = ".partial"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening a folder; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the final path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = None) -> Path:
+    # allow_nan=False: a NaN in an artifact is a bug upstream and must not become invalid JSON silently.
+    return atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False, sort_keys=False))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files a killed writer left behind in ``folder``; returns how many were removed."""
+    folder = Path(folder)
+    n = 0
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX):
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
