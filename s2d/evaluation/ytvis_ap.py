@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2d.evaluation.params import AREA_RNGS, IOU_THRS, MAX_DETS, REC_THRS, STAT_NAMES, summarize
-from s2d.evaluation.tube_iou import tube_iou
+from s2d.evaluation.tube_iou import tube_iou_with_areas
 from s2d.labelset.types import Instance, Labelset
 
 
@@ -28,9 +28,11 @@ def avg_area(areas) -> float:
     return float(np.array(vals).mean()) if vals else 0
 
 
-def _gt_areas(inst: Instance):
-    stored = inst.extra.get("_areas")
-    return stored if stored is not None else inst.areas()
+def _mean_nonzero(areas: np.ndarray) -> np.ndarray:
+    """(N, T) integer-valued areas -> (N,) mean of the non-zero ones (0 if none). Sums of integers are exact in
+    float64, so this equals the reference's per-instance ``np.array(l).mean()`` bit for bit."""
+    n = (areas > 0).sum(1)
+    return np.where(n > 0, areas.sum(1) / np.maximum(n, 1), 0.0)
 
 
 @dataclass
@@ -48,12 +50,17 @@ def evaluate_video(gt: list[Instance], dt: list[Instance], height: int, width: i
         return None
     order = np.argsort([-d.score for d in dt], kind="mergesort")[:MAX_DETS[-1]]
     dt = [dt[i] for i in order]
-    ious = tube_iou([d.segmentations for d in dt], [g.segmentations for g in gt], height, width)  # (D, G)
+    dt_tubes = [d.segmentations for d in dt]
+    gt_tubes = [g.segmentations for g in gt]
+    ious, dt_fa, gt_fa = tube_iou_with_areas(dt_tubes, gt_tubes, height, width)  # (D, G), (D, T), (G, T)
     D, G = len(dt), len(gt)
     A, T = len(AREA_RNGS), len(IOU_THRS)
     rng = np.array(AREA_RNGS)  # (A, 2)
-    g_area = np.array([avg_area(_gt_areas(g)) for g in gt], np.float64)
-    d_area = np.array([avg_area(d.areas()) for d in dt], np.float64)
+    g_area = _mean_nonzero(gt_fa)
+    for j, g in enumerate(gt):
+        if g.extra.get("_areas") is not None:  # the reference averages the areas stored in the file
+            g_area[j] = avg_area(g.extra["_areas"])
+    d_area = _mean_nonzero(dt_fa)
     crowd = np.array([bool(g.extra.get("iscrowd", 0)) for g in gt], bool)
     # (A, G): ignored ground truth per area range
     g_ig = crowd[None] | (g_area[None] < rng[:, :1]) | (g_area[None] > rng[:, 1:])
@@ -68,9 +75,9 @@ def evaluate_video(gt: list[Instance], dt: list[Instance], height: int, width: i
     dt_matched = np.zeros((A, T, D), bool)
     dt_ig = np.zeros((A, T, D), bool)
     rev = np.arange(G)[::-1]
-    for d in range(D):
-        if G == 0:
-            break
+    # a detection whose best IoU is below the lowest threshold matches nothing in any lane: skip it
+    candidates = np.flatnonzero(ious.max(axis=1) >= thr.min()) if G else []
+    for d in candidates:
         iou_d = ious_a[:, d, :][:, None, :]                                        # (A, 1, G)
         ok = (~gt_taken | crowd_a[:, None, :]) & (iou_d >= thr)                    # (A, T, G)
         for pick_ignored in (False, True):

@@ -57,6 +57,19 @@ def area(rle: RLE | None) -> int:
     return 0 if rle is None else int(mask_utils.area(_as_coco(rle)))
 
 
+def areas_of(rles: Sequence[dict]) -> np.ndarray:
+    """Areas of many RLEs (compressed, already in pycocotools' bytes form or str form) as float64.
+
+    Called in chunks of 255: pycocotools' ``area`` builds a uint8 array from the object count and overflows
+    beyond that under NumPy 2.
+    """
+    out = np.zeros(len(rles), np.float64)
+    for s in range(0, len(rles), 255):
+        chunk = [r if isinstance(r["counts"], bytes) else _as_coco(r) for r in rles[s:s + 255]]
+        out[s:s + len(chunk)] = mask_utils.area(chunk)
+    return out
+
+
 def bbox(rle: RLE | None) -> list[float] | None:
     """[x, y, w, h] of the mask, None for an absent mask."""
     return None if rle is None else [float(v) for v in mask_utils.toBbox(_as_coco(rle))]
