@@ -9,7 +9,7 @@ Because every pixel is drawn through a known homography, the generator also know
 query point goes in every frame and whether it is visible there (``true_tracks``). The tracker benchmark uses
 that to measure position error and visibility accuracy.
 
-``make_demo_video`` is pure (arrays in memory). ``write_demo_dataset`` writes a YouTube-VIS set (JPEG frames,
+``make_demo_video`` is pure (arrays in memory). ``write_demo_dataset`` writes a YouTube-VIS set (PNG frames,
 ``annotations.json``, ``motion.npz``) with atomic writes and a manifest written last.
 """
 from __future__ import annotations
@@ -221,7 +221,7 @@ def make_demo_videos(cfg: DemoConfig) -> list[DemoVideo]:
 
 
 def demo_fingerprint(cfg: DemoConfig) -> str:
-    return sha256_bytes(json.dumps({"generator": 1, **asdict(cfg)}, sort_keys=True).encode())[:12]
+    return sha256_bytes(json.dumps({"generator": 2, **asdict(cfg)}, sort_keys=True).encode())[:12]
 
 
 def write_demo_dataset(root: str | Path, cfg: DemoConfig = DemoConfig()) -> Path:
@@ -244,9 +244,10 @@ def write_demo_dataset(root: str | Path, cfg: DemoConfig = DemoConfig()) -> Path
     for v in make_demo_videos(cfg):
         names = []
         for t, frame in enumerate(v.frames):
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            # PNG, not JPEG: lossless, so the frames on disk are exactly the frames whose motion we know.
+            ok, buf = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             assert ok
-            rel = f"{v.name}/{t:05d}.jpg"
+            rel = f"{v.name}/{t:05d}.png"
             atomic_write_bytes(root / "JPEGImages" / rel, buf.tobytes())
             names.append(rel)
         vl = VideoLabels.from_masks(v.name, v.masks(), file_names=names)

@@ -66,12 +66,13 @@ def _j_matrix(gt: np.ndarray, res: np.ndarray, void: np.ndarray | None) -> np.nd
     keep = np.ones(gt.shape[1:], bool) if void is None else ~void  # (T, H, W)
     g = (gt & keep).reshape(n, t, -1).astype(np.float32)
     r = (res & keep).reshape(res.shape[0], t, -1).astype(np.float32)
-    inter = np.einsum("mtp,ntp->mnt", r, g)
-    union = r.sum(-1)[:, None, :] + g.sum(-1)[None, :, :] - inter
+    # float32 products of 0/1 are exact integer counts; divide in float64 as the reference does
+    inter = np.einsum("mtp,ntp->mnt", r, g).astype(np.float64)
+    union = r.sum(-1, dtype=np.float64)[:, None, :] + g.sum(-1, dtype=np.float64)[None, :, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         j = inter / union
     j[np.isclose(union, 0)] = 1
-    return j.astype(np.float64)
+    return j
 
 
 def _f_matrix(gt: np.ndarray, res: np.ndarray, void: np.ndarray | None) -> np.ndarray:
@@ -83,15 +84,15 @@ def _f_matrix(gt: np.ndarray, res: np.ndarray, void: np.ndarray | None) -> np.nd
     n, t = gt.shape[:2]
     m = res.shape[0]
     flat = lambda x: x.reshape(x.shape[0], t, -1).astype(np.float32)  # noqa: E731
-    fg_match = np.einsum("mtp,ntp->mnt", flat(rb), flat(gd))  # proposal boundary near gt boundary
-    gt_match = np.einsum("mtp,ntp->mnt", flat(rd), flat(gb))  # gt boundary near proposal boundary
-    n_fg = flat(rb).sum(-1)[:, None, :].repeat(n, 1)          # (M, N, T)
-    n_gt = flat(gb).sum(-1)[None, :, :].repeat(m, 0)
+    # exact integer counts (float32 sums of 0/1 products), then float64 ratios as in the reference
+    fg_match = np.einsum("mtp,ntp->mnt", flat(rb), flat(gd)).astype(np.float64)  # proposal boundary near gt's
+    gt_match = np.einsum("mtp,ntp->mnt", flat(rd), flat(gb)).astype(np.float64)  # gt boundary near proposal's
+    n_fg = flat(rb).sum(-1, dtype=np.float64)[:, None, :].repeat(n, 1)          # (M, N, T)
+    n_gt = flat(gb).sum(-1, dtype=np.float64)[None, :, :].repeat(m, 0)
     prec = np.where(n_fg > 0, fg_match / np.maximum(n_fg, 1), 1.0)
     rec = np.where(n_gt > 0, gt_match / np.maximum(n_gt, 1), 1.0)
     prec = np.where((n_fg > 0) & (n_gt == 0), 0.0, prec)
     rec = np.where((n_fg == 0) & (n_gt > 0), 0.0, rec)
-    prec, rec = prec.astype(np.float64), rec.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         f = np.where(prec + rec == 0, 0.0, 2 * prec * rec / (prec + rec))
     return f

@@ -1,0 +1,78 @@
+"""The ``s2d`` command: one verb per stage, Hydra overrides after it.
+
+    s2d run                          the whole pipeline on the embedded demo data
+    s2d run experiment=davis2016     ... on the DAVIS clips
+    s2d eval eval.predictions=p.json data=davis data.root=/data/DAVIS
+    s2d run -m data.demo.seed=0,1    a sweep (Hydra multirun)
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+VERBS: dict[str, tuple[str, str]] = {
+    # verb: (module, one-line help)
+    "run": ("s2d.stages.pipeline", "run every stage in order, skipping finished ones, and write a report"),
+    "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
+    "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
+}
+
+log = logging.getLogger("s2d")
+
+
+def usage() -> str:
+    lines = ["usage: s2d VERB [hydra overrides ...]", "", "verbs:"]
+    lines += [f"  {v:<10} {h}" for v, (_, h) in VERBS.items()]
+    lines += ["", "examples:", "  s2d run", "  s2d run experiment=davis2016",
+              "  s2d data data=mp4 data.root=../shared/data/demo_videos",
+              "  s2d run --cfg job          # print the resolved config and exit"]
+    return "\n".join(lines)
+
+
+def _dispatch(cfg) -> None:
+    import importlib
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from s2d.config import validate_config
+    from s2d.errors import S2DError
+
+    try:
+        validate_config(cfg)
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        module = importlib.import_module(VERBS[cfg.stage][0])
+        module.run(cfg, run_dir)
+    except S2DError as e:
+        log.error("%s", e)
+        print(f"s2d {cfg.stage}: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    verb = args[0]
+    if verb not in VERBS:
+        print(f"s2d: unknown verb '{verb}'\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    if not CONF_DIR.is_dir():
+        print(f"s2d: config folder {CONF_DIR} not found (install with 'pip install -e .')", file=sys.stderr)
+        sys.exit(2)
+    import hydra
+
+    from s2d.config import register_configs
+
+    register_configs()
+    sys.argv = [f"s2d {verb}", *args[1:], f"stage={verb}"]
+    runner: Callable = hydra.main(config_path=str(CONF_DIR), config_name="s2d", version_base="1.3")(_dispatch)
+    runner()
+
+
+if __name__ == "__main__":
+    main()

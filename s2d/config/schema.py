@@ -1,0 +1,119 @@
+"""Typed schemas for every config group. Hydra merges ``conf/*.yaml`` onto these, so a typo in a key
+(``data.shortside=3``) or a wrong type (``data.short_side=abc``) fails at start-up with the key named, and
+``validate_config`` checks ranges and combinations before any work starts.
+
+Registration is a function, not an import side effect: ``register_configs()`` is called by the entry point
+and by the test fixtures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from s2d.errors import ConfigError
+
+
+@dataclass
+class DemoSchema:
+    num_videos: int = 4
+    num_frames: int = 24
+    height: int = 120
+    width: int = 160
+    min_objects: int = 2
+    max_objects: int = 4
+    seed: int = 0
+
+
+@dataclass
+class DataSchema:
+    kind: str = "demo"                 # demo | ytvis | davis | frames | mp4
+    root: Optional[str] = None         # data set folder (demo: generated under paths.artifacts when null)
+    ann_file: Optional[str] = None     # ytvis: the json (default <root>/annotations.json)
+    short_side: Optional[int] = None   # working resolution: short side in pixels
+    max_side: Optional[int] = None     # ... and/or cap on the long side
+    max_videos: Optional[int] = None
+    videos: Optional[List[str]] = None
+    demo: DemoSchema = field(default_factory=DemoSchema)
+
+
+@dataclass
+class PathsSchema:
+    output_root: str = "outputs"
+    artifacts: str = "${paths.output_root}/artifacts"  # stage outputs, one folder per (stage, fingerprint)
+    runs: str = "${paths.output_root}/runs"            # one stable folder per run id (no timestamps)
+
+
+@dataclass
+class MasksSchema:
+    source: str = "maskcut"            # maskcut | import
+    features: str = "color"            # color (weight-free) | dino
+    max_masks: int = 10                # K masks per frame at most
+    min_score: float = 0.35
+    min_area: float = 0.002            # fraction of the frame
+    patch: int = 8                     # feature grid cell in pixels
+    tau: float = 0.2                   # affinity threshold of the normalized cut (MaskCut)
+    dino_checkpoint: Optional[str] = None
+    dino_arch: str = "vit_small"
+    import_path: Optional[str] = None  # COCO json or folder of label-map PNGs
+    import_format: str = "coco"        # coco | png
+
+
+@dataclass
+class EvalSchema:
+    predictions: Optional[str] = None  # s2d eval: a YouTube-VIS results json
+    out: Optional[str] = None          # where metrics.json/metrics.md go (default: the run folder)
+    davis_jf: bool = True              # also compute DAVIS J&F
+
+
+@dataclass
+class S2DConfig:
+    stage: str = "run"
+    name: str = "default"
+    seed: int = 0
+    run_id: str = "${name}-seed${seed}"
+    progress: bool = True
+    data: DataSchema = field(default_factory=DataSchema)
+    paths: PathsSchema = field(default_factory=PathsSchema)
+    masks: MasksSchema = field(default_factory=MasksSchema)
+    eval: EvalSchema = field(default_factory=EvalSchema)
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="s2d_schema", node=S2DConfig)
+
+
+def _require(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(key, msg)
+
+
+def validate_config(cfg: Any) -> None:
+    """Range and combination checks that a type alone cannot express. Raises ConfigError naming the key."""
+    from s2d.data.sources import KINDS
+
+    d = cfg.data
+    _require(d.kind in KINDS, "data.kind", f"'{d.kind}' is not one of {KINDS}")
+    _require(d.kind == "demo" or d.root is not None, "data.root",
+             f"data.kind={d.kind} needs data.root (the folder of your videos)")
+    for key in ("short_side", "max_side", "max_videos"):
+        v = getattr(d, key)
+        _require(v is None or v > 0, f"data.{key}", f"must be positive, got {v}")
+    demo = d.demo
+    _require(demo.num_videos > 0 and demo.num_frames > 1, "data.demo", "needs >= 1 video and >= 2 frames")
+    _require(16 <= demo.height <= 2048 and 16 <= demo.width <= 2048, "data.demo.height",
+             "frame size must be within 16..2048")
+    _require(0 <= demo.min_objects <= demo.max_objects, "data.demo.min_objects", "must be <= max_objects")
+    m = cfg.masks
+    _require(m.source in ("maskcut", "import"), "masks.source", f"'{m.source}' is not maskcut|import")
+    _require(m.features in ("color", "dino"), "masks.features", f"'{m.features}' is not color|dino")
+    _require(1 <= m.max_masks <= 100, "masks.max_masks", f"must be within 1..100, got {m.max_masks}")
+    _require(0.0 <= m.min_score <= 1.0, "masks.min_score", f"must be within [0, 1], got {m.min_score}")
+    _require(0.0 <= m.min_area < 1.0, "masks.min_area", f"must be within [0, 1), got {m.min_area}")
+    _require(0.0 < m.tau < 1.0, "masks.tau", f"must be within (0, 1), got {m.tau}")
+    _require(m.patch >= 2, "masks.patch", f"must be >= 2, got {m.patch}")
+    _require(m.source != "import" or m.import_path is not None, "masks.import_path",
+             "masks.source=import needs masks.import_path")
+    _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

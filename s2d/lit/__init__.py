@@ -1,0 +1,1 @@
+"""Lightning-side code: LightningModules, callbacks and torchmetrics wrappers."""

@@ -1,0 +1,54 @@
+"""Stage "data": open (and for the demo, generate) the configured data set."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from s2d.data.demo import DemoConfig, demo_fingerprint, write_demo_dataset
+from s2d.data.sources import Dataset, open_dataset
+
+log = logging.getLogger(__name__)
+
+
+def demo_config(cfg: Any) -> DemoConfig:
+    return DemoConfig(**{k: cfg.data.demo[k] for k in DemoConfig.__dataclass_fields__})
+
+
+def data_root(cfg: Any) -> Path:
+    if cfg.data.kind == "demo" and cfg.data.root is None:
+        dc = demo_config(cfg)
+        return Path(cfg.paths.artifacts) / "data" / f"demo-{demo_fingerprint(dc)}"
+    return Path(cfg.data.root)
+
+
+def load_data(cfg: Any) -> Dataset:
+    root = data_root(cfg)
+    if cfg.data.kind == "demo":
+        write_demo_dataset(root, demo_config(cfg))
+    ds = open_dataset(cfg.data.kind, root, cfg.data.ann_file, cfg.data.short_side, cfg.data.max_side,
+                      cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None)
+    log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
+             ", with ground truth" if ds.has_gt else ", no ground truth")
+    return ds
+
+
+def data_fingerprint(cfg: Any, ds: Dataset) -> str:
+    from s2d.fingerprint import fingerprint
+
+    return fingerprint("data", cfg.data.kind, str(data_root(cfg).resolve()), cfg.data.ann_file,
+                       cfg.data.short_side, cfg.data.max_side, ds.names,
+                       [len(r.video) for r in ds.records])
+
+
+def run(cfg: Any, run_dir: Path) -> dict:
+    ds = load_data(cfg)
+    rows = []
+    for r in ds:
+        h, w = r.video.size
+        rows.append({"video": r.name, "frames": len(r.video), "size": f"{w}x{h}",
+                     "instances": None if r.gt is None else len(r.gt.instances)})
+    for row in rows:
+        print(f"{row['video']:<24} {row['frames']:>5} frames  {row['size']:>9}  "
+              f"{'' if row['instances'] is None else str(row['instances']) + ' gt instances'}")
+    return {"videos": rows}

@@ -1,0 +1,74 @@
+"""Shared fixtures: the real DAVIS clips, a tiny demo data set, Hydra composition, and hygiene."""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+CONF_DIR = ROOT / "conf"
+
+
+@pytest.fixture(autouse=True)
+def _hygiene(monkeypatch):
+    """Keep every test from touching the network or leaking env vars / signal handlers into the next one."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    env = dict(os.environ)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)}
+    yield
+    for s, h in handlers.items():
+        signal.signal(s, h)
+    for k in set(os.environ) - set(env):
+        del os.environ[k]
+
+
+@pytest.fixture(scope="session")
+def davis_root() -> Path:
+    p = SHARED_DATA / "davis2016"
+    if not p.is_dir():
+        pytest.skip(f"real DAVIS clips not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def demo_videos_root() -> Path:
+    p = SHARED_DATA / "demo_videos"
+    if not p.is_dir():
+        pytest.skip(f"demo videos not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """A written demo data set: 2 videos x 8 frames x 64x80."""
+    from s2d.data.demo import DemoConfig, write_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    cfg = DemoConfig(num_videos=2, num_frames=8, height=64, width=80, min_objects=2, max_objects=3, seed=3)
+    write_demo_dataset(root, cfg)
+    return root
+
+
+@pytest.fixture
+def compose(tmp_path):
+    """compose(*overrides) -> the resolved config, as `s2d` would build it, with outputs under tmp_path."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from s2d.config import register_configs
+
+    register_configs()
+
+    def _compose(*overrides: str, stage: str = "run"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name="s2d", overrides=[f"paths.output_root={tmp_path}/outputs",
+                                                                f"stage={stage}", *overrides])
+
+    yield _compose
+    GlobalHydra.instance().clear()

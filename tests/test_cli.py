@@ -1,0 +1,65 @@
+"""The `s2d` command as a user runs it: in a clean subprocess, with real files."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def s2d(*args, cwd):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "s2d.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_help_lists_verbs(tmp_path):
+    r = s2d("--help", cwd=tmp_path)
+    assert r.returncode == 0 and "run" in r.stdout and "eval" in r.stdout
+    r = s2d("bogus", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown verb 'bogus'" in r.stderr
+
+
+def test_data_verb_generates_demo_in_stable_folder(tmp_path):
+    r = s2d("data", "debug=fast", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "demo_00" in r.stdout and "gt instances" in r.stdout
+    assert (tmp_path / "out" / "runs" / "debug-fast-seed0" / ".hydra" / "config.yaml").exists()
+    assert len(list((tmp_path / "out" / "artifacts" / "data").glob("demo-*/MANIFEST.json"))) == 1
+
+
+def test_bad_config_value_exits_nonzero_with_key(tmp_path):
+    r = s2d("data", "data.short_side=-1", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 1 and "config key 'data.short_side'" in r.stderr
+
+
+def test_eval_verb_on_davis(davis_root, tmp_path):
+    from s2d.data.sources import open_dataset
+    from s2d.labelset.types import Labelset, VideoLabels
+    from s2d.labelset.ytvis import predictions_to_json
+
+    ds = open_dataset("davis", davis_root, short_side=96, videos=["car-shadow"])
+    gt = ds.gt_labelset()
+    v = gt["car-shadow"]
+    pred = VideoLabels.from_masks("car-shadow", np.roll(v.masks(), 3, axis=3), scores=[0.8])
+    preds = tmp_path / "preds.json"
+    preds.write_text(json.dumps(predictions_to_json(Labelset([pred]), reference=gt)))
+    r = s2d("eval", "data=davis", f"data.root={davis_root}", "data.short_side=96", "data.videos=[car-shadow]",
+            f"eval.predictions={preds}", f"eval.out={tmp_path}/m", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())["metrics"]
+    assert 0 < metrics["AP"] < 100 and metrics["AP50"] == pytest.approx(100.0)
+    assert 50 < metrics["J&F-Mean"] < 100
+    assert "| preds.json |" in (tmp_path / "m" / "metrics.md").read_text()
+    # a broken predictions file: error names the file and the position, nothing is written
+    preds.write_text('[{"video_id": 1, "score": 0.5, ')
+    r = s2d("eval", "data=davis", f"data.root={davis_root}", "data.short_side=96", "data.videos=[car-shadow]",
+            f"eval.predictions={preds}", f"eval.out={tmp_path}/m2", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    assert r.returncode == 1 and "preds.json: invalid JSON at line 1" in r.stderr
+    assert not (tmp_path / "m2" / "metrics.json").exists()

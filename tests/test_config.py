@@ -1,0 +1,78 @@
+"""Configs: every experiment composes, typos and wrong types fail at start-up, ranges are validated."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from s2d.config import validate_config
+from s2d.errors import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def test_default_is_the_demo(compose):
+    cfg = compose()
+    assert cfg.data.kind == "demo" and cfg.run_id == "default-seed0"
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_composes_and_validates(compose, exp):
+    cfg = compose(f"experiment={exp}")
+    validate_config(cfg)
+
+
+@pytest.mark.parametrize("group", ["data", "masks", "debug"])
+def test_every_group_option_composes(compose, group):
+    for p in sorted((CONF / group).glob("*.yaml")):
+        extra = []
+        if group == "data" and p.stem != "demo":
+            extra = ["data.root=/tmp"]
+        if group == "masks" and p.stem == "maskcut_dino":
+            extra = ["masks.dino_checkpoint=/tmp/x.pth"]
+        if group == "masks" and p.stem == "imported":
+            extra = ["masks.import_path=/tmp/x.json"]
+        compose(f"{group}={p.stem}", *extra)
+
+
+def test_typo_in_key_fails(compose):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose("data.shortside=3")
+    assert "shortside" in str(e.value.__cause__ or e.value)
+
+
+def test_wrong_type_fails(compose):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as e:
+        compose("data.short_side=abc")
+    assert "short_side" in str(e.value) + str(e.value.__cause__)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.short_side=-3", "data.short_side"),
+    ("data.kind=video", "data.kind"),
+    ("masks.min_score=1.5", "masks.min_score"),
+    ("masks.max_masks=0", "masks.max_masks"),
+    ("masks.tau=0", "masks.tau"),
+])
+def test_out_of_range_names_the_key(compose, override, key):
+    cfg = compose(override)
+    with pytest.raises(ConfigError) as e:
+        validate_config(cfg)
+    assert e.value.key == key and f"'{key}'" in str(e.value)
+
+
+def test_required_root_is_reported(compose):
+    cfg = compose("data=davis")
+    with pytest.raises(Exception) as e:
+        validate_config(cfg)
+    assert "data.root" in str(e.value)
+
+
+def test_run_folder_is_stable(compose):
+    a = compose("seed=3", "name=x")
+    assert a.run_id == "x-seed3"
+    with pytest.raises(ConfigAttributeError):
+        compose().nonexistent_key

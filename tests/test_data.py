@@ -1,0 +1,160 @@
+"""Video sources on real data (DAVIS 2016 clips, mp4 files) and the errors corrupt inputs give."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s2d.data.sources import open_dataset, read_davis_mask
+from s2d.data.video import ArraySource, Resize, Video
+from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
+
+DAVIS_FRAMES = {"blackswan": 50, "car-shadow": 40, "horsejump-high": 50, "kite-surf": 50, "motocross-jump": 40}
+
+
+def test_davis2016_real_frames_and_binary_masks(davis_root):
+    ds = open_dataset("davis", davis_root)
+    assert ds.names == sorted(DAVIS_FRAMES)
+    for r in ds:
+        assert len(r.video) == DAVIS_FRAMES[r.name]
+        frame = r.video[0]
+        assert frame.shape == (480, 854, 3) and frame.dtype == np.uint8
+        # DAVIS-2016 masks are {0, 255}: one instance, non-empty on every frame
+        assert len(r.gt.instances) == 1
+        assert all(s is not None for s in r.gt.instances[0].segmentations)
+        m = r.gt.masks()[0]
+        assert m.shape == (DAVIS_FRAMES[r.name], 480, 854) and m.any(axis=(1, 2)).all()
+        raw = np.asarray(Image.open(davis_root / r.name / "Annotations" / "00000.png"))
+        assert set(np.unique(raw)) <= {0, 255}
+        assert (m[0] == (raw == 255)).all()
+
+
+def test_davis_resize_keeps_masks_aligned(davis_root):
+    full = open_dataset("davis", davis_root, videos=["blackswan"])["blackswan"]
+    small = open_dataset("davis", davis_root, short_side=120, videos=["blackswan"])["blackswan"]
+    assert small.video.size == (120, 214) and small.video[3].shape == (120, 214, 3)
+    assert small.gt.height == 120 and small.gt.width == 214
+    frac_full = full.gt.masks()[0, 3].mean()
+    frac_small = small.gt.masks()[0, 3].mean()
+    assert abs(frac_full - frac_small) < 0.01
+
+
+def test_davis_pairs_annotations_by_name_not_position(davis_root, tmp_path):
+    seq = tmp_path / "blackswan"
+    shutil.copytree(davis_root / "blackswan", seq)
+    (seq / "Annotations" / "00010.png").unlink()  # frame 10 now has no annotation
+    r = open_dataset("davis", tmp_path)["blackswan"]
+    segs = r.gt.instances[0].segmentations
+    assert segs[10] is None and segs[9] is not None and segs[11] is not None
+    # frame 11's mask is still frame 11's (not shifted onto frame 10)
+    raw = np.asarray(Image.open(seq / "Annotations" / "00011.png")) == 255
+    assert (r.gt.masks()[0, 11] == raw).all()
+
+
+def test_davis2017_palette_masks_are_instances_and_255_is_void(tmp_path):
+    lab = np.zeros((6, 8), np.uint8)
+    lab[1:3, 1:3] = 1
+    lab[4:6, 5:8] = 2
+    lab[0, 7] = 255
+    im = Image.fromarray(lab, mode="P")
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (252 * 3) + [255, 255, 255])
+    (tmp_path / "JPEGImages" / "seq").mkdir(parents=True)
+    (tmp_path / "Annotations" / "seq").mkdir(parents=True)
+    for t in range(2):
+        Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "JPEGImages" / "seq" / f"{t:05d}.jpg")
+        im.save(tmp_path / "Annotations" / "seq" / f"{t:05d}.png")
+    arr = read_davis_mask(tmp_path / "Annotations" / "seq" / "00000.png", "seq", 0)
+    assert set(np.unique(arr)) == {0, 1, 2, 255}
+    r = open_dataset("davis", tmp_path)["seq"]
+    m = r.gt.masks()
+    assert m.shape == (2, 2, 6, 8)
+    assert m[0, 0].sum() == 4 and m[1, 0].sum() == 6
+    assert r.void[0, 0, 7] and r.void.sum() == 2
+
+
+def test_truncated_jpeg_names_video_and_frame(davis_root, tmp_path):
+    seq = tmp_path / "blackswan"
+    shutil.copytree(davis_root / "blackswan", seq)
+    p = seq / "JPEGImages" / "00007.jpg"
+    p.write_bytes(p.read_bytes()[:4000])
+    r = open_dataset("davis", tmp_path)["blackswan"]
+    r.video[6]
+    with pytest.raises(CorruptFrameError, match=r"video 'blackswan', frame 7 \(.*00007.jpg\)") as e:
+        r.video[7]
+    assert e.value.video_id == "blackswan" and e.value.frame_index == 7
+
+
+def test_missing_frames_listed_before_any_work(tiny_demo, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(tiny_demo, root)
+    (root / "JPEGImages" / "demo_01" / "00003.png").unlink()
+    (root / "JPEGImages" / "demo_00" / "00005.png").unlink()
+    with pytest.raises(MissingFrameError, match="2 frame file") as e:
+        open_dataset("ytvis", root)
+    msg = str(e.value)
+    assert "video 'demo_00', frame 5" in msg and "video 'demo_01', frame 3" in msg
+
+
+def test_truncated_annotation_json_names_file_and_position(tiny_demo, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(tiny_demo, root)
+    ann = root / "annotations.json"
+    ann.write_bytes(ann.read_bytes()[:500])
+    with pytest.raises(LabelsetError, match=r"annotations.json: invalid JSON at line 1, column"):
+        open_dataset("ytvis", root)
+
+
+def test_ytvis_rle_size_mismatch_names_record(tiny_demo, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(tiny_demo, root)
+    obj = json.loads((root / "annotations.json").read_text())
+    obj["annotations"][2]["segmentations"][4]["size"] = [10, 10]
+    (root / "annotations.json").write_text(json.dumps(obj))
+    with pytest.raises(LabelsetError, match=r"annotations\[2\] \(id 3\): frame 4: RLE size 10x10 does not match"):
+        open_dataset("ytvis", root)
+
+
+def test_mp4_decodes_all_frames_with_pyav(demo_videos_root):
+    ds = open_dataset("mp4", demo_videos_root / "apple", short_side=90)
+    v = ds["apple"].video
+    assert len(v) == 50
+    assert v.size == (90, 162) and v[49].shape == (90, 162, 3)
+    assert v.original_size == (90, 162)  # frames are kept at the working resolution
+
+
+def test_truncated_mp4_is_a_corrupt_frame_error(demo_videos_root, tmp_path):
+    src = demo_videos_root / "apple" / "apple.mp4"
+    bad = tmp_path / "apple.mp4"
+    data = src.read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    v = open_dataset("mp4", tmp_path)["apple"].video
+    with pytest.raises(CorruptFrameError, match=r"video 'apple'.*apple.mp4"):
+        len(v)
+
+
+def test_frame_folders_and_errors(tmp_path):
+    for name in ("b", "a"):
+        (tmp_path / name).mkdir()
+        for t in range(3):
+            Image.fromarray(np.full((4, 6, 3), t * 50, np.uint8)).save(tmp_path / name / f"{t}.png")
+    ds = open_dataset("frames", tmp_path)
+    assert ds.names == ["a", "b"] and ds["b"].video[2][0, 0, 0] == 100
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(tmp_path / "a" / "3.png")
+    v = open_dataset("frames", tmp_path)["a"].video
+    v[0]
+    with pytest.raises(CorruptFrameError, match="frame 3.*differs"):
+        v[3]
+    with pytest.raises(S2DError, match="does not exist"):
+        open_dataset("frames", tmp_path / "nope")
+    with pytest.raises(S2DError, match="unknown videos"):
+        open_dataset("frames", tmp_path, videos=["zzz"])
+
+
+def test_video_resize_and_index_errors():
+    v = Video("arr", ArraySource(np.zeros((3, 40, 60, 3), np.uint8)), Resize(max_side=30))
+    assert v.size == (20, 30) and v.frames().shape == (3, 20, 30, 3)
+    with pytest.raises(S2DError, match="frame index 5 out of range"):
+        v[5]
