@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     # verb: (module, one-line help)
     "run": ("s2d.stages.pipeline", "run every stage in order, skipping finished ones, and write a report"),
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
+    "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
 }
 

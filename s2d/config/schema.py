@@ -48,14 +48,29 @@ class MasksSchema:
     source: str = "maskcut"            # maskcut | import
     features: str = "color"            # color (weight-free) | dino
     max_masks: int = 10                # K masks per frame at most
-    min_score: float = 0.35
-    min_area: float = 0.002            # fraction of the frame
-    patch: int = 8                     # feature grid cell in pixels
+    min_score: float = 0.35            # masks scoring lower are dropped (the method's detector threshold)
+    min_area: float = 0.002            # fraction of the frame a mask keeps after painting
+    patch: int = 8                     # feature grid cell in pixels (weight-free features)
     tau: float = 0.2                   # affinity threshold of the normalized cut (MaskCut)
+    cuts: int = 4                      # normalized cuts per frame (one object each)
+    refine: bool = True                # GrabCut refinement of the patch masks to pixel accuracy
     dino_checkpoint: Optional[str] = None
     dino_arch: str = "vit_small"
     import_path: Optional[str] = None  # COCO json or folder of label-map PNGs
     import_format: str = "coco"        # coco | png
+
+
+@dataclass
+class TrackerSchema:
+    kind: str = "flow"                 # flow | lk (built-in, no weights) | cotracker
+    window: int = 15                   # LK window size in pixels
+    levels: int = 3                    # LK pyramid levels
+    fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
+    radius: float = 20.0               # lost points move with the median motion of visible points this close
+    cotracker_repo: Optional[str] = None
+    cotracker_checkpoint: Optional[str] = None
+    device: str = "cpu"
+    window_len: int = 60
 
 
 @dataclass
@@ -75,6 +90,7 @@ class S2DConfig:
     data: DataSchema = field(default_factory=DataSchema)
     paths: PathsSchema = field(default_factory=PathsSchema)
     masks: MasksSchema = field(default_factory=MasksSchema)
+    tracker: TrackerSchema = field(default_factory=TrackerSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
 
 
@@ -114,6 +130,11 @@ def validate_config(cfg: Any) -> None:
     _require(0.0 <= m.min_area < 1.0, "masks.min_area", f"must be within [0, 1), got {m.min_area}")
     _require(0.0 < m.tau < 1.0, "masks.tau", f"must be within (0, 1), got {m.tau}")
     _require(m.patch >= 2, "masks.patch", f"must be >= 2, got {m.patch}")
+    _require(1 <= m.cuts <= 20, "masks.cuts", f"must be within 1..20, got {m.cuts}")
     _require(m.source != "import" or m.import_path is not None, "masks.import_path",
              "masks.source=import needs masks.import_path")
+    t = cfg.tracker
+    _require(t.kind in ("flow", "lk", "cotracker"), "tracker.kind", f"'{t.kind}' is not flow|lk|cotracker")
+    _require(t.window >= 3 and t.levels >= 0, "tracker.window", "window must be >= 3 and levels >= 0")
+    _require(t.fb_threshold > 0, "tracker.fb_threshold", f"must be positive, got {t.fb_threshold}")
     _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

@@ -1,0 +1,54 @@
+"""What every per-video stage shares: a fingerprinted artifact folder, a progress bar over videos, failure
+isolation (one bad video is named and the others' finished shards are kept), and resuming."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from s2d.data.sources import Dataset, VideoRecord
+from s2d.errors import S2DError
+from s2d.labelset.store import LabelsetStore, read_labelset
+from s2d.labelset.types import Labelset, VideoLabels
+
+log = logging.getLogger(__name__)
+
+
+def section(cfg: Any, key: str) -> dict:
+    """A config section as plain types (for fingerprints and manifests)."""
+    return OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg) else dict(cfg[key])
+
+
+def artifact_dir(cfg: Any, stage: str, fp: str) -> Path:
+    return Path(cfg.paths.artifacts) / f"{stage}-{fp}"
+
+
+def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[VideoRecord], VideoLabels],
+                  progress: bool = True, info: dict | None = None) -> Labelset:
+    """Apply ``fn`` to every video whose shard is missing or corrupt, then finalise the store."""
+    store = LabelsetStore(root, fp)
+    if store.is_complete():
+        log.info("%s: finished set found at %s, skipping", stage, root)
+        return read_labelset(root, fp)
+    todo = [r for r in ds if not store.done(r.name)]
+    if len(todo) < len(ds):
+        log.info("%s: resuming, %d of %d videos already done", stage, len(ds) - len(todo), len(ds))
+    failures: dict[str, str] = {}
+    for r in tqdm(todo, desc=stage, unit="video", disable=not progress):
+        try:
+            out = fn(r)
+        except S2DError as e:
+            log.error("%s: video '%s' failed: %s", stage, r.name, e)
+            failures[r.name] = str(e)
+            continue
+        if out.name != r.name:
+            raise RuntimeError(f"{stage}: produced labels for '{out.name}' while processing '{r.name}'")
+        store.write_video(out)
+    if failures:
+        lines = "\n".join(f"  {k}: {v}" for k, v in failures.items())
+        raise S2DError(f"stage {stage}: {len(failures)} of {len(ds)} video(s) failed; the other videos' results are "
+                       f"kept in {root} and a rerun only redoes what is missing:\n{lines}")
+    return store.finalize(ds.names, info)

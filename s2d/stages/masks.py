@@ -1,0 +1,112 @@
+"""Stage "masks": single-frame unsupervised masks on every frame, stored as a labelset where each mask is an
+instance with a segmentation on its own frame only (``extra.frame``)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2d.data.sources import Dataset, VideoRecord
+from s2d.errors import S2DError
+from s2d.fingerprint import fingerprint
+from s2d.labelset import rle as rle_utils
+from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.stages.common import artifact_dir, run_per_video, section
+
+log = logging.getLogger(__name__)
+VERSION = 1  # bump when the stage's output for the same config changes
+
+
+def frames_to_labels(skeleton: VideoLabels, per_frame: list[tuple[np.ndarray, np.ndarray]]) -> VideoLabels:
+    """[(masks (K, H, W), scores (K,)) per frame] -> labels with one single-frame instance per mask."""
+    T = skeleton.length
+    for t, (masks, scores) in enumerate(per_frame):
+        for m, s in zip(masks, scores):
+            segs: list[dict | None] = [None] * T
+            segs[t] = rle_utils.encode(m)
+            skeleton.instances.append(Instance(segs, float(s), extra={"frame": t}))
+    return skeleton
+
+
+def frame_masks_of(labels: VideoLabels) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inverse of ``frames_to_labels``: per frame (masks (K, H, W), scores (K,))."""
+    out: list[tuple[list, list]] = [([], []) for _ in range(labels.length)]
+    for inst in labels.instances:
+        t = inst.extra["frame"]
+        out[t][0].append(rle_utils.decode(inst.segmentations[t]))
+        out[t][1].append(inst.score)
+    return [(np.stack(m) if m else np.zeros((0, labels.height, labels.width), bool), np.asarray(s))
+            for m, s in out]
+
+
+def make_producer(cfg: Any, ds: Dataset):
+    m = cfg.masks
+    if m.source == "import":
+        from s2d.io.mask_import import ImportedMasks, check_coverage
+
+        imported = ImportedMasks(m.import_path, m.import_format)
+        check_coverage(imported, {r.name: [Path(n).stem for n in r.video.frame_names()] for r in ds})
+
+        def produce(r: VideoRecord) -> VideoLabels:
+            per_frame = []
+            for t, stem in enumerate(Path(n).stem for n in r.video.frame_names()):
+                got = imported.frame(r.name, stem, r.video.size)
+                assert got is not None
+                from s2d.masks.paint import paint_non_overlapping
+
+                masks, scores = got
+                per_frame.append(paint_non_overlapping(masks, scores, m.max_masks, m.min_score,
+                                                       max(1, int(m.min_area * masks.shape[1] * masks.shape[2]))))
+            return frames_to_labels(ds.skeleton(r.name), per_frame)
+
+        return produce
+
+    from s2d.masks.frame_masks import color_feature_fn, frame_masks
+
+    if m.features == "dino":
+        from s2d.masks.dino import dino_feature_fn, load_dino
+
+        model, report = load_dino(m.dino_checkpoint, m.dino_arch)
+        log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"], report["patch"],
+                 m.dino_checkpoint, report["loaded"], len(report["unexpected"]))
+        feats = dino_feature_fn(model)
+    else:
+        feats = color_feature_fn(m.patch)
+
+    def produce(r: VideoRecord) -> VideoLabels:
+        per_frame = [frame_masks(r.video[t], feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
+                     for t in range(len(r.video))]
+        return frames_to_labels(ds.skeleton(r.name), per_frame)
+
+    return produce
+
+
+def masks_fingerprint(cfg: Any, data_fp: str) -> str:
+    return fingerprint("masks", VERSION, data_fp, section(cfg, "masks"))
+
+
+def compute(cfg: Any, ds: Dataset, data_fp: str) -> tuple[Labelset, Path, str]:
+    fp = masks_fingerprint(cfg, data_fp)
+    root = artifact_dir(cfg, "masks", fp)
+    ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
+                       info={"stage": "masks", "config": section(cfg, "masks")})
+    return ls, root, fp
+
+
+def run(cfg: Any, run_dir: Path) -> dict:
+    from s2d.stages.data import data_fingerprint, load_data
+
+    ds = load_data(cfg)
+    ls, root, _ = compute(cfg, ds, data_fingerprint(cfg, ds))
+    n = sum(len(v.instances) for v in ls)
+    frames = sum(v.length for v in ls)
+    print(f"masks: {n} masks on {frames} frames ({n / max(frames, 1):.2f} per frame) -> {root}")
+    if ds.has_gt:
+        from s2d.evaluation.frame_ap import frame_ap
+
+        s = frame_ap(ds.gt_labelset(), ls)
+        print(f"masks: frame-level class-agnostic AP {100 * s['AP']:.1f}, AP50 {100 * s['AP50']:.1f}, "
+              f"AR10 {100 * s['AR10']:.1f}")
+    return {"labelset": str(root)}

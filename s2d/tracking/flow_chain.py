@@ -1,0 +1,83 @@
+"""Dense optical-flow chaining: DIS optical flow (OpenCV) between consecutive frames, points integrated by
+bilinear sampling of the flow, visibility by forward-backward consistency.
+
+Its cost is dominated by the dense flow fields, which depend on the video only. Computed once per call and
+shared by every query, they make one batched call for all masks of a video nearly as cheap as tracking a
+single mask, which is exactly the saving of the batched structure (a learned tracker such as CoTracker
+behaves the same way: its per-frame features dominate). A point is visible at a frame while every step so
+far was forward-backward consistent (|f(x) + b(x + f(x))| < fb_threshold) and it is inside the frame; once
+lost it keeps moving with the flow but stays invisible.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from s2d.tracking.base import Tracks, check_queries
+
+
+def _sample(flow: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Bilinear sample of flow (H, W, 2) at points p (n, 2) -> (n, 2); border values outside."""
+    h, w = flow.shape[:2]
+    x = np.clip(p[:, 0], 0, w - 1)
+    y = np.clip(p[:, 1], 0, h - 1)
+    x0 = np.floor(x).astype(int)
+    y0 = np.floor(y).astype(int)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    ax = (x - x0)[:, None]
+    ay = (y - y0)[:, None]
+    return ((1 - ay) * ((1 - ax) * flow[y0, x0] + ax * flow[y0, x1]) +
+            ay * ((1 - ax) * flow[y1, x0] + ax * flow[y1, x1]))
+
+
+class FlowChainTracker:
+    def __init__(self, fb_threshold: float = 1.0, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
+        self.fb_threshold = fb_threshold
+        self.preset = preset
+
+    def flows(self, gray: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Forward flows t -> t+1 and backward flows t+1 -> t, each (H, W, 2) float32, T-1 of each."""
+        dis = cv2.DISOpticalFlow_create(self.preset)
+        fwd = [dis.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]
+        bwd = [dis.calc(gray[t + 1], gray[t], None) for t in range(len(gray) - 1)]
+        return fwd, bwd
+
+    def _sweep(self, q: np.ndarray, steps: list[tuple[int, int, np.ndarray, np.ndarray]], shape: tuple[int, int],
+               points: np.ndarray, visible: np.ndarray, order: list[int]) -> None:
+        h, w = shape
+        start = q[:, 0].astype(int)
+        alive = np.zeros(len(q), bool)
+        lost = np.zeros(len(q), bool)
+        cur = np.zeros((len(q), 2), np.float64)
+        step_of = {a: (b, f, g) for a, b, f, g in steps}
+        for t in order:
+            born = start == t
+            cur[born] = q[born, 1:]
+            alive |= born
+            points[t, alive] = cur[alive]
+            visible[t, alive] = ~lost[alive]
+            if t not in step_of or not alive.any():
+                continue
+            _, f, g = step_of[t]
+            idx = np.flatnonzero(alive)
+            p = cur[idx]
+            moved = p + _sample(f, p)
+            back = moved + _sample(g, moved)
+            ok = (np.linalg.norm(back - p, axis=1) < self.fb_threshold) & (moved[:, 0] >= -0.5) & \
+                (moved[:, 0] <= w - 0.5) & (moved[:, 1] >= -0.5) & (moved[:, 1] <= h - 0.5)
+            lost[idx[~ok]] = True
+            cur[idx] = moved
+
+    def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
+        T, H, W = frames.shape[:3]
+        q = check_queries(queries, T, H, W).astype(np.float64)
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        fwd, bwd = self.flows(gray)
+        points = np.zeros((T, len(q), 2), np.float32)
+        visible = np.zeros((T, len(q)), bool)
+        forward = [(t, t + 1, fwd[t], bwd[t]) for t in range(T - 1)]
+        backward = [(t + 1, t, bwd[t], fwd[t]) for t in range(T - 1)]
+        self._sweep(q, forward, (H, W), points, visible, list(range(T)))
+        self._sweep(q, backward, (H, W), points, visible, list(range(T - 1, -1, -1)))
+        return Tracks(points, visible)

@@ -1,0 +1,93 @@
+"""Pyramidal Lucas-Kanade (OpenCV) with forward-backward consistency, batched over all queries.
+
+Per frame pair, ONE ``calcOpticalFlowPyrLK`` call moves every point that is currently tracked, whatever
+query frame it started from; a second call moves them back. A point stays visible while LK converges, the
+round trip returns within ``fb_threshold`` pixels and it is inside the frame. Once lost, a point is not
+re-detected: its position is carried by the median motion of the visible points within ``radius`` pixels (so
+occluded points move with their surroundings), and it stays invisible. Backward tracking (query frame -> 0)
+is the same procedure on the reversed frame order.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from s2d.tracking.base import Tracks, check_queries
+
+
+class LucasKanadeTracker:
+    def __init__(self, window: int = 15, levels: int = 3, fb_threshold: float = 1.0, radius: float = 20.0,
+                 max_error: float = 30.0):
+        self.window = window
+        self.levels = levels
+        self.fb_threshold = fb_threshold
+        self.radius = radius
+        self.max_error = max_error
+        self._params = dict(winSize=(window, window), maxLevel=levels,
+                            criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+
+    def _step(self, g0: np.ndarray, g1: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move points p (n, 2) from g0 to g1 -> new points (n, 2), ok (n,)."""
+        p0 = p.reshape(-1, 1, 2).astype(np.float32)
+        p1, st, err = cv2.calcOpticalFlowPyrLK(g0, g1, p0, None, **self._params)
+        pb, stb, _ = cv2.calcOpticalFlowPyrLK(g1, g0, p1, None, **self._params)
+        p1, pb = p1.reshape(-1, 2), pb.reshape(-1, 2)
+        fb = np.linalg.norm(pb - p, axis=1)
+        h, w = g0.shape
+        inside = (p1[:, 0] >= 0) & (p1[:, 0] <= w - 1) & (p1[:, 1] >= 0) & (p1[:, 1] <= h - 1)
+        ok = (st[:, 0] == 1) & (stb[:, 0] == 1) & (fb < self.fb_threshold) & (err[:, 0] < self.max_error) & inside
+        return p1, ok
+
+    def _carry(self, old: np.ndarray, new: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> np.ndarray:
+        """Positions of lost points: old position + median motion of visible neighbours (0 if none)."""
+        if not lost.any() or not ok.any():
+            return old[lost]
+        motion = new[ok] - old[ok]                                           # (v, 2)
+        d = np.linalg.norm(old[lost][:, None, :] - old[ok][None, :, :], axis=2)  # (l, v)
+        out = old[lost].copy()
+        near = d < self.radius
+        for i in range(len(out)):
+            if near[i].any():
+                out[i] += np.median(motion[near[i]], axis=0)
+        return out
+
+    def _sweep(self, gray: list[np.ndarray], q: np.ndarray, points: np.ndarray, visible: np.ndarray,
+               order: list[int]) -> None:
+        """Track along ``order`` (increasing or decreasing frame index), filling points/visible in place.
+
+        A query joins the sweep at its own frame; from then on it moves with every step of the sweep.
+        """
+        start = q[:, 0].astype(int)
+        alive = np.zeros(len(q), bool)   # joined this sweep
+        lost = np.zeros(len(q), bool)
+        cur = np.zeros((len(q), 2), np.float32)
+        for t, nxt in zip(order, order[1:] + [None]):
+            born = start == t
+            cur[born] = q[born, 1:]
+            alive |= born
+            points[t, alive] = cur[alive]
+            visible[t, alive] = ~lost[alive]
+            if nxt is None or not alive.any():
+                continue
+            act = np.flatnonzero(alive & ~lost)
+            ok = np.zeros(len(q), bool)
+            new = cur.copy()
+            if len(act):
+                p1, ok_act = self._step(gray[t], gray[nxt], cur[act])
+                new[act] = p1
+                ok[act[ok_act]] = True
+                lost[act[~ok_act]] = True
+            carried = alive & lost
+            if carried.any():
+                new[carried] = self._carry(cur, new, ok, carried)
+            cur = new
+
+    def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
+        T, H, W = frames.shape[:3]
+        q = check_queries(queries, T, H, W)
+        gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+        points = np.zeros((T, len(q), 2), np.float32)
+        visible = np.zeros((T, len(q)), bool)
+        self._sweep(gray, q, points, visible, list(range(T)))
+        self._sweep(gray, q, points, visible, list(range(T - 1, -1, -1)))
+        return Tracks(points, visible)
