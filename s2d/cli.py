@@ -19,6 +19,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "run": ("s2d.stages.pipeline", "run every stage in order, skipping finished ones, and write a report"),
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
     "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
+    "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
+    "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
 }
 

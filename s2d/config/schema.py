@@ -66,7 +66,6 @@ class TrackerSchema:
     window: int = 15                   # LK window size in pixels
     levels: int = 3                    # LK pyramid levels
     fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
-    radius: float = 20.0               # lost points move with the median motion of visible points this close
     cotracker_repo: Optional[str] = None
     cotracker_checkpoint: Optional[str] = None
     device: str = "cpu"
@@ -74,10 +73,36 @@ class TrackerSchema:
 
 
 @dataclass
+class KeymasksSchema:
+    grid: int = 50                     # query grid over the frame
+    gamma_thr: float = 0.3             # visible if > gamma_thr of the mask's points are
+    vis_eps: float = 0.2               # visibility DBSCAN (hamming)
+    vis_min_samples: int = 5
+    member_frac: float = 0.5           # cluster visible at t if > this fraction of members is
+    range_frac: float = 0.3            # candidate: visible on > this fraction of a range
+    lambda_j: float = 0.5              # match if point-mask Jaccard > lambda_J
+    one_to_many_j: float = 0.25
+    one_to_many_frames: int = 5
+    filter_one_to_many: bool = False
+    prop_grid_min: int = 25
+    prop_grid_max: int = 50
+    prop_px_per_cell: float = 800.0
+    baseline_iou: float = 0.5          # the IoU-linker baseline reported beside the keymasks
+    overlays: bool = True              # write an overlay gif per video
+
+
+@dataclass
 class EvalSchema:
     predictions: Optional[str] = None  # s2d eval: a YouTube-VIS results json
     out: Optional[str] = None          # where metrics.json/metrics.md go (default: the run folder)
     davis_jf: bool = True              # also compute DAVIS J&F
+
+
+@dataclass
+class TableSchema:
+    root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
+    row: str = "sparse keymasks"       # which metrics row of each run goes into the table
+    metrics: List[str] = field(default_factory=lambda: ["AP", "AP50", "AP75", "AR10"])
 
 
 @dataclass
@@ -91,7 +116,9 @@ class S2DConfig:
     paths: PathsSchema = field(default_factory=PathsSchema)
     masks: MasksSchema = field(default_factory=MasksSchema)
     tracker: TrackerSchema = field(default_factory=TrackerSchema)
+    keymasks: KeymasksSchema = field(default_factory=KeymasksSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
+    table: TableSchema = field(default_factory=TableSchema)
 
 
 def register_configs() -> None:
@@ -137,4 +164,10 @@ def validate_config(cfg: Any) -> None:
     _require(t.kind in ("flow", "lk", "cotracker"), "tracker.kind", f"'{t.kind}' is not flow|lk|cotracker")
     _require(t.window >= 3 and t.levels >= 0, "tracker.window", "window must be >= 3 and levels >= 0")
     _require(t.fb_threshold > 0, "tracker.fb_threshold", f"must be positive, got {t.fb_threshold}")
+    k = cfg.keymasks
+    for key in ("gamma_thr", "vis_eps", "member_frac", "range_frac", "lambda_j", "one_to_many_j", "baseline_iou"):
+        v = k[key]
+        _require(0.0 <= v <= 1.0, f"keymasks.{key}", f"must be within [0, 1], got {v}")
+    _require(k.grid >= 2 and k.vis_min_samples >= 1, "keymasks.grid", "grid must be >= 2, min_samples >= 1")
+    _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

@@ -22,6 +22,8 @@ from pycocotools import mask as mask_utils
 
 from s2d.labelset.rle import areas_of
 
+FRAME_CHUNK = 8
+
 
 def _flatten(tubes: Sequence[Sequence[dict | None]], height: int, width: int):
     """-> pycocotools RLE dicts of every present mask (frame t declared W + t wide), tube and frame indices."""
@@ -50,14 +52,21 @@ def tube_iou_with_areas(dt: Sequence[Sequence[dict | None]], gt: Sequence[Sequen
     d_areas[d_tube, d_frame] = a_d
     g_areas[g_tube, g_frame] = a_g
     inter = np.zeros((D, G))
-    if d_objs and g_objs:
-        frac = np.asarray(mask_utils.iou(d_objs, g_objs, [1] * len(g_objs)), np.float64)  # (n_d, n_g)
-        per_mask = np.rint(np.maximum(frac, 0.0) * a_d[:, None])                            # exact integers
-        md = np.zeros((len(d_objs), D))
-        md[np.arange(len(d_objs)), d_tube] = 1
-        mg = np.zeros((len(g_objs), G))
-        mg[np.arange(len(g_objs)), g_tube] = 1
-        inter = md.T @ per_mask @ mg  # (D, G) sums of integers: exact in float64
+    # Frames go to rleIou in chunks: every call compares all pairs' boxes (quadratic in the chunk's frames),
+    # every call has a fixed cost; FRAME_CHUNK frames per call balances the two.
+    for f0 in range(0, T, FRAME_CHUNK):
+        di = np.flatnonzero((d_frame >= f0) & (d_frame < f0 + FRAME_CHUNK))
+        gi = np.flatnonzero((g_frame >= f0) & (g_frame < f0 + FRAME_CHUNK))
+        if len(di) == 0 or len(gi) == 0:
+            continue
+        frac = np.asarray(mask_utils.iou([d_objs[i] for i in di], [g_objs[j] for j in gi], [1] * len(gi)),
+                          np.float64).reshape(len(di), len(gi))
+        per_mask = np.rint(np.maximum(frac, 0.0) * a_d[di, None])  # exact integer intersections
+        md = np.zeros((len(di), D))
+        md[np.arange(len(di)), d_tube[di]] = 1
+        mg = np.zeros((len(gi), G))
+        mg[np.arange(len(gi)), g_tube[gi]] = 1
+        inter += md.T @ per_mask @ mg  # (D, G) sums of integers: exact in float64
     union = d_areas.sum(1)[:, None] + g_areas.sum(1)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

@@ -75,8 +75,19 @@ def evaluate_video(gt: list[Instance], dt: list[Instance], height: int, width: i
     dt_matched = np.zeros((A, T, D), bool)
     dt_ig = np.zeros((A, T, D), bool)
     rev = np.arange(G)[::-1]
-    # a detection whose best IoU is below the lowest threshold matches nothing in any lane: skip it
-    candidates = np.flatnonzero(ious.max(axis=1) >= thr.min()) if G else []
+    cand = ious >= thr.min()  # (D, G): pairs that can match at some threshold
+    if G and (cand.sum(1) <= 1).all() and ((cand & ~crowd[None]).sum(0) <= 1).all():
+        # No competition: every detection has at most one ground truth it could take and no ground truth is
+        # wanted by two detections, so the greedy result is "d matches its only candidate wherever the IoU
+        # reaches the threshold", for all lanes at once.
+        g_of = cand.argmax(1)                                                       # (D,)
+        best = np.where(cand.any(1), ious[np.arange(D), g_of], -1.0)                # (D,)
+        dt_matched[:] = (best[None, :] >= thr[0])[None]                             # (A, T, D)
+        dt_ig[:] = dt_matched & g_ig[:, g_of][:, None, :]
+        candidates: list[int] | np.ndarray = []
+    else:
+        # a detection whose best IoU is below the lowest threshold matches nothing in any lane: skip it
+        candidates = np.flatnonzero(ious.max(axis=1) >= thr.min()) if G else []
     for d in candidates:
         iou_d = ious_a[:, d, :][:, None, :]                                        # (A, 1, G)
         ok = (~gt_taken | crowd_a[:, None, :]) & (iou_d >= thr)                    # (A, T, G)

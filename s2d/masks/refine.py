@@ -32,6 +32,9 @@ def grabcut_refine(frame: np.ndarray, mask: np.ndarray, band: int = 8, iters: in
     if not (gc == cv2.GC_BGD).any() and not (gc == cv2.GC_PR_BGD).any():
         return mask
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # GrabCut seeds its colour models with k-means on OpenCV's per-thread RNG; without a reset the result of a
+    # frame would depend on how many frames this thread refined before (a resumed run would differ).
+    cv2.setRNGSeed(0)
     try:
         cv2.grabCut(img, gc, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # degenerate colour models (e.g. a flat region): keep the patch mask

@@ -36,7 +36,10 @@ def load_data(cfg: Any) -> Dataset:
 def data_fingerprint(cfg: Any, ds: Dataset) -> str:
     from s2d.fingerprint import fingerprint
 
-    return fingerprint("data", cfg.data.kind, str(data_root(cfg).resolve()), cfg.data.ann_file,
+    # the generated demo is identified by its content fingerprint, real data by where it lives
+    where = f"demo-{demo_fingerprint(demo_config(cfg))}" if cfg.data.kind == "demo" and cfg.data.root is None \
+        else str(data_root(cfg).resolve())
+    return fingerprint("data", cfg.data.kind, where, cfg.data.ann_file,
                        cfg.data.short_side, cfg.data.max_side, ds.names,
                        [len(r.video) for r in ds.records])
 

@@ -14,7 +14,7 @@ def make_tracker(t: Any):
     if t.kind == "lk":
         from s2d.tracking.lucas_kanade import LucasKanadeTracker
 
-        return LucasKanadeTracker(t.window, t.levels, t.fb_threshold, t.radius)
+        return LucasKanadeTracker(t.window, t.levels, t.fb_threshold)
     if t.kind == "cotracker":
         from s2d.tracking.cotracker import CoTrackerTracker
 

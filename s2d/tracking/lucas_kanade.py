@@ -3,8 +3,9 @@
 Per frame pair, ONE ``calcOpticalFlowPyrLK`` call moves every point that is currently tracked, whatever
 query frame it started from; a second call moves them back. A point stays visible while LK converges, the
 round trip returns within ``fb_threshold`` pixels and it is inside the frame. Once lost, a point is not
-re-detected: its position is carried by the median motion of the visible points within ``radius`` pixels (so
-occluded points move with their surroundings), and it stays invisible. Backward tracking (query frame -> 0)
+re-detected: its position is carried by the dense optical flow (DIS) at its position, so occluded points move
+with their surroundings, and it stays invisible. Every point is tracked independently of the others, so one
+call for all masks gives the same tracks as one call per mask. Backward tracking (query frame -> 0)
 is the same procedure on the reversed frame order.
 """
 from __future__ import annotations
@@ -13,16 +14,16 @@ import cv2
 import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries
+from s2d.tracking.flow_chain import _sample
 
 
 class LucasKanadeTracker:
-    def __init__(self, window: int = 15, levels: int = 3, fb_threshold: float = 1.0, radius: float = 20.0,
-                 max_error: float = 30.0):
+    def __init__(self, window: int = 15, levels: int = 3, fb_threshold: float = 1.0, max_error: float = 30.0):
         self.window = window
         self.levels = levels
         self.fb_threshold = fb_threshold
-        self.radius = radius
         self.max_error = max_error
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._params = dict(winSize=(window, window), maxLevel=levels,
                             criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
 
@@ -38,18 +39,11 @@ class LucasKanadeTracker:
         ok = (st[:, 0] == 1) & (stb[:, 0] == 1) & (fb < self.fb_threshold) & (err[:, 0] < self.max_error) & inside
         return p1, ok
 
-    def _carry(self, old: np.ndarray, new: np.ndarray, ok: np.ndarray, lost: np.ndarray) -> np.ndarray:
-        """Positions of lost points: old position + median motion of visible neighbours (0 if none)."""
-        if not lost.any() or not ok.any():
-            return old[lost]
-        motion = new[ok] - old[ok]                                           # (v, 2)
-        d = np.linalg.norm(old[lost][:, None, :] - old[ok][None, :, :], axis=2)  # (l, v)
-        out = old[lost].copy()
-        near = d < self.radius
-        for i in range(len(out)):
-            if near[i].any():
-                out[i] += np.median(motion[near[i]], axis=0)
-        return out
+    def _carry(self, g0: np.ndarray, g1: np.ndarray, p: np.ndarray) -> np.ndarray:
+        """Lost points move with the dense DIS flow g0 -> g1 at their position. The flow depends on the frames
+        only, so every point's track is independent of which other points share the call."""
+        flow = self._dis.calc(g0, g1, None)
+        return p + _sample(flow, p.astype(np.float64)).astype(np.float32)
 
     def _sweep(self, gray: list[np.ndarray], q: np.ndarray, points: np.ndarray, visible: np.ndarray,
                order: list[int]) -> None:
@@ -70,16 +64,14 @@ class LucasKanadeTracker:
             if nxt is None or not alive.any():
                 continue
             act = np.flatnonzero(alive & ~lost)
-            ok = np.zeros(len(q), bool)
+            carried = alive & lost  # lost before this step: carried by the dense flow
             new = cur.copy()
             if len(act):
                 p1, ok_act = self._step(gray[t], gray[nxt], cur[act])
                 new[act] = p1
-                ok[act[ok_act]] = True
                 lost[act[~ok_act]] = True
-            carried = alive & lost
             if carried.any():
-                new[carried] = self._carry(cur, new, ok, carried)
+                new[carried] = self._carry(gray[t], gray[nxt], cur[carried])
             cur = new
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:

@@ -1,0 +1,90 @@
+"""Quality of the stage-0 masks and of the point trackers, measured against ground truth.
+
+    python benchmarks/masks_tracking_quality.py            # demo data + ../shared/data/davis2016
+    python benchmarks/masks_tracking_quality.py --no-davis
+
+Masks: frame-level class-agnostic AP (every frame scored on its own) of the built-in MaskCut on the demo
+videos and on the DAVIS clips (DAVIS-2016 has one foreground object per clip).
+Trackers: on the demo videos, whose true motion is known, random query points on every frame are tracked;
+reported are the median and mean position error where both the tracker and the truth say visible, the
+fraction within 1 and 4 px, and visibility accuracy / precision / recall.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from s2d.data.demo import DemoConfig, make_demo_videos, true_tracks
+from s2d.evaluation.frame_ap import frame_ap
+from s2d.labelset.types import Labelset, VideoLabels
+from s2d.masks.frame_masks import color_feature_fn, frame_masks
+from s2d.stages.masks import frames_to_labels
+from s2d.tracking import FlowChainTracker, LucasKanadeTracker
+
+DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis2016"
+
+
+def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], every: int) -> tuple[dict, float]:
+    """videos: (name, frames (T, H, W, 3), gt masks (N, T, H, W)). Masks on every ``every``-th frame."""
+    feats = color_feature_fn(8)
+    gts, preds = [], []
+    t0 = time.perf_counter()
+    for name, frames, gt in videos:
+        ts = list(range(0, len(frames), every))
+        g = VideoLabels.from_masks(name, gt[:, ts])
+        g.instances = [i for i in g.instances if i.frames_with_mask]
+        skel = VideoLabels(name, g.height, g.width, len(ts), [], [])
+        preds.append(frames_to_labels(skel, [frame_masks(frames[t], feats) for t in ts]))
+        gts.append(g)
+    return frame_ap(Labelset(gts), Labelset(preds)), time.perf_counter() - t0
+
+
+def tracker_quality(tracker, videos, n: int = 400) -> dict:
+    errs, both_all, vis_pred, vis_true = [], [], [], []
+    t0 = time.perf_counter()
+    for v in videos:
+        T, H, W = v.labels.shape
+        rng = np.random.default_rng(0)
+        q = np.stack([rng.integers(0, T, n), rng.uniform(0, W - 1, n), rng.uniform(0, H - 1, n)], 1)
+        tr = tracker.track(v.frames, q)
+        gt, gv = true_tracks(v, q)
+        errs.append(np.linalg.norm(tr.points - gt, axis=2))
+        vis_pred.append(tr.visible)
+        vis_true.append(gv)
+    err, vp, vt = np.concatenate(errs, 1), np.concatenate(vis_pred, 1), np.concatenate(vis_true, 1)
+    both = vp & vt
+    return {"median_px": float(np.median(err[both])), "mean_px": float(err[both].mean()),
+            "within_1px": float((err[both] < 1).mean()), "within_4px_of_truly_visible": float((err[vt] < 4).mean()),
+            "vis_accuracy": float((vp == vt).mean()), "vis_precision": float(vt[vp].mean()),
+            "vis_recall": float(vp[vt].mean()), "seconds": time.perf_counter() - t0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--no-davis", action="store_true")
+    ap.add_argument("--davis-every", type=int, default=5, help="evaluate masks on every k-th DAVIS frame")
+    args = ap.parse_args()
+    demo = make_demo_videos(DemoConfig(num_videos=4, num_frames=24))
+    s, sec = masks_ap([(v.name, v.frames, v.masks()) for v in demo], 1)
+    print(f"masks, demo (4 videos x 24 frames): AP {100 * s['AP']:.1f}  AP50 {100 * s['AP50']:.1f}  "
+          f"AR10 {100 * s['AR10']:.1f}   ({sec:.1f} s)")
+    if not args.no_davis and DAVIS.is_dir():
+        from s2d.data.sources import open_dataset
+
+        ds = open_dataset("davis", DAVIS, short_side=240)
+        s, sec = masks_ap([(r.name, r.video.frames(), r.gt.masks()) for r in ds], args.davis_every)
+        print(f"masks, DAVIS-2016 clips (every {args.davis_every}th frame, 240p): AP {100 * s['AP']:.1f}  "
+              f"AP50 {100 * s['AP50']:.1f}  AR10 {100 * s['AR10']:.1f}   ({sec:.1f} s)")
+    for name, tr in (("flow (DIS)", FlowChainTracker()), ("Lucas-Kanade", LucasKanadeTracker())):
+        q = tracker_quality(tr, demo)
+        print(f"tracker {name:<13} median {q['median_px']:.2f} px, mean {q['mean_px']:.2f} px, "
+              f"<1px {100 * q['within_1px']:.0f}%, <4px of truly visible {100 * q['within_4px_of_truly_visible']:.0f}%, "
+              f"visibility acc {100 * q['vis_accuracy']:.0f}% (precision {100 * q['vis_precision']:.0f}%, "
+              f"recall {100 * q['vis_recall']:.0f}%)   ({q['seconds']:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Keymask discovery for one video (METHOD.md stage 1), from per-frame masks and a point tracker.
+
+  1. trajectories: the 50x50-grid points inside every mask, tracked forward and backward through the video;
+  2. visibility grouping: per mask a binary visibility vector [gamma_t > gamma_thr]; DBSCAN (Hamming) over
+     the masks; per cluster the visible ranges and the candidate masks of each range;
+  3. proxy propagate-and-match: candidates re-tracked with a denser grid, point-mask Jaccard against every
+     frame mask inside the cluster's merged range; match if J > lambda_J; one-to-many flag;
+  4. linking: DBSCAN (Hamming) on the rows of the binary match matrix; each cluster is an instance and its
+     member masks are its keymasks.
+Both tracking steps are ONE tracker call each, with every query carrying its own start frame. ``batched=False``
+reproduces the authors' structure (one call per mask) for the speed benchmark.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from s2d.keymasks.linking import link
+from s2d.keymasks.matching import label_maps, one_to_many, point_mask_jaccard
+from s2d.keymasks.queries import build_queries, propagation_grid
+from s2d.keymasks.visibility import cluster_visibility, visibility_vectors
+from s2d.tracking.base import PointTracker, Tracks
+
+
+@dataclass(frozen=True)
+class KeymaskParams:
+    grid: int = 50                  # query grid over the frame (step 1)
+    gamma_thr: float = 0.3          # a mask is visible at t if more than this fraction of its points is
+    vis_eps: float = 0.2            # visibility DBSCAN (Hamming)
+    vis_min_samples: int = 5
+    member_frac: float = 0.5        # a cluster is visible at t if more than this fraction of members is
+    range_frac: float = 0.3         # candidate: visible on more than this fraction of the range
+    lambda_j: float = 0.5           # match if point-mask Jaccard > lambda_J
+    one_to_many_j: float = 0.25     # one-to-many: > 1 mask with J > this ...
+    one_to_many_frames: int = 5     # ... on at least this many frames
+    filter_one_to_many: bool = False
+    prop_grid_min: int = 25         # re-tracking grid: clamp(area / prop_px_per_cell, min, max) over the box
+    prop_grid_max: int = 50
+    prop_px_per_cell: float = 800.0
+
+
+@dataclass
+class KeyInstance:
+    members: list[int]                 # global mask indices (the keymasks)
+    frames: list[int]                  # frame of each keymask
+    score: float
+    one_to_many: float                 # fraction of keymasks flagged one-to-many
+    visible_ranges: list[tuple[int, int]]
+
+
+@dataclass
+class KeymaskResult:
+    instances: list[KeyInstance]
+    summary: dict = field(default_factory=dict)
+    match: np.ndarray | None = None    # (Q, M) bool, kept for inspection
+    candidates: list[int] = field(default_factory=list)
+
+
+def track_queries(tracker: PointTracker, frames: np.ndarray, queries: np.ndarray, owner: np.ndarray,
+                  batched: bool) -> tuple[Tracks, int]:
+    """One tracker call for all queries (batched) or one call per mask; returns tracks and the call count."""
+    T = len(frames)
+    if len(queries) == 0:
+        return Tracks(np.zeros((T, 0, 2), np.float32), np.zeros((T, 0), bool)), 0
+    if batched:
+        return tracker.track(frames, queries), 1
+    points = np.zeros((T, len(queries), 2), np.float32)
+    visible = np.zeros((T, len(queries)), bool)
+    calls = 0
+    for i in np.unique(owner):
+        sel = np.flatnonzero(owner == i)
+        tr = tracker.track(frames, queries[sel])
+        points[:, sel] = tr.points
+        visible[:, sel] = tr.visible
+        calls += 1
+    return Tracks(points, visible), calls
+
+
+def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
+                      tracker: PointTracker, params: KeymaskParams = KeymaskParams(),
+                      batched: bool = True) -> KeymaskResult:
+    """frames (T, H, W, 3) uint8; frame_masks[t] (K_t, H, W) bool disjoint; frame_scores[t] (K_t,)."""
+    T, H, W = frames.shape[:3]
+    p = params
+    counts = np.array([len(m) for m in frame_masks], np.int64)
+    offsets = np.r_[0, np.cumsum(counts)][:-1]
+    masks = [m for fm in frame_masks for m in fm]
+    scores = np.concatenate([np.asarray(s, np.float64) for s in frame_scores]) if masks else np.zeros(0)
+    mask_frame = np.repeat(np.arange(T), counts)
+    M = len(masks)
+    summary = {"frames": T, "masks_in": M}
+    if M == 0:
+        summary.update(visibility_clusters=0, candidates=0, keymasks_out=0, instances=0, tracker_calls=0)
+        return KeymaskResult([], summary)
+
+    # 1. trajectories of every mask's grid points: one call
+    q, owner = build_queries(masks, mask_frame.tolist(), [p.grid] * M, over_box=False)
+    tr, calls1 = track_queries(tracker, frames, q, owner, batched)
+    # 2. visibility grouping
+    vectors = visibility_vectors(tr.visible, owner, M, p.gamma_thr)  # (M, T)
+    clusters = cluster_visibility(vectors, mask_frame, p.vis_eps, p.vis_min_samples, p.member_frac, p.range_frac)
+    cand: list[int] = []
+    merged: dict[int, tuple[int, int]] = {}
+    ranges_of: dict[int, list[tuple[int, int]]] = {}
+    for c in clusters:
+        if not c.ranges:  # members visible, but never the same majority on one frame: nothing to propagate
+            continue
+        lo, hi = min(a for a, _ in c.ranges), max(b for _, b in c.ranges)
+        for i in sorted(c.candidates):
+            cand.append(i)
+            merged[i] = (lo, hi)
+            ranges_of[i] = c.ranges
+    summary.update(visibility_clusters=len(clusters), candidates=len(cand))
+    if not cand:
+        summary.update(keymasks_out=0, instances=0, tracker_calls=calls1)
+        return KeymaskResult([], summary)
+
+    # 3. propagate-and-match: candidates re-tracked with a denser grid over their box, one call
+    grids = [propagation_grid(int(masks[i].sum()), p.prop_grid_min, p.prop_grid_max, p.prop_px_per_cell)
+             for i in cand]
+    q2, owner2 = build_queries([masks[i] for i in cand], mask_frame[cand].tolist(), grids, over_box=True)
+    tr2, calls2 = track_queries(tracker, frames, q2, owner2, batched)
+    in_range = np.zeros((len(cand), T), bool)
+    for r, i in enumerate(cand):
+        a, b = merged[i]
+        in_range[r, a:b + 1] = True
+    maps = label_maps(frame_masks, offsets, H, W)
+    J = point_mask_jaccard(tr2.points, owner2, len(cand), maps, in_range, M)  # (Q, M)
+    match = J > p.lambda_j
+    otm = one_to_many(J, mask_frame, T, p.one_to_many_j, p.one_to_many_frames)
+    rows = np.arange(len(cand))
+    if p.filter_one_to_many:
+        rows = rows[~otm]
+
+    # 4. linking
+    labels = np.full(len(cand), -1, np.int64)
+    if len(rows):
+        labels[rows], _ = link(match[rows])
+    instances = []
+    for lab in sorted(set(labels.tolist()) - {-1}):
+        sel = np.flatnonzero(labels == lab)
+        members = [cand[r] for r in sel]
+        rngs = sorted({rg for i in members for rg in ranges_of[i]})
+        instances.append(KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
+                                     float(otm[sel].mean()), rngs))
+    summary.update(keymasks_out=sum(len(k.members) for k in instances), instances=len(instances),
+                   tracker_calls=calls1 + calls2, one_to_many_candidates=int(otm.sum()))
+    return KeymaskResult(instances, summary, match, cand)
+
+
+def sparse_instances(result: KeymaskResult, frame_masks: list[np.ndarray]) -> list[tuple[list[np.ndarray | None], KeyInstance]]:
+    """Per instance, a per-frame list: the keymask (union if several on one frame) or None."""
+    T = len(frame_masks)
+    flat = [m for fm in frame_masks for m in fm]
+    out = []
+    for inst in result.instances:
+        per: list[np.ndarray | None] = [None] * T
+        for i, t in zip(inst.members, inst.frames):
+            per[t] = flat[i] if per[t] is None else (per[t] | flat[i])
+        out.append((per, inst))
+    return out

@@ -1,0 +1,172 @@
+"""Keymask discovery: hand-built visibility, Jaccard and linking cases, and the whole procedure."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s2d.keymasks import KeymaskParams, discover_keymasks
+from s2d.keymasks.iou_linker import link_by_iou
+from s2d.keymasks.linking import adaptive_dbscan_params, link
+from s2d.keymasks.matching import label_maps, one_to_many, point_mask_jaccard
+from s2d.keymasks.queries import grid_points, propagation_grid
+from s2d.keymasks.visibility import cluster_visibility, runs, visibility_vectors
+from s2d.tracking.base import Tracks
+
+
+def test_grid_points_inside_mask():
+    m = np.zeros((10, 10), bool)
+    m[:5, :5] = True
+    pts = grid_points(m, 5)  # lattice at 0.5, 2.5, 4.5, 6.5, 8.5 -> 3 x 3 inside (rounded 0, 2, 4)
+    assert len(pts) == 9 and (pts < 5).all()
+    tiny = np.zeros((10, 10), bool)
+    tiny[7, 3] = True
+    assert grid_points(tiny, 5).tolist() == [[3.0, 7.0]]   # no lattice point inside: the mask's own pixel
+    assert propagation_grid(10_000) == 25 and propagation_grid(30_000) == 37 and propagation_grid(90_000) == 50
+
+
+def test_visibility_vectors_hand_computed():
+    visible = np.array([[1, 1, 1, 0],    # t = 0
+                        [1, 0, 0, 0],    # t = 1
+                        [0, 0, 1, 1]], bool)  # t = 2
+    owner = np.array([0, 0, 0, 1])  # mask 0 has points 0..2, mask 1 has point 3; mask 2 has no points
+    v = visibility_vectors(visible, owner, 3, gamma_thr=0.3)
+    # mask 0: gamma = 1, 1/3, 1/3 -> all > 0.3; mask 1: 0, 0, 1
+    assert v.tolist() == [[True, True, True], [False, False, True], [False, False, False]]
+
+
+def test_runs():
+    assert runs(np.array([0, 1, 1, 0, 1, 0, 1, 1, 1], bool)) == [(1, 2), (4, 4), (6, 8)]
+    assert runs(np.zeros(3, bool)) == []
+
+
+def test_visibility_clusters_ranges_and_candidates():
+    T = 20
+    vec = np.zeros((12, T), bool)
+    vec[:6, 0:10] = True            # group A: 6 masks visible on frames 0..9
+    vec[6:12, 12:20] = True         # group B: 6 masks visible on 12..19
+    vec[5, 0:10] = False
+    vec[5, 0:2] = True              # a weak member of A: visible on 2 of 10 frames (20 %)
+    frames = np.array([0, 2, 4, 6, 8, 1, 12, 13, 14, 15, 16, 30])
+    cl = cluster_visibility(vec, frames, eps=0.2, min_samples=5)
+    assert len(cl) == 2
+    a, b = cl
+    assert a.ranges == [(0, 9)] and b.ranges == [(12, 19)]
+    # mask 5 differs from group A on 8 of 20 frames (Hamming 0.4 > eps): noise, never a candidate
+    assert sorted(a.candidates) == [0, 1, 2, 3, 4]
+    assert 11 not in b.candidates                 # its own frame (30) is outside the range
+    assert sorted(b.candidates) == [6, 7, 8, 9, 10]
+
+
+def test_point_mask_jaccard_hand_computed():
+    H, W, T = 4, 6, 2
+    m0 = np.zeros((H, W), bool)
+    m0[:, :3] = True                # frame 0 mask: left half  -> global 0
+    m1 = np.zeros((H, W), bool)
+    m1[:, 3:] = True                # frame 1 masks: right half -> global 1, left half -> global 2
+    maps = label_maps([m0[None], np.stack([m1, ~m1])], np.array([0, 1]), H, W)
+    # query 0 has 4 points; at t=1: two in the right half, one in the left, one outside the image
+    pts = np.zeros((T, 4, 2))
+    pts[0] = [[0, 0], [1, 1], [2, 2], [1, 3]]
+    pts[1] = [[4, 0], [5, 1], [1, 2], [9, 9]]
+    J = point_mask_jaccard(pts, np.zeros(4, int), 1, maps, np.ones((1, T), bool), 3)
+    assert J.tolist() == [[4 / 4, 2 / 4, 1 / 4]]
+    only_t1 = point_mask_jaccard(pts, np.zeros(4, int), 1, maps, np.array([[False, True]]), 3)
+    assert only_t1.tolist() == [[0.0, 0.5, 0.25]]
+
+
+def test_one_to_many_needs_five_frames():
+    T = 6
+    mask_frame = np.repeat(np.arange(T), 2)   # two masks per frame
+    J = np.zeros((2, 12))
+    J[0, :10] = 0.3    # query 0: both masks > 0.25 on frames 0..4 -> 5 frames
+    J[1, :8] = 0.3     # query 1: only 4 frames
+    assert one_to_many(J, mask_frame, T).tolist() == [True, False]
+
+
+def test_adaptive_linking():
+    assert adaptive_dbscan_params(60) == (0.05, 5)
+    assert adaptive_dbscan_params(9) == (0.1, 3)
+    assert adaptive_dbscan_params(30) == (0.1, 5)
+    match = np.zeros((8, 8), bool)
+    match[:4, :4] = True
+    match[4:, 4:] = True
+    labels, used = link(match)
+    assert len(used) == 8 and len(set(labels[:4])) == 1 and len(set(labels[4:])) == 1 and labels[0] != labels[4]
+
+
+class OracleTracker:
+    """Tracks from the demo's true motion: isolates keymask logic from tracker errors."""
+
+    def __init__(self, demo):
+        self.demo = demo
+
+    def track(self, frames, queries):
+        from s2d.data.demo import true_tracks
+
+        pts, vis = true_tracks(self.demo, queries)
+        return Tracks(pts.astype(np.float32), vis)
+
+
+def test_discovery_with_true_masks_and_tracks_recovers_each_object():
+    from s2d.data.demo import make_demo_video
+
+    v = make_demo_video(1, 16, 96, 128, 3)
+    gt = v.masks()  # (K, T, H, W)
+    fm = [np.stack([gt[k, t] for k in range(len(gt)) if gt[k, t].any()]) for t in range(16)]
+    owner_obj = [[k for k in range(len(gt)) if gt[k, t].any()] for t in range(16)]
+    fs = [np.ones(len(m)) for m in fm]
+    res = discover_keymasks(v.frames, fm, fs, OracleTracker(v), KeymaskParams())
+    obj_of = [k for t in range(16) for k in owner_obj[t]]
+    assert res.summary["tracker_calls"] == 2
+    assert res.instances
+    for inst in res.instances:
+        objs = {obj_of[i] for i in inst.members}
+        assert len(objs) == 1                     # an instance never mixes objects
+    found = {obj_of[inst.members[0]] for inst in res.instances}
+    long_lived = {k for k in range(len(gt)) if gt[k].any(axis=(1, 2)).sum() >= 8}
+    assert long_lived <= found                    # every object visible on half the video is found
+
+
+def test_batched_and_per_mask_structures_give_identical_keymasks():
+    from s2d.data.demo import make_demo_video
+    from s2d.masks.frame_masks import color_feature_fn, frame_masks
+    from s2d.tracking import FlowChainTracker
+
+    v = make_demo_video(2, 12, 96, 128, 3)
+    per = [frame_masks(f, color_feature_fn(8), refine=False) for f in v.frames]
+    fm, fs = [m for m, _ in per], [s for _, s in per]
+    a = discover_keymasks(v.frames, fm, fs, FlowChainTracker(), batched=True)
+    b = discover_keymasks(v.frames, fm, fs, FlowChainTracker(), batched=False)
+    assert [i.members for i in a.instances] == [i.members for i in b.instances]
+    assert a.summary["tracker_calls"] == 2 and b.summary["tracker_calls"] > 2
+
+
+def test_empty_video_gives_no_instances():
+    frames = np.zeros((3, 8, 8, 3), np.uint8)
+    res = discover_keymasks(frames, [np.zeros((0, 8, 8), bool)] * 3, [np.zeros(0)] * 3, OracleTracker(None))
+    assert res.instances == [] and res.summary["masks_in"] == 0
+
+
+def test_iou_linker_hand_case():
+    a = np.zeros((3, 10, 10), bool)
+    a[:, 2:6, 2:6] = True
+    a[1, 2:6, 3:7] = True          # moves 1 px: IoU 12/20 = 0.6 >= 0.5
+    b = np.zeros((10, 10), bool)
+    b[7:, 7:] = True               # appears on frame 2 only
+    fm = [a[0][None], a[1][None], np.stack([a[2], b])]
+    tubes = link_by_iou(fm, [np.array([0.8]), np.array([0.6]), np.array([0.4, 0.9])])
+    assert len(tubes) == 2
+    (t0, s0), (t1, s1) = tubes
+    assert all(m is not None for m in t0) and s0 == pytest.approx(0.6)
+    assert t1[0] is None and t1[2] is not None and s1 == pytest.approx(0.9)
+
+
+def test_cluster_without_a_majority_frame_has_no_ranges():
+    """Six masks each visible on a different pair of frames are one DBSCAN cluster (Hamming distance 4/40 = 0.1),
+    yet no frame sees more than half of them: no range, no candidate (and no crash downstream)."""
+    T = 40
+    vec = np.zeros((6, T), bool)
+    for i in range(6):
+        vec[i, 2 * i:2 * i + 2] = True
+    cl = cluster_visibility(vec, np.arange(6) * 2, eps=0.2, min_samples=5)
+    assert len(cl) == 1 and cl[0].ranges == [] and cl[0].candidates == {}

@@ -1,0 +1,65 @@
+"""`s2d run` end to end on the embedded demo: report, metrics, skip on rerun, resume after a kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def run_s2d(*args, cwd, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "s2d.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_run_writes_report_and_rerun_skips(tmp_path):
+    args = ("run", "debug=fast", f"paths.output_root={tmp_path}/out")
+    r = run_s2d(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
+    report = (run_dir / "report.md").read_text()
+    assert "sparse keymasks" in report and "IoU linker" in report
+    assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "stages.png").exists()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["complete"] and 0 <= m["metrics"]["sparse keymasks"]["AP50"] <= 100
+    overlays = list((tmp_path / "out" / "artifacts").glob("keymasks-*/overlays/*.gif"))
+    assert len(overlays) == 2
+    r2 = run_s2d(*args, cwd=tmp_path)
+    assert r2.returncode == 0
+    log = r2.stdout + r2.stderr
+    assert "masks: finished set found" in log and "keymasks: finished set found" in log
+    assert json.loads((run_dir / "metrics.json").read_text())["metrics"] == m["metrics"]
+
+
+@pytest.mark.slow
+def test_kill_9_during_masks_resumes_to_the_same_result(tmp_path):
+    out = tmp_path / "out"
+    base = ("run", "name=k", "progress=false", "data.demo.num_videos=3", "data.demo.num_frames=8",
+            "data.demo.height=64", "data.demo.width=80")
+    ref = run_s2d(*base, f"paths.output_root={tmp_path}/ref", cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    p = subprocess.Popen([sys.executable, "-m", "s2d.cli", *base, f"paths.output_root={out}"], cwd=tmp_path, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill as soon as the first masks shard is committed
+        if list(out.glob("artifacts/masks-*/shards/*.json")):
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = run_s2d(*base, f"paths.output_root={out}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming" in r.stdout + r.stderr
+    a = json.loads((tmp_path / "ref" / "runs" / "k-seed0" / "metrics.json").read_text())["metrics"]
+    b = json.loads((out / "runs" / "k-seed0" / "metrics.json").read_text())["metrics"]
+    assert a == b
+    ma = next((tmp_path / "ref" / "artifacts").glob("masks-*/MANIFEST.json"))
+    mb = next(out.glob("artifacts/masks-*/MANIFEST.json"))
+    assert json.loads(ma.read_text())["labelset"]["sha256"] == json.loads(mb.read_text())["labelset"]["sha256"]

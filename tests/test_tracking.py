@@ -1,0 +1,108 @@
+"""Point trackers: accuracy against the demo's true motion, batching invariance, the CoTracker adapter."""
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from s2d.data.demo import make_demo_video, true_tracks
+from s2d.errors import ConfigError
+from s2d.tracking import FlowChainTracker, LucasKanadeTracker
+
+
+@pytest.fixture(scope="module")
+def scene():
+    v = make_demo_video(0, 16, 120, 160, 3)
+    rng = np.random.default_rng(0)
+    q = np.stack([rng.integers(0, 16, 300), rng.uniform(0, 159, 300), rng.uniform(0, 119, 300)], 1).astype(float)
+    gt, gv = true_tracks(v, q)
+    return v, q, gt, gv
+
+
+@pytest.mark.parametrize("tracker, min_vis_acc", [(FlowChainTracker(), 0.75), (LucasKanadeTracker(), 0.65)],
+                         ids=["flow", "lk"])
+def test_accuracy_on_true_motion(scene, tracker, min_vis_acc):
+    v, q, gt, gv = scene
+    tr = tracker.track(v.frames, q)
+    assert tr.points.shape == (16, 300, 2) and tr.visible.shape == (16, 300)
+    t0 = q[:, 0].astype(int)
+    # at its own frame a query is where it was asked to be, and visible
+    np.testing.assert_allclose(tr.points[t0, np.arange(300)], q[:, 1:], atol=1e-4)
+    assert tr.visible[t0, np.arange(300)].all()
+    both = tr.visible & gv
+    err = np.linalg.norm(tr.points - gt, axis=2)
+    assert np.median(err[both]) < 0.5
+    assert (tr.visible == gv).mean() > min_vis_acc  # LK loses more points for good (no re-detection)
+    assert gv[tr.visible].mean() > 0.9  # what a tracker calls visible mostly is
+
+
+@pytest.mark.parametrize("tracker", [FlowChainTracker(), LucasKanadeTracker()], ids=["flow", "lk"])
+def test_one_call_equals_calls_per_group(scene, tracker):
+    """Every query is tracked independently of the others, so batching all masks in one call is exact."""
+    v, q, _, _ = scene
+    full = tracker.track(v.frames, q)
+    for sl in (slice(0, 100), slice(100, 300)):
+        part = tracker.track(v.frames, q[sl])
+        np.testing.assert_array_equal(part.points, full.points[:, sl])
+        np.testing.assert_array_equal(part.visible, full.visible[:, sl])
+
+
+def test_query_validation(scene):
+    v = scene[0]
+    with pytest.raises(ValueError, match="query frame"):
+        FlowChainTracker().track(v.frames, np.array([[16, 1.0, 1.0]]))
+    with pytest.raises(ValueError, match="outside the frame"):
+        FlowChainTracker().track(v.frames, np.array([[0, 500.0, 1.0]]))
+
+
+STAND_IN = '''
+import torch
+
+
+class CoTrackerPredictor(torch.nn.Module):
+    """Stand-in with CoTracker3's call signature: points move with a velocity read from the checkpoint."""
+
+    def __init__(self, checkpoint=None, offline=True, window_len=60):
+        super().__init__()
+        sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        self.velocity = torch.nn.Parameter(sd["velocity"])
+        self.offline = offline
+
+    def forward(self, video, queries=None, backward_tracking=False):
+        B, T = video.shape[:2]
+        t = torch.arange(T, dtype=torch.float32)[None, :, None, None]
+        tq = queries[:, None, :, :1]
+        tracks = queries[:, None, :, 1:] + (t - tq) * self.velocity
+        vis = torch.ones(B, T, queries.shape[1]) * (0.9 if backward_tracking else 0.1)
+        return tracks, vis
+'''
+
+
+def test_cotracker_adapter_with_stand_in_model(tmp_path):
+    from s2d.tracking.cotracker import CoTrackerTracker
+
+    pkg = tmp_path / "co-tracker" / "cotracker"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "predictor.py").write_text(textwrap.dedent(STAND_IN))
+    torch.save({"velocity": torch.tensor([2.0, -1.0])}, tmp_path / "scaled_offline.pth")
+    tr = CoTrackerTracker(str(tmp_path / "co-tracker"), str(tmp_path / "scaled_offline.pth"))
+    frames = np.zeros((5, 20, 30, 3), np.uint8)
+    out = tr.track(frames, np.array([[2, 10.0, 10.0], [0, 3.0, 4.0]]))
+    np.testing.assert_allclose(out.points[4, 0], [14, 8])   # 2 frames after its query frame
+    np.testing.assert_allclose(out.points[0, 0], [6, 12])   # 2 frames before (backward tracking)
+    np.testing.assert_allclose(out.points[3, 1], [9, 1])
+    assert out.visible.all()  # the adapter asked for backward tracking and thresholded 0.9 > 0.5
+
+
+def test_cotracker_missing_files_name_the_key(tmp_path):
+    from s2d.tracking.cotracker import CoTrackerTracker
+
+    with pytest.raises(ConfigError, match="tracker.cotracker_repo"):
+        CoTrackerTracker(str(tmp_path), str(tmp_path / "x.pth"))
+    (tmp_path / "cotracker").mkdir()
+    (tmp_path / "cotracker" / "predictor.py").write_text("")
+    with pytest.raises(ConfigError, match="tracker.cotracker_checkpoint"):
+        CoTrackerTracker(str(tmp_path), str(tmp_path / "x.pth"))
