@@ -108,7 +108,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if ds.has_gt:
         gt = ds.gt_labelset()
         rows = {"single-frame masks + IoU linker": score(gt, baseline, with_jf=False),
-                "sparse keymask labelset": score(gt, ls, with_jf=False)}
+                "sparse keymasks": score(gt, ls, with_jf=False)}
         table = format_table(rows)
         print(table)
         atomic_write_json(run_dir / "metrics.json", {"stage": "keymasks", "config": section(cfg, "keymasks"),
