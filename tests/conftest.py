@@ -26,20 +26,21 @@ def _hygiene(monkeypatch):
         del os.environ[k]
 
 
+def _shared(name: str) -> Path:
+    p = SHARED_DATA / name
+    if not p.is_dir():
+        pytest.skip(f"shared data {name} not found at {p}")
+    return p
+
+
 @pytest.fixture(scope="session")
 def davis_root() -> Path:
-    p = SHARED_DATA / "davis2016"
-    if not p.is_dir():
-        pytest.skip(f"real DAVIS clips not found at {p}")
-    return p
+    return _shared("davis2016")
 
 
 @pytest.fixture(scope="session")
 def demo_videos_root() -> Path:
-    p = SHARED_DATA / "demo_videos"
-    if not p.is_dir():
-        pytest.skip(f"demo videos not found at {p}")
-    return p
+    return _shared("demo_videos")
 
 
 @pytest.fixture(scope="session")

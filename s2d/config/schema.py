@@ -10,18 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from s2d.data.demo import DemoConfig
 from s2d.errors import ConfigError
-
-
-@dataclass
-class DemoSchema:
-    num_videos: int = 4
-    num_frames: int = 24
-    height: int = 120
-    width: int = 160
-    min_objects: int = 2
-    max_objects: int = 4
-    seed: int = 0
 
 
 @dataclass
@@ -33,7 +23,7 @@ class DataSchema:
     max_side: Optional[int] = None     # ... and/or cap on the long side
     max_videos: Optional[int] = None
     videos: Optional[List[str]] = None
-    demo: DemoSchema = field(default_factory=DemoSchema)
+    demo: DemoConfig = field(default_factory=DemoConfig)  # the generator's own parameters
 
 
 @dataclass

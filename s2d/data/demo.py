@@ -26,7 +26,7 @@ from s2d.io.atomic import atomic_write_bytes, atomic_write_json, sha256_bytes
 SHAPES = ("ellipse", "star", "blob", "rounded_rect")
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoConfig:
     num_videos: int = 4
     num_frames: int = 24
