@@ -1,0 +1,108 @@
+"""Training clips: frames + per-instance masks, with clip-consistent kornia augmentations.
+
+An item is (video, frame indices). Everything random about an item — fallback frames and augmentation
+parameters — is drawn from a generator seeded by (seed, epoch, item index), so the same item looks the same
+on any rank, in any worker, after a resume, and different in the next epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
+from s2d.data.sources import Dataset as VideoDataset
+from s2d.labelset import rle as rle_utils
+from s2d.labelset.types import Labelset
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    enabled: bool = True
+    crop_scale: tuple[float, float] = (0.6, 1.0)   # area fraction of the crop (the method: 600-720 px crops)
+    size: tuple[int, int] = (96, 128)              # output H, W (the method: short side 360/480)
+    flip: float = 0.5
+    brightness: float = 0.1                        # 0.9 - 1.1
+    contrast: float = 0.1
+    rotation: float = 15.0                         # degrees
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+class ClipDataset(Dataset):
+    def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
+                 fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
+                 seed: int = 0):
+        self.videos, self.labels, self.length, self.mode = videos, labels, length, mode
+        self.radius, self.augment, self.seed = fallback_radius, augment, seed
+        self.epoch = 0
+        self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
+        for name in videos.names:
+            if name not in labels:
+                raise KeyError(f"video '{name}' has no labels in the labelset (pairing is by video name)")
+            lv = labels[name]
+            if mode == "sparse":
+                starts = keymask_windows(lv, length)
+                self.items += [(name, s) for s in starts] or [(name, None)] * fallback_per_video
+            else:
+                self.items += [(name, s) for s in range(max(1, lv.length - length + 1))]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def frames_of(self, index: int, rng: np.random.Generator) -> list[int]:
+        name, start = self.items[index]
+        T = self.labels[name].length
+        if start is None:
+            return fallback_frames(T, self.length, self.radius, rng)
+        return pad_frames(list(range(start, min(start + self.length, T))), self.length)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng(item_seed(self.seed, self.epoch, index))
+        name = self.items[index][0]
+        frames = self.frames_of(index, rng)
+        video = self.videos[name].video
+        lv = self.labels[name]
+        imgs = torch.from_numpy(video.frames(frames)).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
+        masks = []
+        for inst in lv.instances:
+            segs = [inst.segmentations[t] for t in frames]
+            if any(s is not None for s in segs):
+                masks.append(rle_utils.decode_many(segs, lv.height, lv.width))
+        tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
+        if self.augment.enabled:
+            imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))
+        return {"clip": imgs, "targets": tgt, "video": name, "frames": frames, "index": index}
+
+
+def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, seed: int):
+    """imgs (T, 3, H, W), masks (N, T, H, W) -> the same random crop/resize/flip/rotation on every frame and
+    every mask, and the same brightness/contrast on every frame."""
+    import kornia.augmentation as K
+
+    T = imgs.shape[0]
+    aug = K.AugmentationSequential(
+        K.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=(0.75, 1.333), p=1.0),
+        K.RandomHorizontalFlip(p=cfg.flip),
+        K.RandomRotation(degrees=cfg.rotation, p=1.0),
+        data_keys=["input", "mask"], same_on_batch=True)
+    color = K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0, same_on_batch=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        m = masks.permute(1, 0, 2, 3) if len(masks) else torch.zeros(T, 0, *imgs.shape[-2:])  # (T, N, H, W)
+        out_img, out_mask = aug(imgs, m)
+        out_img = color(out_img).clamp(0, 1)
+    return out_img, (out_mask.permute(1, 0, 2, 3) > 0.5).float()
+
+
+def collate(items: list[dict]) -> dict:
+    return {"clips": torch.stack([i["clip"] for i in items]), "targets": [i["targets"] for i in items],
+            "videos": [i["video"] for i in items], "frames": [i["frames"] for i in items],
+            "indices": torch.tensor([i["index"] for i in items])}

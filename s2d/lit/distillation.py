@@ -1,0 +1,113 @@
+"""``DistillationModule``: student VideoMask2Former + EMA teacher, L = L_TempDrop + L_Distill (S2D stage 2),
+and ``DenseModule`` (stage 3: the final model on the dense labelset, with optional self-distillation).
+
+The teacher is an exponential moving average of the student (momentum 0.999 per step), sees the same
+augmented clip, and its queries with foreground score >= 0.75 and mask logits > 0 become dense targets for the
+student. Randomness in a step (dropout, point sampling) is seeded by (seed, global step, clip), so a resumed
+run continues the same loss sequence and a batch split over ranks equals one process.
+A non-finite loss on any rank stops every rank at that step with an error naming the step, the loss terms
+and the videos.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from s2d.losses import VideoSetCriterion
+from s2d.models import VideoMask2Former
+
+
+def _seed(*parts: int) -> int:
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ int(p)) * 1099511628211) % (2 ** 63)
+    return h
+
+
+class DistillationModule(L.LightningModule):
+    def __init__(self, model: dict[str, Any], loss: dict[str, Any], optim: dict[str, Any],
+                 ema_momentum: float = 0.999, teacher_score: float = 0.75, distill_weight: float = 1.0,
+                 distill_class_weight: float = 0.0, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters()
+        self.student = VideoMask2Former(**model)
+        self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
+        self.criterion = VideoSetCriterion(**loss)
+        self.distill_criterion = VideoSetCriterion(**{**loss, "class_weight": distill_class_weight})
+
+    def forward(self, clips: torch.Tensor) -> dict:
+        return self.student(clips)
+
+    @torch.no_grad()
+    def teacher_targets(self, clips: torch.Tensor) -> list[torch.Tensor]:
+        """Teacher queries with score >= teacher_score -> binary tube targets (N, T, h, w) per clip."""
+        out = self.teacher(clips)
+        scores = VideoMask2Former.scores(out["pred_logits"])  # (B, Q)
+        return [(out["pred_masks"][b][scores[b] >= self.hparams.teacher_score] > 0).float()
+                for b in range(clips.shape[0])]
+
+    def _generators(self, batch: dict) -> list[torch.Generator]:
+        return [torch.Generator(device=self.device).manual_seed(_seed(self.hparams.seed, self.global_step, int(i)))
+                for i in batch["indices"]]
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        torch.manual_seed(_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
+        clips, targets = batch["clips"], batch["targets"]
+        out = self.student(clips)
+        gens = self._generators(batch)
+        context = f"step {self.global_step}, videos {batch['videos']}"
+        terms = {f"sparse/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
+        if self.hparams.distill_weight > 0:
+            dist_t = self.teacher_targets(clips)
+            gens = self._generators(batch)
+            terms.update({f"distill/{k}": self.hparams.distill_weight * v
+                          for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
+        loss = sum(terms.values())
+        self._check_finite(loss, terms, batch)
+        main = {k: v for k, v in terms.items() if "_aux" not in k}
+        self.log_dict({f"train/{k}": v.detach() for k, v in main.items()}, batch_size=clips.shape[0])
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=clips.shape[0])
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, terms: dict, batch: dict) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(bad)  # every rank learns that some rank went non-finite: all stop, none hangs
+        if bad.item() > 0:
+            bad_terms = sorted(k for k, v in terms.items() if not torch.isfinite(v))
+            raise FloatingPointError(f"non-finite loss at step {self.global_step} (stage {type(self).__name__}, "
+                                     f"rank {self.global_rank}): terms {bad_terms or 'finite here, NaN on another rank'}"
+                                     f"; videos {batch['videos']}, frames {batch['frames']}")
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        m = self.hparams.ema_momentum
+        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
+            t.mul_(m).add_(s.detach(), alpha=1 - m)
+        for t, s in zip(self.teacher.buffers(), self.student.buffers()):
+            t.copy_(s)
+
+    def configure_optimizers(self):
+        o = self.hparams.optim
+        backbone = [p for n, p in self.student.named_parameters() if n.startswith("backbone.") and p.requires_grad]
+        rest = [p for n, p in self.student.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        opt = torch.optim.AdamW([{"params": rest, "lr": o["lr"]},
+                                 {"params": backbone, "lr": o["lr"] * o.get("backbone_lr_mult", 0.1)}],
+                                lr=o["lr"], weight_decay=o.get("weight_decay", 0.05))
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.get("milestones", [])),
+                                                     gamma=o.get("gamma", 0.1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        dl = self.trainer.train_dataloader
+        sampler = getattr(dl, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.current_epoch)
+
+
+class DenseModule(DistillationModule):
+    """The final model on the dense labelset; ``distill_weight`` > 0 adds a round of EMA self-distillation."""

@@ -1,0 +1,120 @@
+"""Set criterion for clips: Hungarian matching, then class and mask losses with the DropLoss variants.
+
+variant="temporal" (S2D's Temporal DropLoss): an (instance, frame) pair whose target mask is empty contributes
+  no mask loss (times ``1 - drop_rate`` when ``drop_rate`` < 1: the ablation knob; 1 = the method), so the
+  model may propagate the instance into frames without a keymask.
+variant="cutler" (CutLER's DropLoss, the comparison): every frame counts in the mask losses, and the
+  no-object loss of an unmatched prediction whose best IoU with every target is <= ``cutler_iou`` is dropped.
+variant="plain": no dropping at all.
+Losses are normalised by the number of target instances summed over all DDP ranks, clamped to >= 1; the
+all-reduce runs on every rank even when a rank has no targets, so no rank hangs. A batch in which everything
+is dropped gives a finite zero loss that still has a graph (every parameter gets a zero gradient).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from s2d.losses.matcher import HungarianMatcher
+from s2d.losses.point_sample import point_sample, uncertain_points
+
+
+def global_count(n: float | torch.Tensor, device) -> torch.Tensor:
+    """A count summed over DDP ranks, divided by the world size (DDP averages gradients over ranks, so each
+    rank normalises by its share), clamped to >= 1. Runs the collective on every rank, always."""
+    t = torch.as_tensor(n, dtype=torch.float32, device=device).reshape(1).clone()
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+        t = t / dist.get_world_size()
+    return t.clamp(min=1.0)
+
+
+class VideoSetCriterion:
+    def __init__(self, class_weight: float = 2.0, mask_weight: float = 5.0, dice_weight: float = 5.0,
+                 no_object_weight: float = 0.1, num_points: int = 12544, variant: str = "temporal",
+                 drop_rate: float = 1.0, cutler_iou: float = 0.01, deep_supervision: bool = True,
+                 matcher: HungarianMatcher | None = None):
+        if variant not in ("temporal", "cutler", "plain"):
+            raise ValueError(f"loss variant '{variant}' is not temporal|cutler|plain")
+        self.class_weight, self.mask_weight, self.dice_weight = class_weight, mask_weight, dice_weight
+        self.no_object_weight, self.num_points = no_object_weight, num_points
+        self.variant, self.drop_rate, self.cutler_iou = variant, drop_rate, cutler_iou
+        self.deep_supervision = deep_supervision
+        self.matcher = matcher or HungarianMatcher(0.0, mask_weight, dice_weight, num_points)
+
+    def _class_loss(self, logits, masks, targets, indices):
+        """Weighted cross-entropy, normalised by the weight summed over all ranks (batch-split invariant)."""
+        B, Q = logits.shape[:2]
+        labels = torch.ones(B, Q, dtype=torch.long, device=logits.device)       # 1 = no-object
+        weight = torch.full((B, Q), self.no_object_weight, device=logits.device)
+        for b, (src, _) in enumerate(indices):
+            labels[b, src] = 0
+            weight[b, src] = 1.0
+        if self.variant == "cutler":
+            with torch.no_grad():
+                for b, (src, _) in enumerate(indices):
+                    tgt = targets[b]
+                    unmatched = torch.ones(Q, dtype=torch.bool, device=logits.device)
+                    unmatched[src] = False
+                    if len(tgt) == 0:
+                        weight[b, unmatched] = 0.0
+                        continue
+                    p = (masks[b] > 0).flatten(1).float()                           # (Q, T*h*w)
+                    tgt = F.interpolate(tgt.float(), size=masks.shape[-2:], mode="nearest")
+                    t = (tgt > 0.5).flatten(1).float()                              # (N, T*h*w)
+                    inter = p @ t.T
+                    union = p.sum(1)[:, None] + t.sum(1)[None] - inter
+                    best = (inter / union.clamp(min=1)).max(1).values               # (Q,)
+                    weight[b, unmatched & (best <= self.cutler_iou)] = 0.0
+        ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")  # (B, Q)
+        return (ce * weight).sum() / global_count(weight.sum().detach(), logits.device)
+
+    def _mask_losses(self, masks, targets, indices, num_instances, generators):
+        """Per (instance, frame) point-sampled BCE and Dice, weighted by the DropLoss rule, summed per clip."""
+        bce_sum = masks.sum() * 0.0  # starts as a graph-carrying zero: an all-dropped batch still backpropagates
+        dice_sum = masks.sum() * 0.0
+        for b, (si, ti) in enumerate(indices):
+            if len(si) == 0:
+                continue
+            src, tgt = masks[b, si], targets[b][ti].to(masks.dtype)  # (n, T, h, w), (n, T, H, W)
+            n, T = src.shape[:2]
+            s = src.flatten(0, 1)[:, None].float()                    # (n*T, 1, h, w)
+            t = tgt.flatten(0, 1)[:, None].float()
+            with torch.no_grad():
+                coords = uncertain_points(s, self.num_points, generator=None if generators is None else generators[b])
+            ps = point_sample(s, coords)[:, 0]                         # (n*T, P)
+            pt = point_sample(t, coords)[:, 0]
+            bce = F.binary_cross_entropy_with_logits(ps, pt, reduction="none").mean(1)  # (n*T,)
+            prob = ps.sigmoid()
+            dice = 1 - (2 * (prob * pt).sum(1) + 1) / (prob.sum(1) + pt.sum(1) + 1)    # (n*T,)
+            if self.variant == "temporal":
+                present = (tgt.flatten(2).sum(-1) > 0).flatten().float()                # (n*T,)
+                w = present + (1 - present) * (1 - self.drop_rate)
+            else:
+                w = torch.ones_like(bce)
+            # the method's sum over frames of 1(|m| > 0) * L per instance, summed over instances
+            bce_sum = bce_sum + (bce * w).sum()
+            dice_sum = dice_sum + (dice * w).sum()
+        return bce_sum / num_instances, dice_sum / num_instances
+
+    def __call__(self, outputs: dict, targets: list[torch.Tensor], generators: list[torch.Generator] | None = None,
+                 context: str = "") -> dict[str, torch.Tensor]:
+        """outputs: model outputs; targets[b]: (N_b, T, H, W) {0,1} at any resolution (point-sampled).
+
+        ``generators`` (one per clip) make the random points a function of the clip alone, so a batch split
+        over DDP ranks samples the same points as one process.
+        """
+        device = outputs["pred_masks"].device
+        num = global_count(sum(len(t) for t in targets), device)  # collective on every rank, always
+        layers = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
+        losses: dict[str, torch.Tensor] = {}
+        for i, out in enumerate(layers):
+            indices = self.matcher(out["pred_logits"], out["pred_masks"], targets, generators, context)
+            bce, dice = self._mask_losses(out["pred_masks"], targets, indices, num, generators)
+            cls = self._class_loss(out["pred_logits"], out["pred_masks"], targets, indices)
+            sfx = "" if i == 0 else f"_aux{i - 1}"
+            losses[f"loss_mask{sfx}"] = self.mask_weight * bce
+            losses[f"loss_dice{sfx}"] = self.dice_weight * dice
+            losses[f"loss_class{sfx}"] = self.class_weight * cls
+        return losses

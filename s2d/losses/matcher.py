@@ -1,0 +1,64 @@
+"""Hungarian matching of predicted tubes to target tubes on point-sampled BCE + Dice costs over all frames.
+
+Costs never reach SciPy when they are not finite: a NaN/inf cost raises FloatingPointError naming the clip,
+the cost term and the shapes (a NaN from the model would otherwise surface as SciPy's bare ValueError).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from s2d.losses.point_sample import point_sample
+
+
+def batch_bce_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """pred (Q, P) logits, tgt (N, P) {0,1} -> (Q, N) mean BCE."""
+    P = pred.shape[1]
+    pos = F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred), reduction="none")
+    neg = F.binary_cross_entropy_with_logits(pred, torch.zeros_like(pred), reduction="none")
+    return (pos @ tgt.T + neg @ (1 - tgt).T) / P
+
+
+def batch_dice_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """pred (Q, P) logits, tgt (N, P) -> (Q, N) 1 - Dice."""
+    p = pred.sigmoid()
+    num = 2 * p @ tgt.T
+    den = p.sum(-1)[:, None] + tgt.sum(-1)[None, :]
+    return 1 - (num + 1) / (den + 1)
+
+
+class HungarianMatcher:
+    def __init__(self, cost_class: float = 0.0, cost_mask: float = 5.0, cost_dice: float = 5.0,
+                 num_points: int = 12544):
+        self.cost_class, self.cost_mask, self.cost_dice, self.num_points = cost_class, cost_mask, cost_dice, num_points
+
+    @torch.no_grad()
+    def __call__(self, pred_logits: torch.Tensor, pred_masks: torch.Tensor, targets: list[torch.Tensor],
+                 generators: list[torch.Generator] | None = None, context: str = ""
+                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """pred_logits (B, Q, 2), pred_masks (B, Q, T, h, w), targets[b] (N_b, T, h, w) -> [(pred idx, tgt idx)]."""
+        out = []
+        B, Q, T = pred_masks.shape[:3]
+        for b in range(B):
+            tgt = targets[b].float()
+            if len(tgt) == 0:
+                out.append((torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)))
+                continue
+            coords = torch.rand(1, self.num_points, 2, device=pred_masks.device,
+                                generator=None if generators is None else generators[b])
+            pm = point_sample(pred_masks[b].float(), coords.expand(Q, -1, -1)).flatten(1)   # (Q, T*P)
+            tm = point_sample(tgt, coords.expand(len(tgt), -1, -1)).flatten(1)             # (N, T*P)
+            terms = {"mask": self.cost_mask * batch_bce_cost(pm, tm), "dice": self.cost_dice * batch_dice_cost(pm, tm)}
+            if self.cost_class:
+                terms["class"] = -self.cost_class * pred_logits[b].float().softmax(-1)[:, :1].expand(-1, len(tgt))
+            for name, c in terms.items():
+                if not torch.isfinite(c).all():
+                    raise FloatingPointError(f"matcher{(' ' + context) if context else ''}: non-finite {name} cost "
+                                             f"for clip {b} (Q={Q}, targets={len(tgt)}, frames={T}); the "
+                                             f"predictions contain NaN/inf")
+            C = sum(terms.values()).cpu().numpy()
+            r, c = linear_sum_assignment(C)
+            out.append((torch.as_tensor(r, dtype=torch.long), torch.as_tensor(c, dtype=torch.long)))
+        return out

@@ -1,0 +1,95 @@
+"""Backbones returning multi-scale features {res2..res5} at strides 4, 8, 16, 32.
+
+ResNets come from torchvision (weights=None: nothing is downloaded) and load pretrained weights from a local
+file with a key-mapping report; ``tiny`` is a 4-stage conv net for CPU tests and demos.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from s2d.errors import ConfigError
+
+CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512),
+            "resnet50": (256, 512, 1024, 2048), "tiny": (16, 32, 64, 96)}
+
+
+def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(4, cout), nn.ReLU(inplace=True))
+
+
+class TinyBackbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        c = CHANNELS["tiny"]
+        self.stem = nn.Sequential(_conv(3, c[0], 2), _conv(c[0], c[0], 2))  # stride 4
+        self.stages = nn.ModuleList([_conv(c[0], c[0], 1), _conv(c[0], c[1], 2), _conv(c[1], c[2], 2),
+                                     _conv(c[2], c[3], 2)])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        out = {}
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            out[f"res{i + 2}"] = x
+        return out
+
+
+class ResNetBackbone(nn.Module):
+    def __init__(self, name: str):
+        super().__init__()
+        import torchvision
+        from torchvision.ops.misc import FrozenBatchNorm2d
+
+        # Frozen BN (as Mask2Former): statistics do not depend on how a batch is split over GPUs.
+        net = getattr(torchvision.models, name)(weights=None, norm_layer=FrozenBatchNorm2d)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.stem(x)
+        out = {}
+        for i, layer in enumerate((self.layer1, self.layer2, self.layer3, self.layer4)):
+            x = layer(x)
+            out[f"res{i + 2}"] = x
+        return out
+
+
+def build_backbone(name: str) -> nn.Module:
+    if name == "tiny":
+        return TinyBackbone()
+    if name in CHANNELS:
+        return ResNetBackbone(name)
+    raise ConfigError("model.backbone", f"'{name}' is not one of {sorted(CHANNELS)}")
+
+
+def load_backbone_weights(backbone: nn.Module, path: str | Path, allow_missing: tuple[str, ...] = ()) -> dict:
+    """Load a torchvision-style ResNet state dict (``conv1.*``, ``layer1.*``; ``fc.*`` ignored) from ``path``.
+
+    Returns {loaded, missing, unexpected}; raises ConfigError if weights the backbone needs are missing
+    (except keys starting with an ``allow_missing`` prefix).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("model.backbone_weights", f"file {p} does not exist (a torchvision ResNet state dict)")
+    sd = torch.load(p, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    mapping = {"conv1.": "stem.0.", "bn1.": "stem.1."}
+    mapped = {}
+    for k, v in sd.items():
+        k = k.removeprefix("module.").removeprefix("backbone.")
+        for a, b in mapping.items():
+            if k.startswith(a):
+                k = b + k[len(a):]
+        mapped[k] = v
+    own = backbone.state_dict()
+    unexpected = sorted(k for k in mapped if k not in own)
+    missing = sorted(k for k in own if k not in mapped and not k.startswith(allow_missing))
+    if missing:
+        raise ConfigError("model.backbone_weights", f"{p} lacks {len(missing)} backbone weights: {missing[:8]}")
+    backbone.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
+    return {"loaded": len(mapped) - len(unexpected), "missing": missing, "unexpected": unexpected}

@@ -1,0 +1,257 @@
+"""Learning half: losses (hand-computed and fault cases), the distillation module, resume and DDP."""
+from __future__ import annotations
+
+import json
+import os
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from s2d.losses import HungarianMatcher, VideoSetCriterion
+from s2d.losses.matcher import batch_bce_cost, batch_dice_cost
+
+TINY = dict(backbone="tiny", hidden_dim=32, mask_dim=32, num_queries=6, nheads=4, dim_feedforward=64, dec_layers=3,
+            enc_layers=1, enc_dim_feedforward=64, enc_points=2, dropout=0.0)
+LOSS = dict(num_points=64)
+OPTIM = dict(lr=1e-3, weight_decay=0.05, backbone_lr_mult=0.1, milestones=[], gamma=0.1)
+
+
+def test_costs_hand_computed():
+    pred = torch.tensor([[10.0, -10.0], [0.0, 0.0]])  # query 0 ~ [1, 0]; query 1 = 0.5 everywhere
+    tgt = torch.tensor([[1.0, 0.0]])
+    bce = batch_bce_cost(pred, tgt)
+    assert bce[0, 0] == pytest.approx(np.log1p(np.exp(-10)), abs=1e-6)
+    assert bce[1, 0] == pytest.approx(np.log(2), abs=1e-6)
+    dice = batch_dice_cost(pred, tgt)
+    # query 1: 1 - (2*0.5 + 1) / (1 + 1 + 1) = 1/3
+    assert dice[1, 0] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_matcher_assigns_the_right_query_and_refuses_nan():
+    masks = torch.full((1, 3, 1, 8, 8), -10.0)
+    masks[0, 2, 0, :4] = 10.0                     # query 2 predicts the top half
+    masks[0, 0, 0, 4:] = 10.0                     # query 0 predicts the bottom half
+    tgt = torch.zeros(2, 1, 8, 8)
+    tgt[0, 0, :4] = 1
+    tgt[1, 0, 4:] = 1
+    (src, dst), = HungarianMatcher(num_points=256)(torch.zeros(1, 3, 2), masks, [tgt])
+    assert dict(zip(dst.tolist(), src.tolist())) == {0: 2, 1: 0}
+    masks[0, 1, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite mask cost for clip 0"):
+        HungarianMatcher(num_points=256)(torch.zeros(1, 3, 2), masks, [tgt], context="step 3")
+
+
+def _outputs(Q=4, T=3, h=8, w=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.randn(1, Q, T, h, w, generator=g, requires_grad=True)
+    logits = torch.randn(1, Q, 2, generator=g, requires_grad=True)
+    return {"pred_logits": logits, "pred_masks": masks, "aux_outputs": []}
+
+
+def test_temporal_droploss_ignores_empty_frames_exactly():
+    out = _outputs(Q=1)  # one query: the matching cannot change, only the dropping rule is under test
+    tgt = torch.zeros(1, 3, 8, 8)
+    tgt[0, 0, 2:6, 2:6] = 1                        # the instance has a mask on frame 0 only
+    crit = VideoSetCriterion(class_weight=0.0, num_points=32)
+    gens = lambda: [torch.Generator().manual_seed(1)]  # noqa: E731
+    full = crit(out, [tgt], gens())
+    # changing the predictions on the dropped frames 1 and 2 must not change the loss at all
+    out2 = {**out, "pred_masks": out["pred_masks"].detach().clone()}
+    out2["pred_masks"][0, :, 1:] = 100.0
+    again = crit(out2, [tgt], gens())
+    assert float(full["loss_mask"]) == pytest.approx(float(again["loss_mask"]), abs=1e-6)
+    assert float(full["loss_dice"]) == pytest.approx(float(again["loss_dice"]), abs=1e-6)
+    plain = VideoSetCriterion(class_weight=0.0, num_points=32, variant="plain")(out2, [tgt], gens())
+    assert float(plain["loss_mask"]) > float(again["loss_mask"]) + 1.0   # without dropping they are penalised
+    half = VideoSetCriterion(class_weight=0.0, num_points=32, drop_rate=0.5)(out2, [tgt], gens())
+    assert float(again["loss_mask"]) < float(half["loss_mask"]) < float(plain["loss_mask"])
+
+
+def test_everything_dropped_is_a_finite_zero_with_gradients():
+    out = _outputs()
+    crit = VideoSetCriterion(class_weight=0.0, num_points=32)
+    for targets in ([torch.zeros(0, 3, 8, 8)], [torch.zeros(1, 3, 8, 8)]):  # no instance / only empty frames
+        losses = crit(out, targets)
+        total = sum(losses.values())
+        assert torch.isfinite(total) and float(total) == 0.0 and total.requires_grad
+        out["pred_masks"].grad = None
+        total.backward()
+        assert out["pred_masks"].grad is not None and torch.all(out["pred_masks"].grad == 0)
+
+
+def test_cutler_variant_drops_background_loss_of_isolated_predictions():
+    out = _outputs(Q=3)
+    with torch.no_grad():
+        out["pred_masks"][:] = -10.0
+        out["pred_masks"][0, 0, :, :4, :4] = 10.0     # matched to the target
+        out["pred_masks"][0, 1, :, 5:, 5:] = 10.0     # elsewhere: IoU 0 with every target -> no class loss
+        out["pred_masks"][0, 2, :, :4, :2] = 10.0     # overlaps the target: keeps its no-object loss
+    tgt = torch.zeros(1, 3, 8, 8)
+    tgt[0, :, :4, :4] = 1
+    crit = VideoSetCriterion(class_weight=1.0, num_points=64, variant="cutler", no_object_weight=1.0)
+    idx = crit.matcher(out["pred_logits"], out["pred_masks"], [tgt])
+    assert idx[0][0].tolist() == [0]
+    logits = torch.zeros(1, 3, 2)
+    logits[0, 1] = torch.tensor([5.0, -5.0])           # query 1 confidently says "object"
+    l_cut = crit._class_loss(logits, out["pred_masks"], [tgt], idx)
+    l_plain = VideoSetCriterion(class_weight=1.0, num_points=64, variant="plain", no_object_weight=1.0)._class_loss(
+        logits, out["pred_masks"], [tgt], idx)
+    # plain: (ln2 [q0] + CE(q1 says object, is bg) + ln2 [q2]) / 3 ; cutler: (ln2 + ln2) / 2
+    assert float(l_cut) == pytest.approx(np.log(2), abs=1e-5)
+    assert float(l_plain) > float(l_cut) + 1.0
+
+
+# --------------------------------------------------------------------------------- the Lightning side
+@pytest.fixture(scope="module")
+def sparse_data(tmp_path_factory):
+    """Tiny demo videos and a sparse labelset from their ground truth with 40 % of masks removed."""
+    from s2d.data.demo import DemoConfig, write_demo_dataset
+    from s2d.data.sources import open_dataset
+
+    root = tmp_path_factory.mktemp("train_demo")
+    write_demo_dataset(root, DemoConfig(num_videos=2, num_frames=8, height=48, width=64, seed=5))
+    ds = open_dataset("ytvis", root)
+    gt = ds.gt_labelset()
+    rng = np.random.default_rng(0)
+    for v in gt:
+        for inst in v.instances:
+            inst.segmentations = [s if rng.random() > 0.4 else None for s in inst.segmentations]
+    return ds, gt
+
+
+def _trainer(tmp_path, max_epochs, **kw):
+    import lightning as L
+
+    return L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                     enable_model_summary=False, default_root_dir=str(tmp_path), gradient_clip_val=0.01,
+                     deterministic=False, **kw)
+
+
+class LossRecorder:
+    def __init__(self):
+        import lightning as L
+
+        rec = self
+
+        class _CB(L.Callback):
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                loss = outputs["loss"].detach().clone()
+                if torch.distributed.is_available() and torch.distributed.is_initialized():
+                    torch.distributed.all_reduce(loss)
+                    loss /= torch.distributed.get_world_size()
+                rec.losses.append((trainer.global_step, float(loss), tuple(batch["videos"])))
+
+        self.losses: list = []
+        self.callback = _CB()
+
+
+def _module_and_data(sparse_data, batch_size=2, seed=0, mode="sparse"):
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.datamodules import DenseVideoDataModule, KeymaskSparseDataModule
+    from s2d.lit.distillation import DenseModule, DistillationModule
+
+    ds, gt = sparse_data
+    torch.manual_seed(seed)
+    cls, dm = (DistillationModule, KeymaskSparseDataModule) if mode == "sparse" else (DenseModule, DenseVideoDataModule)
+    module = cls(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=seed)
+    data = dm(ds, gt, batch_size=batch_size, seed=seed, augment=AugmentConfig(size=(48, 64)))
+    return module, data
+
+
+@pytest.mark.slow
+def test_resume_continues_the_same_loss_sequence_and_checkpoints_load_weights_only(sparse_data, tmp_path):
+    import lightning as L
+
+    rec = LossRecorder()
+    module, data = _module_and_data(sparse_data)
+    _trainer(tmp_path / "a", 2, callbacks=[rec.callback], enable_checkpointing=False).fit(module, data)
+    full = rec.losses
+    assert len(full) >= 4 and all(np.isfinite(l) for _, l, _ in full)
+
+    rec1 = LossRecorder()
+    module, data = _module_and_data(sparse_data)
+    ckpt_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    _trainer(tmp_path / "b", 1, callbacks=[rec1.callback, ckpt_cb]).fit(module, data)
+    last = tmp_path / "ck" / "last.ckpt"
+    sd = torch.load(last, map_location="cpu", weights_only=True)   # plain types only
+    assert "teacher.decoder.query_feat.weight" in sd["state_dict"] and sd["hyper_parameters"]["seed"] == 0
+    rec2 = LossRecorder()
+    module, data = _module_and_data(sparse_data, seed=0)
+    _trainer(tmp_path / "c", 2, callbacks=[rec2.callback]).fit(module, data, ckpt_path=str(last))
+    resumed = rec1.losses + rec2.losses
+    assert [s for s, _, _ in resumed] == [s for s, _, _ in full]
+    assert [v for _, _, v in resumed] == [v for _, _, v in full]
+    np.testing.assert_allclose([l for _, l, _ in resumed], [l for _, l, _ in full], rtol=1e-5)
+
+
+class DumpLosses(L.Callback):
+    """Rank 0 writes the rank-averaged loss of every step (module level: ddp_spawn pickles callbacks)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.losses: list = []
+
+    def on_train_batch_end(self, trainer, m, outputs, batch, batch_idx):
+        loss = outputs["loss"].detach().clone()
+        torch.distributed.all_reduce(loss)
+        loss /= trainer.world_size
+        self.losses.append((trainer.global_step, float(loss)))
+
+    def on_train_end(self, trainer, m):
+        if trainer.global_rank == 0:
+            with open(self.path, "w") as f:
+                json.dump(self.losses, f)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["sparse", "dense"])
+def test_two_process_ddp_matches_one_process(sparse_data, tmp_path, mode):
+    rec = LossRecorder()
+    module, data = _module_and_data(sparse_data, batch_size=2, mode=mode)
+    _trainer(tmp_path / "one", 1, callbacks=[rec.callback], enable_checkpointing=False).fit(module, data)
+    one = rec.losses
+
+    out = tmp_path / "ddp_losses.json"
+    module, data = _module_and_data(sparse_data, batch_size=2, mode=mode)
+
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                        default_root_dir=str(tmp_path / "ddp"), gradient_clip_val=0.01, callbacks=[DumpLosses(str(out))],
+                        use_distributed_sampler=False)  # the data module splits clips over ranks itself
+    trainer.fit(module, data)
+    ddp = json.loads(out.read_text())
+    assert [s for s, _ in ddp] == [s for s, _, _ in one]
+    np.testing.assert_allclose([l for _, l in ddp], [l for _, l, _ in one], rtol=1e-4)
+
+
+def test_batch_not_divisible_by_world_size_is_refused(sparse_data):
+    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.errors import ConfigError
+
+    class FakeTrainer:
+        world_size = 2
+        global_rank = 0
+
+    dm = KeymaskSparseDataModule(*sparse_data, batch_size=3)
+    dm.trainer = FakeTrainer()
+    with pytest.raises(ConfigError, match="data.batch_size.*not divisible by the 2 processes"):
+        dm.setup("fit")
+
+
+def test_short_videos_are_padded_deterministically():
+    from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
+    from s2d.labelset.types import Instance, VideoLabels
+
+    assert pad_frames([0], 3) == [0, 0, 0]
+    rng = np.random.default_rng(0)
+    assert fallback_frames(2, 3, 20, rng) == [0, 1, 1]
+    f = fallback_frames(50, 3, 20, np.random.default_rng(1))
+    assert f == sorted(f) and len(set(f)) == 3 and max(f) - min(f) <= 40
+    assert f == fallback_frames(50, 3, 20, np.random.default_rng(1))
+    m = {"size": [2, 2], "counts": "04"}
+    v = VideoLabels("v", 2, 2, 6, [], [Instance([m, m, m, None, m, m])])
+    assert keymask_windows(v, 3) == [0]         # frames 0-2 all have a keymask; 3 breaks every later window
