@@ -20,6 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
     "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
     "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
+    "distill": ("s2d.stages.distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
 }

@@ -63,3 +63,19 @@ def test_kill_9_during_masks_resumes_to_the_same_result(tmp_path):
     ma = next((tmp_path / "ref" / "artifacts").glob("masks-*/MANIFEST.json"))
     mb = next(out.glob("artifacts/masks-*/MANIFEST.json"))
     assert json.loads(ma.read_text())["labelset"]["sha256"] == json.loads(mb.read_text())["labelset"]["sha256"]
+
+
+def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
+    args = ("distill", "debug=fast", f"paths.output_root={tmp_path}/out", "train.max_steps=3",
+            "train.checkpoint_every_n_steps=2", "train.batch_size=2", "train.crop_size=[48,64]", "loss.num_points=64")
+    r = run_s2d(*args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
+    last = run_dir / "checkpoints" / "distill" / "last.ckpt"
+    import torch
+
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
+    r = run_s2d(*args[:-5], "train.max_steps=5", *args[-4:], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "distill: resuming from" in r.stdout + r.stderr
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 5

@@ -255,3 +255,60 @@ def test_short_videos_are_padded_deterministically():
     m = {"size": [2, 2], "counts": "04"}
     v = VideoLabels("v", 2, 2, 6, [], [Instance([m, m, m, None, m, m])])
     assert keymask_windows(v, 3) == [0]         # frames 0-2 all have a keymask; 3 breaks every later window
+
+
+def test_augmentation_is_clip_consistent_and_handles_clips_without_instances():
+    from s2d.data.clips import AugmentConfig, augment_clip
+
+    imgs = torch.rand(3, 3, 40, 50)
+    imgs[1:] = imgs[0]                       # three identical frames ...
+    masks = torch.zeros(2, 3, 40, 50)
+    masks[0, :, 10:20, 10:30] = 1
+    masks[1, :, 25:35, 5:15] = 1
+    cfg = AugmentConfig(size=(32, 40))
+    a, m = augment_clip(imgs, masks, cfg, seed=3)
+    assert a.shape == (3, 3, 32, 40) and m.shape == (2, 3, 32, 40)
+    assert torch.allclose(a[0], a[1]) and torch.allclose(a[0], a[2])   # ... stay identical: same parameters
+    assert torch.equal(m[:, 0], m[:, 2]) and m.sum() > 0
+    b, _ = augment_clip(imgs, masks, cfg, seed=3)
+    assert torch.equal(a, b)                 # a seed fixes everything
+    e, em = augment_clip(imgs, torch.zeros(0, 3, 40, 50), cfg, seed=3)
+    assert em.shape == (0, 3, 32, 40) and torch.equal(e, a)
+
+
+def test_backbone_weights_load_with_a_report_and_missing_keys_are_listed(tmp_path):
+    import torchvision
+
+    from s2d.errors import ConfigError
+    from s2d.models import VideoMask2Former
+
+    ref = torchvision.models.resnet18(weights=None)
+    torch.save(ref.state_dict(), tmp_path / "r18.pth")
+    cfg = {**TINY, "backbone": "resnet18", "backbone_weights": str(tmp_path / "r18.pth")}
+    m = VideoMask2Former(**cfg)
+    assert m.backbone_report["unexpected"] == ["fc.bias", "fc.weight"] and m.backbone_report["missing"] == []
+    assert torch.equal(m.backbone.stem[0].weight, ref.conv1.weight)
+    assert torch.equal(m.backbone.layer3[1].conv2.weight, ref.layer3[1].conv2.weight)
+    sd = ref.state_dict()
+    del sd["layer4.0.conv1.weight"]
+    torch.save(sd, tmp_path / "partial.pth")
+    with pytest.raises(ConfigError, match=r"model.backbone_weights.*lacks 1 backbone weights.*layer4.0.conv1.weight"):
+        VideoMask2Former(**{**cfg, "backbone_weights": str(tmp_path / "partial.pth")})
+
+
+def test_pretrained_checkpoint_round_trip_and_dino_backbone(tmp_path):
+    from s2d.errors import ConfigError
+    from s2d.models import VideoMask2Former
+
+    a = VideoMask2Former(**TINY)
+    torch.save({"state_dict": {f"student.{k}": v for k, v in a.state_dict().items()}}, tmp_path / "m.pth")
+    b = VideoMask2Former(**TINY)
+    report = b.load_pretrained(tmp_path / "m.pth")
+    assert report["unexpected"] == []
+    x = torch.rand(1, 3, 3, 32, 32)
+    assert torch.equal(a(x)["pred_masks"], b(x)["pred_masks"])
+    with pytest.raises(ConfigError, match="model.pretrained.*different shape"):
+        VideoMask2Former(**{**TINY, "num_queries": 7}).load_pretrained(tmp_path / "m.pth")
+    d = VideoMask2Former(**{**TINY, "backbone": "dino_vits8", "dec_layers": 1})
+    out = d(torch.rand(1, 3, 3, 32, 48))
+    assert out["pred_masks"].shape == (1, 6, 3, 8, 12)

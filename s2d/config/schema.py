@@ -89,6 +89,72 @@ class EvalSchema:
 
 
 @dataclass
+class ModelSchema:  # VideoMask2Former constructor arguments, exactly
+    backbone: str = "tiny"             # tiny | resnet18 | resnet34 | resnet50
+    hidden_dim: int = 32
+    mask_dim: int = 32
+    num_queries: int = 10
+    nheads: int = 4
+    dim_feedforward: int = 64
+    dec_layers: int = 3
+    enc_layers: int = 1
+    enc_dim_feedforward: int = 64
+    enc_points: int = 2
+    dropout: float = 0.0
+    backbone_weights: Optional[str] = None  # a local torchvision ResNet state dict
+
+
+@dataclass
+class LossSchema:  # VideoSetCriterion arguments
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    num_points: int = 12544
+    variant: str = "temporal"          # temporal (S2D) | cutler (IoU DropLoss) | plain
+    drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
+    cutler_iou: float = 0.01
+    deep_supervision: bool = True
+
+
+@dataclass
+class OptimSchema:
+    lr: float = 1.0e-4
+    weight_decay: float = 0.05
+    backbone_lr_mult: float = 0.1
+    milestones: List[int] = field(default_factory=list)  # steps where the lr is multiplied by gamma
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainSchema:
+    max_steps: int = 60
+    batch_size: int = 4                # global, over all processes
+    clip_length: int = 3
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"             # e.g. ddp, ddp_spawn
+    precision: str = "32-true"         # bf16-mixed / 16-mixed on GPUs (the method trains with AMP)
+    gradient_clip_val: float = 0.01
+    log_every_n_steps: int = 5
+    checkpoint_every_n_steps: int = 20
+    crop_size: List[int] = field(default_factory=lambda: [96, 128])  # H, W after augmentation
+    crop_scale: List[float] = field(default_factory=lambda: [0.6, 1.0])
+    rotation: float = 15.0
+    fallback_radius: int = 20
+
+
+@dataclass
+class DistillSchema:
+    ema_momentum: float = 0.999
+    teacher_score: float = 0.75
+    distill_weight: float = 1.0
+    distill_class_weight: float = 0.0
+
+
+@dataclass
 class TableSchema:
     root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
@@ -109,6 +175,11 @@ class S2DConfig:
     keymasks: KeymasksSchema = field(default_factory=KeymasksSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
     table: TableSchema = field(default_factory=TableSchema)
+    model: ModelSchema = field(default_factory=ModelSchema)
+    loss: LossSchema = field(default_factory=LossSchema)
+    optim: OptimSchema = field(default_factory=OptimSchema)
+    train: TrainSchema = field(default_factory=TrainSchema)
+    distill: DistillSchema = field(default_factory=DistillSchema)
 
 
 def register_configs() -> None:
@@ -160,4 +231,14 @@ def validate_config(cfg: Any) -> None:
         _require(0.0 <= v <= 1.0, f"keymasks.{key}", f"must be within [0, 1], got {v}")
     _require(k.grid >= 2 and k.vis_min_samples >= 1, "keymasks.grid", "grid must be >= 2, min_samples >= 1")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
+    lo = cfg.loss
+    _require(lo.variant in ("temporal", "cutler", "plain"), "loss.variant", f"'{lo.variant}' is not temporal|cutler|plain")
+    _require(0.0 <= lo.drop_rate <= 1.0, "loss.drop_rate", f"must be within [0, 1], got {lo.drop_rate}")
+    _require(lo.num_points >= 1, "loss.num_points", "must be >= 1")
+    _require(cfg.model.hidden_dim % cfg.model.nheads == 0, "model.hidden_dim",
+             f"{cfg.model.hidden_dim} is not divisible by model.nheads={cfg.model.nheads}")
+    _require(cfg.optim.lr > 0, "optim.lr", f"must be positive, got {cfg.optim.lr}")
+    _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
+    _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
+    _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
     _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

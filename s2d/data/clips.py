@@ -96,10 +96,12 @@ def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, se
     color = K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0, same_on_batch=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        m = masks.permute(1, 0, 2, 3) if len(masks) else torch.zeros(T, 0, *imgs.shape[-2:])  # (T, N, H, W)
+        # kornia cannot warp a mask tensor with 0 channels: a clip without instances carries one dummy channel
+        n = len(masks)
+        m = masks.permute(1, 0, 2, 3) if n else torch.zeros(T, 1, *imgs.shape[-2:])  # (T, max(N, 1), H, W)
         out_img, out_mask = aug(imgs, m)
         out_img = color(out_img).clamp(0, 1)
-    return out_img, (out_mask.permute(1, 0, 2, 3) > 0.5).float()
+    return out_img, (out_mask.permute(1, 0, 2, 3)[:n] > 0.5).float()
 
 
 def collate(items: list[dict]) -> dict:

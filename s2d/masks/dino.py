@@ -76,12 +76,25 @@ class DinoViT(nn.Module):
         grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
         return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], 1)
 
-    @torch.no_grad()
-    def last_keys(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised -> keys of the last attention layer per patch (B, h, w, C)."""
+    def _tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.patch_embed.proj(images)  # (B, C, h, w)
         B, C, h, w = x.shape
         x = torch.cat([self.cls_token.expand(B, -1, -1), x.flatten(2).transpose(1, 2)], 1) + self._pos(h, w)
+        return x, h, w
+
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised -> last-layer patch tokens (B, C, h, w) (trainable: used as a backbone)."""
+        x, h, w = self._tokens(images)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)[:, 1:]
+        return x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+    @torch.no_grad()
+    def last_keys(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised -> keys of the last attention layer per patch (B, h, w, C)."""
+        x, h, w = self._tokens(images)
+        B, C = x.shape[0], x.shape[2]
         for blk in self.blocks[:-1]:
             x = blk(x)
         k = self.blocks[-1].attn(self.blocks[-1].norm1(x), return_keys=True)  # (B, 1 + hw, C)

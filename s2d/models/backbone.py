@@ -13,7 +13,8 @@ from torch import nn
 from s2d.errors import ConfigError
 
 CHANNELS = {"resnet18": (64, 128, 256, 512), "resnet34": (64, 128, 256, 512),
-            "resnet50": (256, 512, 1024, 2048), "tiny": (16, 32, 64, 96)}
+            "resnet50": (256, 512, 1024, 2048), "tiny": (16, 32, 64, 96),
+            "dino_vits8": (384, 384, 384, 384), "dino_vitb8": (768, 768, 768, 768)}
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -57,9 +58,29 @@ class ResNetBackbone(nn.Module):
         return out
 
 
+class DinoBackbone(nn.Module):
+    """A DINO ViT (patch 8) as a multi-scale backbone with a simple feature pyramid (ViTDet): the last layer's
+    stride-8 patch tokens are upsampled to stride 4 and pooled to strides 16 and 32."""
+
+    def __init__(self, arch: str):
+        super().__init__()
+        from s2d.masks.dino import DinoViT
+
+        self.vit = DinoViT(arch, patch=8)
+        dim = self.vit.norm.normalized_shape[0]
+        self.up = nn.ConvTranspose2d(dim, dim, 2, 2)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.vit.patch_tokens(x)  # (N, C, H/8, W/8)
+        return {"res2": self.up(tokens), "res3": tokens, "res4": nn.functional.max_pool2d(tokens, 2),
+                "res5": nn.functional.max_pool2d(tokens, 4)}
+
+
 def build_backbone(name: str) -> nn.Module:
     if name == "tiny":
         return TinyBackbone()
+    if name in ("dino_vits8", "dino_vitb8"):
+        return DinoBackbone("vit_small" if name == "dino_vits8" else "vit_base")
     if name in CHANNELS:
         return ResNetBackbone(name)
     raise ConfigError("model.backbone", f"'{name}' is not one of {sorted(CHANNELS)}")
@@ -81,6 +102,8 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, allow_missing: 
     mapping = {"conv1.": "stem.0.", "bn1.": "stem.1."}
     mapped = {}
     for k, v in sd.items():
+        if k.endswith("num_batches_tracked"):  # BatchNorm bookkeeping; the backbone's BN is frozen
+            continue
         k = k.removeprefix("module.").removeprefix("backbone.")
         for a, b in mapping.items():
             if k.startswith(a):

@@ -1,0 +1,65 @@
+"""Stage "distill": sparse-to-dense distillation (student + EMA teacher, Temporal DropLoss) on the sparse
+keymask labelset. Runs the earlier stages first (skipping finished ones), trains with Lightning, and keeps
+``last.ckpt`` plus periodic checkpoints in the stable run folder, so a rerun of the same command resumes
+from the last checkpoint instead of starting over."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from s2d.stages.common import section
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: Any, ds, labels, mode: str = "sparse"):
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.datamodules import ClipDataModule
+    from s2d.lit.distillation import DenseModule, DistillationModule
+
+    t = cfg.train
+    aug = AugmentConfig(size=tuple(t.crop_size), crop_scale=tuple(t.crop_scale), rotation=t.rotation)
+    data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
+                          cfg.seed, aug)
+    cls = DistillationModule if mode == "sparse" else DenseModule
+    module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
+                 seed=cfg.seed)
+    return module, data
+
+
+def trainer(cfg: Any, run_dir: Path, stage: str):
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    t = cfg.train
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=-1,
+                           every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
+                           auto_insert_metric_name=False)
+    return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+                     strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+                     log_every_n_steps=t.log_every_n_steps, default_root_dir=str(run_dir),
+                     # one CSV folder per launch (version_N): a resumed run adds to, never overwrites, the losses
+                     logger=CSVLogger(str(run_dir / "logs"), name=stage), callbacks=[ckpt],
+                     enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
+
+
+def run(cfg: Any, run_dir: Path) -> dict:
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    ds = load_data(cfg)
+    masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    sparse, _, _, _ = keymasks_stage.compute(cfg, ds, masks, masks_fp)
+    module, data = build(cfg, ds, sparse, "sparse")
+    tr = trainer(cfg, run_dir, "distill")
+    last = run_dir / "checkpoints" / "distill" / "last.ckpt"
+    if last.exists():
+        log.info("distill: resuming from %s", last)
+    tr.fit(module, data, ckpt_path=str(last) if last.exists() else None)
+    # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
+    tr.save_checkpoint(last)
+    log.info("distill: checkpoints in %s, losses in %s", last.parent, run_dir / "logs" / "distill")
+    return {"checkpoint": str(last)}
