@@ -26,7 +26,7 @@ SIZES = {
 
 def bench(size: str, device: str, batch: int, hw: tuple[int, int], steps: int, amp: bool) -> tuple[float, float]:
     torch.manual_seed(0)
-    m = DistillationModule(SIZES[size], dict(num_points=12544 if size == "paper" else 1024),
+    m = DistillationModule(SIZES[size], dict(num_points=12544 if size == "paper" else 2048),
                            dict(lr=1e-4, weight_decay=0.05)).to(device)
     opt = m.configure_optimizers()["optimizer"]
     clips = torch.rand(batch, 3, 3, *hw, device=device)

@@ -16,11 +16,12 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 VERBS: dict[str, tuple[str, str]] = {
     # verb: (module, one-line help)
-    "run": ("s2d.stages.pipeline", "run every stage in order, skipping finished ones, and write a report"),
+    "run": ("s2d.stages.pipeline", "every stage in order (masks ... final), skipping finished ones; a report"),
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
     "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
     "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
     "distill": ("s2d.stages.distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
+    "final": ("s2d.stages.final", "dense labelset from the teacher, then the final model (runs earlier stages)"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
 }

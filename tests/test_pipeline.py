@@ -25,6 +25,7 @@ def test_run_writes_report_and_rerun_skips(tmp_path):
     run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
     report = (run_dir / "report.md").read_text()
     assert "sparse keymasks" in report and "IoU linker" in report
+    assert "dense labelset (distilled teacher)" in report and "final model" in report
     assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "stages.png").exists()
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["complete"] and 0 <= m["metrics"]["sparse keymasks"]["AP50"] <= 100
@@ -33,7 +34,9 @@ def test_run_writes_report_and_rerun_skips(tmp_path):
     r2 = run_s2d(*args, cwd=tmp_path)
     assert r2.returncode == 0
     log = r2.stdout + r2.stderr
-    assert "masks: finished set found" in log and "keymasks: finished set found" in log
+    for stage in ("masks", "keymasks", "label", "predict"):
+        assert f"{stage}: finished set found" in log
+    assert "distill: finished checkpoint found" in log and "final: finished checkpoint found" in log
     assert json.loads((run_dir / "metrics.json").read_text())["metrics"] == m["metrics"]
 
 
@@ -41,7 +44,8 @@ def test_run_writes_report_and_rerun_skips(tmp_path):
 def test_kill_9_during_masks_resumes_to_the_same_result(tmp_path):
     out = tmp_path / "out"
     base = ("run", "name=k", "progress=false", "data.demo.num_videos=3", "data.demo.num_frames=8",
-            "data.demo.height=64", "data.demo.width=80")
+            "data.demo.height=64", "data.demo.width=80", "train.max_steps=3", "train.batch_size=2",
+            "train.crop_size=[48,64]", "loss.num_points=128")
     ref = run_s2d(*base, f"paths.output_root={tmp_path}/ref", cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
     env = {**os.environ, "WANDB_MODE": "offline"}

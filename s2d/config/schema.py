@@ -110,7 +110,7 @@ class LossSchema:  # VideoSetCriterion arguments
     mask_weight: float = 5.0
     dice_weight: float = 5.0
     no_object_weight: float = 0.1
-    num_points: int = 12544
+    num_points: int = 2048
     variant: str = "temporal"          # temporal (S2D) | cutler (IoU DropLoss) | plain
     drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
     cutler_iou: float = 0.01
@@ -119,7 +119,7 @@ class LossSchema:  # VideoSetCriterion arguments
 
 @dataclass
 class OptimSchema:
-    lr: float = 1.0e-4
+    lr: float = 1.0e-3
     weight_decay: float = 0.05
     backbone_lr_mult: float = 0.1
     milestones: List[int] = field(default_factory=list)  # steps where the lr is multiplied by gamma
@@ -128,7 +128,7 @@ class OptimSchema:
 
 @dataclass
 class TrainSchema:
-    max_steps: int = 60
+    max_steps: int = 400
     batch_size: int = 4                # global, over all processes
     clip_length: int = 3
     num_workers: int = 0
@@ -148,10 +148,21 @@ class TrainSchema:
 
 @dataclass
 class DistillSchema:
-    ema_momentum: float = 0.999
+    ema_momentum: float = 0.99
     teacher_score: float = 0.75
     distill_weight: float = 1.0
     distill_class_weight: float = 0.0
+
+
+@dataclass
+class LabelSchema:
+    score_thr: float = 0.75            # teacher queries kept for the dense labelset
+    nms: bool = True                   # optional tube NMS ...
+    nms_iou: float = 0.75              # ... at this tube IoU
+    window: int = 12                   # frames per inference window (long videos are clip-stitched)
+    overlap: int = 2                   # frames shared by consecutive windows, used to link them
+    link_iou: float = 0.5
+    eval_score_thr: float = 0.05       # the final model's predictions kept for evaluation
 
 
 @dataclass
@@ -180,6 +191,7 @@ class S2DConfig:
     optim: OptimSchema = field(default_factory=OptimSchema)
     train: TrainSchema = field(default_factory=TrainSchema)
     distill: DistillSchema = field(default_factory=DistillSchema)
+    label: LabelSchema = field(default_factory=LabelSchema)
 
 
 def register_configs() -> None:
@@ -241,4 +253,7 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
+    la = cfg.label
+    _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
+    _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")
     _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

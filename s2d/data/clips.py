@@ -82,18 +82,29 @@ class ClipDataset(Dataset):
         return {"clip": imgs, "targets": tgt, "video": name, "frames": frames, "index": index}
 
 
+_AUGMENTERS: dict[AugmentConfig, tuple] = {}
+
+
+def _augmenters(cfg: AugmentConfig):
+    """The kornia pipelines for a config, built once per process (building them costs more than applying)."""
+    if cfg not in _AUGMENTERS:
+        import kornia.augmentation as K
+
+        geo = K.AugmentationSequential(
+            K.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=(0.75, 1.333), p=1.0),
+            K.RandomHorizontalFlip(p=cfg.flip),
+            K.RandomRotation(degrees=cfg.rotation, p=1.0),
+            data_keys=["input", "mask"], same_on_batch=True)
+        color = K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0, same_on_batch=True)
+        _AUGMENTERS[cfg] = (geo, color)
+    return _AUGMENTERS[cfg]
+
+
 def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, seed: int):
     """imgs (T, 3, H, W), masks (N, T, H, W) -> the same random crop/resize/flip/rotation on every frame and
     every mask, and the same brightness/contrast on every frame."""
-    import kornia.augmentation as K
-
     T = imgs.shape[0]
-    aug = K.AugmentationSequential(
-        K.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=(0.75, 1.333), p=1.0),
-        K.RandomHorizontalFlip(p=cfg.flip),
-        K.RandomRotation(degrees=cfg.rotation, p=1.0),
-        data_keys=["input", "mask"], same_on_batch=True)
-    color = K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0, same_on_batch=True)
+    aug, color = _augmenters(cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         # kornia cannot warp a mask tensor with 0 channels: a clip without instances carries one dummy channel

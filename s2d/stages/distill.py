@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def build(cfg: Any, ds, labels, mode: str = "sparse"):
+    import torch
+
     from s2d.data.clips import AugmentConfig
     from s2d.data.datamodules import ClipDataModule
     from s2d.lit.distillation import DenseModule, DistillationModule
@@ -23,6 +25,8 @@ def build(cfg: Any, ds, labels, mode: str = "sparse"):
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug)
     cls = DistillationModule if mode == "sparse" else DenseModule
+    # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
+    torch.manual_seed(cfg.seed)
     module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
                  seed=cfg.seed)
     return module, data
@@ -34,7 +38,8 @@ def trainer(cfg: Any, run_dir: Path, stage: str):
     from lightning.pytorch.loggers import CSVLogger
 
     t = cfg.train
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=-1,
+    # last.ckpt plus the latest periodic checkpoint (no monitor: "top 1" is simply the newest)
+    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=1,
                            every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
                            auto_insert_metric_name=False)
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
@@ -45,6 +50,32 @@ def trainer(cfg: Any, run_dir: Path, stage: str):
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
 
 
+def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, init: Path | None = None) -> Path:
+    """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint."""
+    import torch
+
+    last = run_dir / "checkpoints" / stage / "last.ckpt"
+    if last.exists():
+        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+        if step >= cfg.train.max_steps:
+            log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
+            return last
+        log.info("%s: resuming from %s (step %d)", stage, last, step)
+    module, data = build(cfg, ds, labels, mode)
+    if init is not None and not last.exists():
+        # start both student and teacher from the previous stage's teacher (EMA) weights
+        sd = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+        teacher = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
+        module.student.load_state_dict(teacher)
+        module.teacher.load_state_dict(teacher)
+    tr = trainer(cfg, run_dir, stage)
+    tr.fit(module, data, ckpt_path=str(last) if last.exists() else None)
+    # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
+    tr.save_checkpoint(last)
+    log.info("%s: checkpoints in %s, losses in %s", stage, last.parent, run_dir / "logs" / stage)
+    return last
+
+
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.stages import keymasks as keymasks_stage
     from s2d.stages import masks as masks_stage
@@ -53,13 +84,4 @@ def run(cfg: Any, run_dir: Path) -> dict:
     ds = load_data(cfg)
     masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
     sparse, _, _, _ = keymasks_stage.compute(cfg, ds, masks, masks_fp)
-    module, data = build(cfg, ds, sparse, "sparse")
-    tr = trainer(cfg, run_dir, "distill")
-    last = run_dir / "checkpoints" / "distill" / "last.ckpt"
-    if last.exists():
-        log.info("distill: resuming from %s", last)
-    tr.fit(module, data, ckpt_path=str(last) if last.exists() else None)
-    # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
-    tr.save_checkpoint(last)
-    log.info("distill: checkpoints in %s, losses in %s", last.parent, run_dir / "logs" / "distill")
-    return {"checkpoint": str(last)}
+    return {"checkpoint": str(train(cfg, run_dir, "distill", ds, sparse, "sparse"))}

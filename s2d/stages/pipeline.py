@@ -1,8 +1,6 @@
-"""``s2d run``: every stage in order (data -> masks -> keymasks), each skipped when its fingerprinted artifact
-is already complete, then a report (markdown + pictures) of class-agnostic AP/AR and J&F after each stage.
-
-The learning stages (distill -> label -> final) join this chain as they land; the report lists exactly the
-stages that ran.
+"""``s2d run``: every stage in order (data -> masks -> keymasks -> distill -> label -> final), each skipped
+when its artifact is already complete (fingerprinted folders; finished checkpoints), then a report (markdown
++ pictures) of class-agnostic AP/AR and J&F after each stage.
 """
 from __future__ import annotations
 
@@ -83,13 +81,35 @@ def run(cfg: Any, run_dir: Path) -> dict:
     t = time.perf_counter()
     keymasks, baseline, km_dir, _ = keymasks_stage.compute(cfg, ds, masks, masks_fp)
     timings["keymasks"] = time.perf_counter() - t
+    learn = cfg.stage in ("run", "final", "label")  # `s2d run` and the later verbs include the learning stages
+    dense = final_pred = None
+    if learn:
+        from s2d.stages import distill as distill_stage
+        from s2d.stages import final as final_stage
+        from s2d.stages import label as label_stage
+
+        t = time.perf_counter()
+        distill_ckpt = distill_stage.train(cfg, run_dir, "distill", ds, keymasks, "sparse")
+        timings["distill"] = time.perf_counter() - t
+        t = time.perf_counter()
+        dense, label_dir, _ = label_stage.compute(cfg, ds, distill_ckpt, data_fp)
+        timings["label"] = time.perf_counter() - t
+        t = time.perf_counter()
+        final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", init=distill_ckpt)
+        final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+        timings["final"] = time.perf_counter() - t
 
     lines = [f"# s2d run `{cfg.run_id}`", "",
              f"Data: {len(ds)} videos from `{ds.root}` ({cfg.data.kind}); tracker `{cfg.tracker.kind}`; "
              f"masks `{cfg.masks.source}/{cfg.masks.features}`.", "",
              "| stage | artifact | seconds |", "|---|---|---:|",
              f"| masks | `{masks_dir}` | {timings['masks']:.1f} |",
-             f"| keymasks | `{km_dir}` | {timings['keymasks']:.1f} |", ""]
+             f"| keymasks | `{km_dir}` | {timings['keymasks']:.1f} |"]
+    if learn:
+        lines += [f"| distill | `{distill_ckpt}` | {timings['distill']:.1f} |",
+                  f"| label | `{label_dir}` | {timings['label']:.1f} |",
+                  f"| final | `{final_ckpt}`, predictions `{pred_dir}` | {timings['final']:.1f} |"]
+    lines += [""]
     metrics: dict[str, dict[str, float]] = {}
     if ds.has_gt:
         gt = ds.gt_labelset()
@@ -98,6 +118,9 @@ def run(cfg: Any, run_dir: Path) -> dict:
         metrics["single-frame masks (per frame)"] = {k: (100 * v if v >= 0 else v) for k, v in fa.items()}
         metrics["single-frame masks + IoU linker"] = score(gt, baseline, voids)
         metrics["sparse keymasks"] = score(gt, keymasks, voids)
+        if dense is not None:
+            metrics["dense labelset (distilled teacher)"] = score(gt, dense, voids)
+            metrics["final model"] = score(gt, final_pred, voids)
         lines += ["## Class-agnostic results against the ground truth", "",
                   "Video AP/AR over tubes (YouTube-VIS protocol, 128²/256² area bounds) and DAVIS-2017 "
                   "unsupervised J&F, in %. The first row scores every frame on its own (single-frame masks "
@@ -105,8 +128,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
                   format_table(metrics), "", "![metrics](metrics.png)", ""]
         _bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
         first = ds.names[0]
-        _stage_picture(run_dir / "stages.png", ds, first, {"ground truth": gt[first], "keymasks": keymasks[first]})
-        lines += [f"Ground truth (top) and sparse keymasks (bottom) on `{first}`:", "", "![stages](stages.png)", ""]
+        layers = {"ground truth": gt[first], "keymasks": keymasks[first],
+                  "dense labels": dense[first] if dense is not None else None,
+                  "final model": final_pred[first] if final_pred is not None else None}
+        _stage_picture(run_dir / "stages.png", ds, first, layers)
+        shown = ", ".join(k for k, v in layers.items() if v is not None)
+        lines += [f"Rows, top to bottom: {shown}, on `{first}`:", "", "![stages](stages.png)", ""]
     else:
         lines += ["No ground truth: no metrics. Look at the overlays.", ""]
     summary = (km_dir / "summary.md").read_text()
@@ -115,7 +142,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     atomic_write_text(run_dir / "report.md", "\n".join(lines))
     atomic_write_json(run_dir / "metrics.json", {"run_id": cfg.run_id, "metrics": metrics, "seconds": timings,
                                                  "config": {k: section(cfg, k) for k in
-                                                            ("data", "masks", "tracker", "keymasks")},
+                                                            ("data", "masks", "tracker", "keymasks", "model",
+                                                             "loss", "optim", "train", "distill", "label")},
                                                  "complete": True}, indent=1)
     print("\n".join(lines[:8]))
     if metrics:

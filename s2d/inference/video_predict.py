@@ -1,0 +1,117 @@
+"""Whole-video inference: windows of frames through the model, stitched into tubes.
+
+A video longer than ``window`` frames is cut into windows that overlap by ``overlap`` frames. Each window's
+queries above ``score_thr`` become tube pieces; consecutive windows are joined by the Hungarian algorithm on
+mask IoU over the shared frames (IoU >= ``link_iou`` continues a tube, otherwise a new tube starts). Optional
+tube NMS removes a tube whose tube IoU with a higher-scoring one is >= ``nms_iou``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from s2d.models import VideoMask2Former
+
+
+@dataclass
+class Tube:
+    masks: dict[int, np.ndarray]  # frame -> (H, W) bool
+    scores: list[float]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.scores))
+
+
+def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    if T <= window:
+        return [(0, T)]
+    step = max(window - overlap, 1)
+    starts = list(range(0, T - window + 1, step))
+    if starts[-1] + window < T:
+        starts.append(T - window)
+    return [(s, s + window) for s in starts]
+
+
+@torch.no_grad()
+def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float, size: tuple[int, int],
+                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size`` and scores (K,) of queries >= score_thr."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float().to(device) / 255
+    out = model(x)
+    scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
+    keep = torch.nonzero(scores >= score_thr).flatten()
+    m = out["pred_masks"][0, keep]                                           # (K, T, h, w)
+    if len(keep):
+        m = F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)
+    return (m > 0).cpu().numpy(), scores[keep].cpu().numpy()
+
+
+def _iou_over(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> float:
+    inter = union = 0
+    for t in frames:
+        am = a.masks.get(t)
+        bm = b_masks[t - offset]
+        if am is None:
+            union += bm.sum()
+            continue
+        inter += (am & bm).sum()
+        union += (am | bm).sum()
+    return inter / union if union else 0.0
+
+
+def tube_iou(a: Tube, b: Tube) -> float:
+    inter = union = 0
+    for f in set(a.masks) | set(b.masks):
+        am, bm = a.masks.get(f), b.masks.get(f)
+        if am is not None and bm is not None:
+            inter += (am & bm).sum()
+            union += (am | bm).sum()
+        else:
+            union += (am if am is not None else bm).sum()
+    return inter / union if union else 0.0
+
+
+def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
+    """Keep tubes by decreasing score, dropping any with tube IoU >= iou_thr to one already kept."""
+    kept: list[Tube] = []
+    for t in sorted(tubes, key=lambda t: -t.score):
+        if all(tube_iou(t, k) < iou_thr for k in kept):
+            kept.append(t)
+    return kept
+
+
+def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
+                  overlap: int = 2, link_iou: float = 0.5, nms_iou: float | None = 0.75,
+                  device: str = "cpu") -> list[Tube]:
+    """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one."""
+    T, H, W = frames.shape[:3]
+    tubes: list[Tube] = []
+    prev: list[int] = []  # indices in ``tubes`` alive in the previous window
+    prev_end = 0
+    for s, e in _windows(T, window, overlap):
+        masks, scores = predict_window(model, frames[s:e], score_thr, (H, W), device)  # (K, w, H, W)
+        shared = list(range(s, min(prev_end, e)))
+        assigned: dict[int, int] = {}
+        if shared and prev and len(masks):
+            iou = np.array([[_iou_over(tubes[p], masks[k], shared, s) for k in range(len(masks))] for p in prev])
+            rows, cols = linear_sum_assignment(-iou)
+            assigned = {int(c): prev[r] for r, c in zip(rows, cols) if iou[r, c] >= link_iou}
+        alive = []
+        for k in range(len(masks)):
+            ti = assigned.get(k)
+            if ti is None:
+                tubes.append(Tube({}, []))
+                ti = len(tubes) - 1
+            for j, t in enumerate(range(s, e)):
+                if t not in tubes[ti].masks and masks[k, j].any():
+                    tubes[ti].masks[t] = masks[k, j]
+            tubes[ti].scores.append(float(scores[k]))
+            alive.append(ti)
+        prev, prev_end = alive, e
+    tubes = [t for t in tubes if t.masks]
+    return tube_nms(tubes, nms_iou) if nms_iou is not None else tubes

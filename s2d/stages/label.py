@@ -1,0 +1,56 @@
+"""Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >= 0.75,
+optional tube NMS at IoU 0.75), fingerprinted by the checkpoint it came from."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s2d.data.sources import Dataset, VideoRecord
+from s2d.fingerprint import fingerprint
+from s2d.io.atomic import sha256_file
+from s2d.labelset import rle as rle_utils
+from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.stages.common import artifact_dir, run_per_video, section
+
+log = logging.getLogger(__name__)
+VERSION = 1
+
+
+def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
+    """The teacher (or student) of a DistillationModule checkpoint, loaded with weights_only=True."""
+    from s2d.models import VideoMask2Former
+
+    sd = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model = VideoMask2Former(**sd["hyper_parameters"]["model"])
+    prefix = f"{which}."
+    model.load_state_dict({k[len(prefix):]: v for k, v in sd["state_dict"].items() if k.startswith(prefix)})
+    return model.eval()
+
+
+def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
+                root: Path) -> Labelset:
+    from s2d.inference.video_predict import predict_video
+
+    lab = cfg.label
+
+    def produce(r: VideoRecord) -> VideoLabels:
+        frames = r.video.frames()
+        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms)
+        out = ds.skeleton(r.name)
+        for tb in tubes:
+            segs = [rle_utils.encode(tb.masks[t]) if t in tb.masks else None for t in range(len(frames))]
+            out.instances.append(Instance(segs, tb.score))
+        return out
+
+    return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
+
+
+def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> tuple[Labelset, Path, str]:
+    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
+    root = artifact_dir(cfg, "label", fp)
+    model = load_model(cfg, ckpt, "teacher")
+    nms = cfg.label.nms_iou if cfg.label.nms else None
+    return predictions(cfg, ds, model, cfg.label.score_thr, nms, "label", fp, root), root, fp
