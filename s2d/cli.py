@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
     "distill": ("s2d.stages.distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
     "final": ("s2d.stages.final", "dense labelset from the teacher, then the final model (runs earlier stages)"),
+    "demo": ("s2d.stages.demo", "draw the final model's instances on a video: s2d demo VIDEO.mp4"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
 }
@@ -74,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     from s2d.config import register_configs
 
     register_configs()
-    sys.argv = [f"s2d {verb}", *args[1:], f"stage={verb}"]
+    rest = args[1:]
+    if verb == "demo" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"demo.video={rest[0]}", *rest[1:]]  # `s2d demo VIDEO.mp4` reads as a path, not an override
+    sys.argv = [f"s2d {verb}", *rest, f"stage={verb}"]
     runner: Callable = hydra.main(config_path=str(CONF_DIR), config_name="s2d", version_base="1.3")(_dispatch)
     runner()
 

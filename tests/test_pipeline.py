@@ -18,7 +18,7 @@ def run_s2d(*args, cwd, timeout=600):
                           timeout=timeout)
 
 
-def test_run_writes_report_and_rerun_skips(tmp_path):
+def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
     args = ("run", "debug=fast", f"paths.output_root={tmp_path}/out")
     r = run_s2d(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -38,6 +38,17 @@ def test_run_writes_report_and_rerun_skips(tmp_path):
         assert f"{stage}: finished set found" in log
     assert "distill: finished checkpoint found" in log and "final: finished checkpoint found" in log
     assert json.loads((run_dir / "metrics.json").read_text())["metrics"] == m["metrics"]
+    # s2d demo VIDEO.mp4 draws the final model's instances on a real video
+    apple = demo_videos_root / "apple" / "apple.mp4"
+    r3 = run_s2d("demo", str(apple), "debug=fast", f"paths.output_root={tmp_path}/out", "demo.max_frames=4",
+                 "demo.short_side=64", cwd=tmp_path)
+    assert r3.returncode == 0, r3.stderr[-3000:]
+    import cv2
+
+    cap = cv2.VideoCapture(str(run_dir / "demo" / "apple_s2d.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 64
+    r4 = run_s2d("demo", "debug=fast", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r4.returncode == 1 and "usage: s2d demo VIDEO.mp4" in r4.stderr
 
 
 @pytest.mark.slow

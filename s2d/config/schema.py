@@ -166,6 +166,17 @@ class LabelSchema:
 
 
 @dataclass
+class DemoVideoSchema:
+    video: Optional[str] = None        # s2d demo VIDEO.mp4 (a file, or a folder of frames)
+    checkpoint: Optional[str] = None   # default: <run folder>/checkpoints/final/last.ckpt
+    out: Optional[str] = None          # default: <run folder>/demo/<video>_s2d.mp4
+    score_thr: float = 0.5
+    short_side: int = 240
+    max_frames: Optional[int] = None
+    fps: float = 10.0
+
+
+@dataclass
 class TableSchema:
     root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
@@ -192,6 +203,7 @@ class S2DConfig:
     train: TrainSchema = field(default_factory=TrainSchema)
     distill: DistillSchema = field(default_factory=DistillSchema)
     label: LabelSchema = field(default_factory=LabelSchema)
+    demo: DemoVideoSchema = field(default_factory=DemoVideoSchema)
 
 
 def register_configs() -> None:

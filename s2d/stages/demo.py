@@ -1,0 +1,70 @@
+"""``s2d demo VIDEO.mp4``: the final model's instances drawn on a video, written as an mp4 (and a gif preview).
+
+    s2d demo ../shared/data/demo_videos/apple/apple.mp4                 # model of the default run
+    s2d demo my.mp4 demo.checkpoint=outputs/runs/x-seed0/checkpoints/final/last.ckpt demo.score_thr=0.5
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from s2d.errors import S2DError
+
+log = logging.getLogger(__name__)
+
+
+def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
+    """RGB frames -> mp4 (OpenCV's mp4v encoder), written to a temp name and moved into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}.partial.mp4")
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise S2DError(f"cannot open an mp4 writer for {path}")
+    try:
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return path
+
+
+def run(cfg: Any, run_dir: Path) -> dict:
+    from s2d.data.sources import open_dataset
+    from s2d.inference.video_predict import predict_video
+    from s2d.stages.label import load_model
+    from s2d.viz import overlay, palette, save_gif
+
+    d = cfg.demo
+    if d.video is None:
+        raise S2DError("usage: s2d demo VIDEO.mp4 [overrides]  (or demo.video=PATH)")
+    video_path = Path(d.video)
+    ckpt = Path(d.checkpoint) if d.checkpoint else run_dir / "checkpoints" / "final" / "last.ckpt"
+    if not ckpt.exists():
+        raise S2DError(f"no trained model at {ckpt}: run `s2d run` first or give demo.checkpoint=PATH")
+    kind = "mp4" if video_path.is_file() else "frames"
+    ds = open_dataset(kind, video_path, short_side=d.short_side)
+    model = load_model(cfg, ckpt, "teacher")
+    outputs = []
+    for r in ds:
+        frames = r.video.frames(range(min(len(r.video), d.max_frames)) if d.max_frames else None)
+        tubes = predict_video(model, frames, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou,
+                              cfg.label.nms_iou if cfg.label.nms else None)
+        colors = palette(max(len(tubes), 1))
+        drawn = []
+        for t, f in enumerate(frames):
+            present = [(i, tb.masks[t]) for i, tb in enumerate(tubes) if t in tb.masks]
+            masks = np.stack([m for _, m in present]) if present else np.zeros((0, *f.shape[:2]), bool)
+            drawn.append(overlay(f, masks, colors[[i for i, _ in present]] if present else None,
+                                 labels=[str(i) for i, _ in present]))
+        out = Path(d.out) if d.out else run_dir / "demo" / f"{r.name.replace('/', '_')}_s2d.mp4"
+        write_mp4(out, drawn, d.fps)
+        save_gif(out.with_suffix(".gif"), drawn[:: max(1, len(drawn) // 40)])
+        print(f"{r.name}: {len(tubes)} instances on {len(frames)} frames -> {out}")
+        outputs.append(str(out))
+    return {"videos": outputs}
