@@ -94,3 +94,24 @@ def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "distill: resuming from" in r.stdout + r.stderr
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 5
+
+
+def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_path, compose, monkeypatch):
+    from s2d.stages import distill
+
+    cfg = compose("debug=fast", "logger=wandb")
+    run_dir = tmp_path / "run"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    wb = distill.wandb_logger(cfg, run_dir, "distill")
+    assert wb is not None and wb.experiment.id == "debug-fast-seed0-distill"
+    wb.experiment.finish()
+    assert list((run_dir / "wandb").glob("offline-run-*"))
+
+    import lightning.pytorch.loggers as loggers
+
+    class Broken:
+        def __init__(self, *a, **k):
+            raise RuntimeError("network unreachable")
+
+    monkeypatch.setattr(loggers, "WandbLogger", Broken)
+    assert distill.wandb_logger(cfg, run_dir, "distill") is None  # a warning, and the CSV logger carries on

@@ -177,6 +177,14 @@ class DemoVideoSchema:
 
 
 @dataclass
+class LoggerSchema:
+    wandb: bool = False                # W&B beside the CSV logger (the CSV logger is always on)
+    project: str = "s2d"
+    entity: Optional[str] = None
+    mode: str = "offline"              # offline | online | disabled (WANDB_MODE, if set, wins)
+
+
+@dataclass
 class TableSchema:
     root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
@@ -204,6 +212,7 @@ class S2DConfig:
     distill: DistillSchema = field(default_factory=DistillSchema)
     label: LabelSchema = field(default_factory=LabelSchema)
     demo: DemoVideoSchema = field(default_factory=DemoVideoSchema)
+    logger: LoggerSchema = field(default_factory=LoggerSchema)
 
 
 def register_configs() -> None:

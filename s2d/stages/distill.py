@@ -32,12 +32,37 @@ def build(cfg: Any, ds, labels, mode: str = "sparse"):
     return module, data
 
 
+def wandb_logger(cfg: Any, run_dir: Path, stage: str):
+    """W&B with a stable run id (run id + stage), so a requeued or resumed job continues the same W&B run.
+    If W&B cannot start (no network, bad credentials) training goes on with the CSV logger and a warning."""
+    import os
+
+    from lightning.pytorch.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    try:
+        wb = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run_id}/{stage}",
+                         id=f"{cfg.run_id}-{stage}".replace("/", "_"), resume="allow", save_dir=str(run_dir),
+                         job_type=stage, config={k: section(cfg, k) for k in ("data", "model", "loss", "optim",
+                                                                             "train", "distill", "keymasks")})
+        wb.experiment  # starts the run now, so a failure shows here and not in the middle of training
+        return wb
+    except Exception as e:  # noqa: BLE001 - any failure of an optional logger must not stop training
+        log.warning("W&B could not start (%s); continuing with the CSV logger only", e)
+        return None
+
+
 def trainer(cfg: Any, run_dir: Path, stage: str):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     t = cfg.train
+    loggers = [CSVLogger(str(run_dir / "logs"), name=stage)]  # one CSV folder per launch: never overwritten
+    if cfg.logger.wandb:
+        wb = wandb_logger(cfg, run_dir, stage)
+        if wb is not None:
+            loggers.append(wb)
     # last.ckpt plus the latest periodic checkpoint (no monitor: "top 1" is simply the newest)
     ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=1,
                            every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
@@ -45,8 +70,7 @@ def trainer(cfg: Any, run_dir: Path, stage: str):
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
                      log_every_n_steps=t.log_every_n_steps, default_root_dir=str(run_dir),
-                     # one CSV folder per launch (version_N): a resumed run adds to, never overwrites, the losses
-                     logger=CSVLogger(str(run_dir / "logs"), name=stage), callbacks=[ckpt],
+                     logger=loggers, callbacks=[ckpt],
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
 
 
