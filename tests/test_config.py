@@ -25,7 +25,8 @@ def test_every_experiment_composes_and_validates(compose, exp):
     validate_config(cfg)
 
 
-@pytest.mark.parametrize("group", ["data", "masks", "debug"])
+@pytest.mark.parametrize("group", ["data", "masks", "debug", "tracker", "model", "loss", "optim", "train", "distill",
+                                   "logger", "keymasks", "label"])
 def test_every_group_option_composes(compose, group):
     for p in sorted((CONF / group).glob("*.yaml")):
         extra = []
@@ -35,7 +36,9 @@ def test_every_group_option_composes(compose, group):
             extra = ["masks.dino_checkpoint=/tmp/x.pth"]
         if group == "masks" and p.stem == "imported":
             extra = ["masks.import_path=/tmp/x.json"]
-        compose(f"{group}={p.stem}", *extra)
+        if group == "tracker" and p.stem == "cotracker":
+            extra = ["tracker.cotracker_repo=/tmp/co", "tracker.cotracker_checkpoint=/tmp/c.pth"]
+        validate_config(compose(f"{group}={p.stem}", *extra))
 
 
 def test_typo_in_key_fails(compose):

@@ -1,4 +1,5 @@
-"""s2d table: one row per finished setting; unfinished runs excluded and listed; duplicates refused."""
+"""s2d table: one row per setting, seeds aggregated, unfinished/other-version runs excluded and listed,
+missing settings shown as a dash, duplicates refused; LaTeX beside markdown."""
 from __future__ import annotations
 
 import json
@@ -8,32 +9,41 @@ import yaml
 
 from s2d.errors import S2DError
 from s2d.stages.table import build
+from s2d.version import code_version
 
 
-def _run(root, name, overrides, metrics=None, complete=True):
+def _run(root, name, overrides, metrics=None, complete=True, version=None):
     d = root / name
     (d / ".hydra").mkdir(parents=True)
     (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if metrics is not None:
-        (d / "metrics.json").write_text(json.dumps({"complete": complete, "metrics": {"sparse keymasks": metrics}}))
+        (d / "metrics.json").write_text(json.dumps({"complete": complete, "code_version": version or code_version(),
+                                                    "metrics": {"sparse keymasks": metrics}}))
 
 
-def test_rows_per_setting_and_unfinished_listed(tmp_path):
-    _run(tmp_path, "a", ["keymasks.gamma_thr=0.2", "stage=keymasks"], {"AP": 10.0, "AP50": 30.0, "AP75": -1, "AR10": 5})
-    _run(tmp_path, "b", ["keymasks.gamma_thr=0.4", "stage=keymasks"], {"AP": 12.5, "AP50": 31.0, "AP75": 2, "AR10": 6})
-    _run(tmp_path, "c", ["keymasks.gamma_thr=0.3"], None)                                  # crashed: no metrics
-    _run(tmp_path, "d", ["keymasks.gamma_thr=0.5"], {"AP": 1.0}, complete=False)          # not finished
-    text = build(tmp_path, "sparse keymasks", ["AP", "AP50", "AP75", "AR10"])
-    lines = text.splitlines()
-    assert lines[0] == "| keymasks.gamma_thr | AP | AP50 | AP75 | AR10 |"
-    assert lines[2] == "| 0.2 | 10.0 | 30.0 | — | 5.0 |"     # -1 (undefined) renders as a dash
-    assert lines[3] == "| 0.4 | 12.5 | 31.0 | 2.0 | 6.0 |"
-    assert "Excluded (unfinished): c, d" in text
+def test_rows_seeds_exclusions_and_missing(tmp_path):
+    _run(tmp_path, "a1", ["keymasks.gamma_thr=0.2", "seed=0", "stage=keymasks"], {"AP": 10.0, "AP50": 30.0})
+    _run(tmp_path, "a2", ["keymasks.gamma_thr=0.2", "seed=1"], {"AP": 14.0, "AP50": 34.0})
+    _run(tmp_path, "b", ["keymasks.gamma_thr=0.4", "seed=0"], {"AP": 12.5, "AP50": -1})
+    _run(tmp_path, "c", ["keymasks.gamma_thr=0.3", "seed=0"], None)                            # crashed
+    _run(tmp_path, "d", ["keymasks.gamma_thr=0.4", "seed=1"], {"AP": 1.0}, complete=False)     # not finished
+    _run(tmp_path, "e", ["keymasks.gamma_thr=0.4", "seed=2"], {"AP": 99.0}, version="0.0.1+old")
+    md, tex = build(tmp_path, "sparse keymasks", ["AP", "AP50"], any_version=False)
+    lines = md.splitlines()
+    assert lines[0] == "| keymasks.gamma_thr | AP | AP50 |"
+    assert lines[2] == "| 0.2 | 12.0 ± 2.0 (2) | 32.0 ± 2.0 (2) |"     # two seeds: mean ± std (n)
+    assert lines[3] == "| 0.3 | — | — |"                                  # no finished run: a dash ...
+    assert lines[4] == "| 0.4 | 12.5 | — |"                               # ... and -1 (undefined) too
+    assert "c (unfinished)" in md and "d (unfinished)" in md and "e (code version 0.0.1+old)" in md
+    assert "Missing (no finished run): {'keymasks.gamma_thr': '0.3'}" in md
+    assert r"12.0 $\pm$ 2.0 (2)" in tex and tex.startswith(r"\begin{tabular}{lrr}")
+    md_all, _ = build(tmp_path, "sparse keymasks", ["AP"], any_version=True)
+    assert "| 0.4 | 55.8 ± 43.2 (2) |" in md_all
 
 
-def test_two_runs_for_one_setting_is_an_error(tmp_path):
+def test_two_runs_for_one_setting_and_seed_is_an_error(tmp_path):
     _run(tmp_path, "a", ["keymasks.gamma_thr=0.2", "seed=1"], {"AP": 1.0})
     _run(tmp_path, "b", ["keymasks.gamma_thr=0.2", "seed=1"], {"AP": 2.0})
     _run(tmp_path, "c", ["keymasks.gamma_thr=0.3", "seed=1"], {"AP": 2.0})
-    with pytest.raises(S2DError, match="two finished runs for the same setting"):
+    with pytest.raises(S2DError, match="two finished runs for the same setting.*seed 1"):
         build(tmp_path, "sparse keymasks", ["AP"])

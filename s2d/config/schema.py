@@ -189,6 +189,7 @@ class TableSchema:
     root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
     metrics: List[str] = field(default_factory=lambda: ["AP", "AP50", "AP75", "AR10"])
+    any_version: bool = False          # include runs made by another code version
 
 
 @dataclass

@@ -11,6 +11,7 @@ import numpy as np
 
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
+from s2d.version import code_version
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.keymasks import KeymaskParams, discover_keymasks
 from s2d.keymasks.discover import sparse_instances
@@ -112,7 +113,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         table = format_table(rows)
         print(table)
         atomic_write_json(run_dir / "metrics.json", {"stage": "keymasks", "config": section(cfg, "keymasks"),
-                                                      "metrics": rows, "complete": True})
+                                                      "metrics": rows, "complete": True, "code_version": code_version()})
         atomic_write_text(run_dir / "metrics.md", table)
         result["metrics"] = rows
     log.info("keymasks: overlays in %s", root / "overlays")

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from s2d.version import code_version
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.stages.common import section
 
@@ -144,7 +145,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
                                                  "config": {k: section(cfg, k) for k in
                                                             ("data", "masks", "tracker", "keymasks", "model",
                                                              "loss", "optim", "train", "distill", "label")},
-                                                 "complete": True}, indent=1)
+                                                 "complete": True, "code_version": code_version()}, indent=1)
     print("\n".join(lines[:8]))
     if metrics:
         print(format_table(metrics))

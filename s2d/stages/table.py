@@ -1,8 +1,10 @@
-"""``s2d table``: the ablation table of a sweep, one row per setting.
+"""``s2d table``: the ablation table of a sweep, one row per setting, seeds aggregated (markdown and LaTeX).
 
-Each finished run folder holds ``metrics.json`` (with ``"complete": true``) and Hydra's
-``.hydra/overrides.yaml``; the row label is the run's overrides minus the ones shared by every run.
-Unfinished runs (no metrics, or not complete) are excluded and listed under the table.
+Each finished run folder holds ``metrics.json`` (``"complete": true`` and the code version) and Hydra's
+``.hydra/overrides.yaml``; the row is the run's overrides minus ``seed`` and minus the ones every run shares.
+Several seeds of one setting become mean ± std (n); two runs of the same setting AND seed are an error.
+Runs that are unfinished, or from another code version (unless ``table.any_version=true``), are excluded and
+listed under the table; a setting with no finished run shows "—".
 """
 from __future__ import annotations
 
@@ -10,57 +12,94 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from s2d.errors import S2DError
 from s2d.io.atomic import atomic_write_text
+from s2d.version import code_version
 
 
-def collect(root: Path, row: str) -> tuple[list[tuple[dict, dict]], list[str]]:
-    runs, unfinished = [], []
+def collect(root: Path, row: str, any_version: bool = True) -> tuple[list[tuple[dict, dict]], list[str]]:
+    runs, excluded = [], []
     for hydra_dir in sorted(root.rglob(".hydra")):
         run = hydra_dir.parent
-        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or [] \
-            if (hydra_dir / "overrides.yaml").exists() else []
+        name = str(run.relative_to(root))
+        ov = hydra_dir / "overrides.yaml"
+        overrides = (yaml.safe_load(ov.read_text()) or []) if ov.exists() else []
+        setting = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("hydra", "stage=")))
         m = run / "metrics.json"
         try:
             data = json.loads(m.read_text()) if m.exists() else None
         except json.JSONDecodeError:
             data = None
         if not data or not data.get("complete") or row not in data.get("metrics", {}):
-            unfinished.append(str(run.relative_to(root)))
+            excluded.append(f"{name} (unfinished)")
+            runs.append((setting, None))
             continue
-        setting = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith(("hydra", "stage=")))
+        if not any_version and data.get("code_version") != code_version():
+            excluded.append(f"{name} (code version {data.get('code_version')})")
+            runs.append((setting, None))
+            continue
         runs.append((setting, data["metrics"][row]))
-    return runs, unfinished
+    return runs, excluded
 
 
-def build(root: Path, row: str, metrics: list[str]) -> str:
-    runs, unfinished = collect(root, row)
-    if not runs:
-        raise S2DError(f"{root}: no finished runs with a '{row}' row (unfinished: {unfinished[:10]})")
-    keys = sorted({k for s, _ in runs for k in s})
+def _fmt(vals: list[float]) -> str:
+    vals = [v for v in vals if v is not None and v >= 0]
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return f"{vals[0]:.1f}"
+    return f"{np.mean(vals):.1f} ± {np.std(vals):.1f} ({len(vals)})"
+
+
+def build(root: Path, row: str, metrics: list[str], any_version: bool = True) -> tuple[str, str]:
+    """-> (markdown, latex)."""
+    runs, excluded = collect(root, row, any_version)
+    if not any(v is not None for _, v in runs):
+        raise S2DError(f"{root}: no finished runs with a '{row}' row (excluded: {excluded[:10]})")
+    keys = sorted({k for s, _ in runs for k in s} - {"seed"})
     varying = [k for k in keys if len({s.get(k) for s, _ in runs}) > 1]
-    seen: dict[tuple, int] = {}
-    lines = ["| " + " | ".join(varying + metrics) + " |", "|" + "---|" * len(varying) + "---:|" * len(metrics)]
-    for setting, vals in sorted(runs, key=lambda r: tuple(str(r[0].get(k)) for k in varying)):
+    cells: dict[tuple, dict[str, dict]] = {}
+    for setting, vals in runs:
         cell = tuple(setting.get(k) for k in varying)
-        if cell in seen:
-            raise S2DError(f"{root}: two finished runs for the same setting {dict(zip(varying, cell))}")
-        seen[cell] = 1
-        lines.append("| " + " | ".join(str(c) for c in cell) + " | " +
-                     " | ".join("—" if vals.get(k) is None or vals[k] < 0 else f"{vals[k]:.1f}" for k in metrics) + " |")
-    text = "\n".join(lines) + "\n"
-    if unfinished:
-        text += "\nExcluded (unfinished): " + ", ".join(unfinished) + "\n"
-    return text
+        cells.setdefault(cell, {})
+        if vals is None:
+            continue
+        seed = setting.get("seed", "0")
+        if seed in cells[cell]:
+            raise S2DError(f"{root}: two finished runs for the same setting {dict(zip(varying, cell))} and seed "
+                           f"{seed}; remove one (no silent overwrite)")
+        cells[cell][seed] = vals
+    md = ["| " + " | ".join(varying + metrics) + " |", "|" + "---|" * len(varying) + "---:|" * len(metrics)]
+    tex = [r"\begin{tabular}{" + "l" * len(varying) + "r" * len(metrics) + "}", r"\toprule",
+           " & ".join([k.split(".")[-1].replace("_", r"\_") for k in varying] + [m.replace("_", r"\_") for m in metrics])
+           + r" \\", r"\midrule"]
+    missing = []
+    for cell in sorted(cells, key=lambda c: tuple(str(x) for x in c)):
+        seeds = cells[cell]
+        if not seeds:
+            missing.append(dict(zip(varying, cell)))
+        vals = [_fmt([s.get(m) for s in seeds.values()]) for m in metrics]
+        md.append("| " + " | ".join(str(c) for c in cell) + " | " + " | ".join(vals) + " |")
+        tex.append(" & ".join([str(c) for c in cell] + [v.replace("±", r"$\pm$").replace("—", "--") for v in vals])
+                   + r" \\")
+    tex += [r"\bottomrule", r"\end{tabular}"]
+    text = "\n".join(md) + "\n"
+    if excluded:
+        text += "\nExcluded: " + ", ".join(excluded) + "\n"
+    if missing:
+        text += "\nMissing (no finished run): " + "; ".join(str(m) for m in missing) + "\n"
+    return text, "\n".join(tex) + "\n"
 
 
 def run(cfg: Any, run_dir: Path) -> dict:
     if cfg.table.root is None:
         raise S2DError("s2d table needs table.root=<folder of runs, e.g. outputs/multirun/ablation_keymasks>")
     root = Path(cfg.table.root)
-    text = build(root, cfg.table.row, list(cfg.table.metrics))
-    atomic_write_text(root / "table.md", text)
-    print(text)
-    return {"table": str(root / "table.md")}
+    md, tex = build(root, cfg.table.row, list(cfg.table.metrics), cfg.table.any_version)
+    atomic_write_text(root / "table.md", md)
+    atomic_write_text(root / "table.tex", tex)
+    print(md)
+    return {"table": str(root / "table.md"), "latex": str(root / "table.tex")}
