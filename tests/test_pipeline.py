@@ -86,7 +86,8 @@ def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
     r = run_s2d(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
-    last = run_dir / "checkpoints" / "distill" / "last.ckpt"
+    (ckpt_dir,) = (run_dir / "checkpoints").glob("distill-*")
+    last = ckpt_dir / "last.ckpt"
     import torch
 
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 3
@@ -94,6 +95,11 @@ def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "distill: resuming from" in r.stdout + r.stderr
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 5
+    # a change to what the model learns (here the loss) starts a new checkpoint folder, it never resumes the old
+    r = run_s2d(*args[:-5], "train.max_steps=5", *args[-4:-1], "loss.num_points=32", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list((run_dir / "checkpoints").glob("distill-*"))) == 2
+    assert "resuming" not in r.stdout + r.stderr
 
 
 def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_path, compose, monkeypatch):

@@ -1,7 +1,7 @@
 """``s2d demo VIDEO.mp4``: the final model's instances drawn on a video, written as an mp4 (and a gif preview).
 
     s2d demo ../shared/data/demo_videos/apple/apple.mp4                 # model of the default run
-    s2d demo my.mp4 demo.checkpoint=outputs/runs/x-seed0/checkpoints/final/last.ckpt demo.score_thr=0.5
+    s2d demo my.mp4 demo.checkpoint=outputs/runs/x-seed0/checkpoints/final-<fp>/last.ckpt demo.score_thr=0.5
 """
 from __future__ import annotations
 
@@ -44,7 +44,11 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if d.video is None:
         raise S2DError("usage: s2d demo VIDEO.mp4 [overrides]  (or demo.video=PATH)")
     video_path = Path(d.video)
-    ckpt = Path(d.checkpoint) if d.checkpoint else run_dir / "checkpoints" / "final" / "last.ckpt"
+    if d.checkpoint:
+        ckpt = Path(d.checkpoint)
+    else:  # the most recent final model of this run
+        found = sorted((run_dir / "checkpoints").glob("final-*/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        ckpt = found[-1] if found else run_dir / "checkpoints" / "final-*" / "last.ckpt"
     if not ckpt.exists():
         raise S2DError(f"no trained model at {ckpt}: run `s2d run` first or give demo.checkpoint=PATH")
     kind = "mp4" if video_path.is_file() else "frames"

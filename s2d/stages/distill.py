@@ -1,7 +1,8 @@
 """Stage "distill": sparse-to-dense distillation (student + EMA teacher, Temporal DropLoss) on the sparse
 keymask labelset. Runs the earlier stages first (skipping finished ones), trains with Lightning, and keeps
-``last.ckpt`` plus periodic checkpoints in the stable run folder, so a rerun of the same command resumes
-from the last checkpoint instead of starting over."""
+``last.ckpt`` plus the latest periodic checkpoint in ``<run>/checkpoints/<stage>-<fingerprint>/``: a rerun of the
+same command resumes from the last checkpoint instead of starting over, and a change to the labels, the
+model, the loss, the solver or the augmentation starts a new folder instead of resuming a stale one."""
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,7 @@ def wandb_logger(cfg: Any, run_dir: Path, stage: str):
         return None
 
 
-def trainer(cfg: Any, run_dir: Path, stage: str):
+def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -64,7 +65,7 @@ def trainer(cfg: Any, run_dir: Path, stage: str):
         if wb is not None:
             loggers.append(wb)
     # last.ckpt plus the latest periodic checkpoint (no monitor: "top 1" is simply the newest)
-    ckpt = ModelCheckpoint(dirpath=run_dir / "checkpoints" / stage, save_last=True, save_top_k=1,
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1,
                            every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
                            auto_insert_metric_name=False)
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
@@ -74,11 +75,27 @@ def trainer(cfg: Any, run_dir: Path, stage: str):
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
 
 
-def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, init: Path | None = None) -> Path:
+# train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the
+# same checkpoint folder (e.g. more steps) instead of starting a new one
+_RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers")
+
+
+def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str) -> Path:
+    """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
+    from s2d.fingerprint import fingerprint
+
+    train = {k: v for k, v in section(cfg, "train").items() if k not in _RESUMABLE_TRAIN_KEYS}
+    fp = fingerprint(stage, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
+                     section(cfg, "optim"), section(cfg, "distill"), train)
+    return run_dir / "checkpoints" / f"{stage}-{fp}"
+
+
+def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_fp: str,
+          init: Path | None = None) -> Path:
     """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint."""
     import torch
 
-    last = run_dir / "checkpoints" / stage / "last.ckpt"
+    last = checkpoint_dir(cfg, run_dir, stage, upstream_fp) / "last.ckpt"
     if last.exists():
         step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
         if step >= cfg.train.max_steps:
@@ -92,7 +109,7 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, init: Path
         teacher = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
         module.student.load_state_dict(teacher)
         module.teacher.load_state_dict(teacher)
-    tr = trainer(cfg, run_dir, stage)
+    tr = trainer(cfg, run_dir, stage, last.parent)
     tr.fit(module, data, ckpt_path=str(last) if last.exists() else None)
     # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
     tr.save_checkpoint(last)
@@ -107,5 +124,5 @@ def run(cfg: Any, run_dir: Path) -> dict:
 
     ds = load_data(cfg)
     masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-    sparse, _, _, _ = keymasks_stage.compute(cfg, ds, masks, masks_fp)
-    return {"checkpoint": str(train(cfg, run_dir, "distill", ds, sparse, "sparse"))}
+    sparse, _, _, km_fp = keymasks_stage.compute(cfg, ds, masks, masks_fp)
+    return {"checkpoint": str(train(cfg, run_dir, "distill", ds, sparse, "sparse", km_fp))}

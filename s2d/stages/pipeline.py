@@ -80,7 +80,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     masks, masks_dir, masks_fp = masks_stage.compute(cfg, ds, data_fp)
     timings["masks"] = time.perf_counter() - t
     t = time.perf_counter()
-    keymasks, baseline, km_dir, _ = keymasks_stage.compute(cfg, ds, masks, masks_fp)
+    keymasks, baseline, km_dir, km_fp = keymasks_stage.compute(cfg, ds, masks, masks_fp)
     timings["keymasks"] = time.perf_counter() - t
     learn = cfg.stage in ("run", "final", "label")  # `s2d run` and the later verbs include the learning stages
     dense = final_pred = None
@@ -90,13 +90,13 @@ def run(cfg: Any, run_dir: Path) -> dict:
         from s2d.stages import label as label_stage
 
         t = time.perf_counter()
-        distill_ckpt = distill_stage.train(cfg, run_dir, "distill", ds, keymasks, "sparse")
+        distill_ckpt = distill_stage.train(cfg, run_dir, "distill", ds, keymasks, "sparse", km_fp)
         timings["distill"] = time.perf_counter() - t
         t = time.perf_counter()
-        dense, label_dir, _ = label_stage.compute(cfg, ds, distill_ckpt, data_fp)
+        dense, label_dir, label_fp = label_stage.compute(cfg, ds, distill_ckpt, data_fp)
         timings["label"] = time.perf_counter() - t
         t = time.perf_counter()
-        final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", init=distill_ckpt)
+        final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", label_fp, init=distill_ckpt)
         final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
         timings["final"] = time.perf_counter() - t
 
