@@ -121,3 +121,17 @@ def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_pa
 
     monkeypatch.setattr(loggers, "WandbLogger", Broken)
     assert distill.wandb_logger(cfg, run_dir, "distill") is None  # a warning, and the CSV logger carries on
+
+
+def test_report_goes_to_wandb_offline_with_tables_and_pictures(tmp_path, compose, monkeypatch):
+    from s2d.stages.pipeline import _bar_plot, log_report_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = compose("debug=fast", "logger=wandb")
+    metrics = {"sparse keymasks": {"AP": 8.4, "AP50": 26.6}, "final model": {"AP": 1.5, "AP50": 4.8}}
+    _bar_plot(tmp_path / "metrics.png", metrics, ("AP", "AP50"))
+    assert log_report_to_wandb(cfg, tmp_path, metrics)
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    files = {p.name for p in run.rglob("*")}
+    assert any(f.startswith("metrics_") and f.endswith(".table.json") for f in files)
+    assert any(f.startswith("metrics_") and f.endswith(".png") for f in files)

@@ -63,6 +63,33 @@ def _stage_picture(path: Path, ds, name: str, layers: dict) -> None:
     save_png(path, grid(rows))
 
 
+def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, float]]) -> bool:
+    """The report's numbers (one row per stage), its pictures and the resolved config as one W&B run
+    (id <run_id>-report, job_type "report"). Returns False, with a warning, when W&B cannot start."""
+    import os
+
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    try:
+        import wandb
+
+        run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, id=f"{cfg.run_id}-report",
+                         name=f"{cfg.run_id}/report", job_type="report", resume="allow", dir=str(run_dir),
+                         config={k: section(cfg, k) for k in ("data", "masks", "tracker", "keymasks", "model",
+                                                             "loss", "optim", "train", "distill", "label")})
+        keys = sorted({k for r in metrics.values() for k in r})
+        run.log({"metrics": wandb.Table(columns=["stage", *keys],
+                                        data=[[st, *[r.get(k) for k in keys]] for st, r in metrics.items()])})
+        run.summary.update({f"{st}/{k}": v for st, r in metrics.items() for k, v in r.items()})
+        for name in ("metrics.png", "stages.png"):
+            if (run_dir / name).exists():
+                run.log({name.removesuffix(".png"): wandb.Image(str(run_dir / name))})
+        run.finish()
+        return True
+    except Exception as e:  # noqa: BLE001 - an optional logger must never fail the run
+        log.warning("W&B report logging failed (%s); the report is in %s", e, run_dir)
+        return False
+
+
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.evaluation.frame_ap import frame_ap
     from s2d.stages import keymasks as keymasks_stage
@@ -146,6 +173,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
                                                             ("data", "masks", "tracker", "keymasks", "model",
                                                              "loss", "optim", "train", "distill", "label")},
                                                  "complete": True, "code_version": code_version()}, indent=1)
+    if cfg.logger.wandb:
+        log_report_to_wandb(cfg, run_dir, metrics)
     print("\n".join(lines[:8]))
     if metrics:
         print(format_table(metrics))
