@@ -312,3 +312,38 @@ def test_pretrained_checkpoint_round_trip_and_dino_backbone(tmp_path):
     d = VideoMask2Former(**{**TINY, "backbone": "dino_vits8", "dec_layers": 1})
     out = d(torch.rand(1, 3, 3, 32, 48))
     assert out["pred_masks"].shape == (1, 6, 3, 8, 12)
+
+
+def test_resolver_skips_a_truncated_checkpoint_and_says_so(tmp_path, caplog):
+    from s2d.lit.checkpoint_io import newest_valid_checkpoint
+
+    torch.save({"global_step": 3, "state_dict": {}}, tmp_path / "step000003.ckpt")
+    torch.save({"global_step": 5, "state_dict": {"w": torch.zeros(1000)}}, tmp_path / "last.ckpt")
+    assert newest_valid_checkpoint(tmp_path) == (tmp_path / "last.ckpt", 5)
+    data = (tmp_path / "last.ckpt").read_bytes()
+    (tmp_path / "last.ckpt").write_bytes(data[: len(data) // 2])      # a half-written last.ckpt
+    with caplog.at_level("WARNING"):
+        assert newest_valid_checkpoint(tmp_path) == (tmp_path / "step000003.ckpt", 3)
+    assert "last.ckpt is unreadable" in caplog.text
+    assert newest_valid_checkpoint(tmp_path / "empty") == (None, 0)  # first launch: start from scratch
+
+
+def test_checkpoint_write_that_fails_midway_keeps_the_previous_one(tmp_path, monkeypatch):
+    from s2d.lit.checkpoint_io import AtomicCheckpointIO
+
+    io_ = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io_.save_checkpoint({"global_step": 1}, target)
+    real_save = torch.save
+
+    def half_then_fail(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        f.truncate(f.tell() // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        io_.save_checkpoint({"global_step": 2, "big": torch.zeros(10_000)}, target)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert torch.load(target, weights_only=True)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]   # no temp file a resolver could pick

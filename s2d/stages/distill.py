@@ -58,6 +58,8 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from s2d.lit.checkpoint_io import AtomicCheckpointIO
+
     t = cfg.train
     loggers = [CSVLogger(str(run_dir / "logs"), name=stage)]  # one CSV folder per launch: never overwritten
     if cfg.logger.wandb:
@@ -71,7 +73,7 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
                      log_every_n_steps=t.log_every_n_steps, default_root_dir=str(run_dir),
-                     logger=loggers, callbacks=[ckpt],
+                     logger=loggers, callbacks=[ckpt], plugins=[AtomicCheckpointIO()],
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
 
 
@@ -95,22 +97,25 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
     """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint."""
     import torch
 
-    last = checkpoint_dir(cfg, run_dir, stage, upstream_fp) / "last.ckpt"
-    if last.exists():
-        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    from s2d.lit.checkpoint_io import newest_valid_checkpoint
+
+    folder = checkpoint_dir(cfg, run_dir, stage, upstream_fp)
+    last = folder / "last.ckpt"
+    resume, step = newest_valid_checkpoint(folder)
+    if resume is not None:
         if step >= cfg.train.max_steps:
             log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
-            return last
-        log.info("%s: resuming from %s (step %d)", stage, last, step)
+            return resume
+        log.info("%s: resuming from %s (step %d)", stage, resume, step)
     module, data = build(cfg, ds, labels, mode)
-    if init is not None and not last.exists():
+    if init is not None and resume is None:
         # start both student and teacher from the previous stage's teacher (EMA) weights
         sd = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
         teacher = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
         module.student.load_state_dict(teacher)
         module.teacher.load_state_dict(teacher)
     tr = trainer(cfg, run_dir, stage, last.parent)
-    tr.fit(module, data, ckpt_path=str(last) if last.exists() else None)
+    tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None)
     # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
     tr.save_checkpoint(last)
     log.info("%s: checkpoints in %s, losses in %s", stage, last.parent, run_dir / "logs" / stage)
