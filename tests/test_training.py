@@ -347,3 +347,15 @@ def test_checkpoint_write_that_fails_midway_keeps_the_previous_one(tmp_path, mon
     monkeypatch.setattr(torch, "save", real_save)
     assert torch.load(target, weights_only=True)["global_step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]   # no temp file a resolver could pick
+
+
+@pytest.mark.parametrize("kind, error, match", [
+    ("nan", FloatingPointError, r"non-finite loss at step 1 .*terms \['injected_nan'\].*videos \["),
+    ("raise", RuntimeError, "injected failure at step 1 on rank 0"),
+])
+def test_fault_injector_stops_the_run_with_a_named_error(sparse_data, tmp_path, kind, error, match):
+    from s2d.lit.fault_injector import FaultInjector
+
+    module, data = _module_and_data(sparse_data)
+    with pytest.raises(error, match=match):
+        _trainer(tmp_path, 1, callbacks=[FaultInjector(kind, step=1)], enable_checkpointing=False).fit(module, data)

@@ -185,6 +185,13 @@ class LoggerSchema:
 
 
 @dataclass
+class FaultSchema:
+    kind: Optional[str] = None         # raise | nan | sigusr1 | sigterm (debug=fault); None = no fault
+    step: int = 3
+    rank: int = 0
+
+
+@dataclass
 class TableSchema:
     root: Optional[str] = None         # folder of finished runs (e.g. outputs/multirun/<name>)
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
@@ -214,6 +221,7 @@ class S2DConfig:
     label: LabelSchema = field(default_factory=LabelSchema)
     demo: DemoVideoSchema = field(default_factory=DemoVideoSchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
+    fault: FaultSchema = field(default_factory=FaultSchema)
 
 
 def register_configs() -> None:
@@ -275,6 +283,8 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
+    _require(cfg.fault.kind in (None, "raise", "nan", "sigusr1", "sigterm"), "fault.kind",
+             f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm")
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")

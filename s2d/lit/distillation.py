@@ -67,6 +67,9 @@ class DistillationModule(L.LightningModule):
             terms.update({f"distill/{k}": self.hparams.distill_weight * v
                           for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
         loss = sum(terms.values())
+        if getattr(self, "inject_nan_at", None) == self.global_step:  # FaultInjector(kind="nan")
+            terms["injected_nan"] = loss * float("nan")
+            loss = terms["injected_nan"]
         self._check_finite(loss, terms, batch)
         main = {k: v for k, v in terms.items() if "_aux" not in k}
         self.log_dict({f"train/{k}": v.detach() for k, v in main.items()}, batch_size=clips.shape[0])

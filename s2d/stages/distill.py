@@ -70,10 +70,15 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1,
                            every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
                            auto_insert_metric_name=False)
+    callbacks = [ckpt]
+    if cfg.fault.kind:
+        from s2d.lit.fault_injector import FaultInjector
+
+        callbacks.append(FaultInjector(cfg.fault.kind, cfg.fault.step, cfg.fault.rank))
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
                      log_every_n_steps=t.log_every_n_steps, default_root_dir=str(run_dir),
-                     logger=loggers, callbacks=[ckpt], plugins=[AtomicCheckpointIO()],
+                     logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
 
 

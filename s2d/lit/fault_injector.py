@@ -1,0 +1,35 @@
+"""``FaultInjector``: trigger a failure at a chosen step and rank, to check by hand (or in tests) that a run
+survives it: ``s2d distill debug=fault fault.kind=raise|nan|sigusr1|sigterm fault.step=k fault.rank=r``.
+
+  raise    an exception in the training loop at step k (the run stops; a rerun resumes)
+  nan      the loss of step k becomes NaN on rank r: every rank stops at that step with an error naming it
+  sigusr1  SIGUSR1 to this process at step k (SLURM's pre-timeout signal: Lightning checkpoints and requeues)
+  sigterm  SIGTERM to this process at step k (a hard stop)
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+
+KINDS = ("raise", "nan", "sigusr1", "sigterm")
+
+
+class FaultInjector(L.Callback):
+    def __init__(self, kind: str, step: int, rank: int = 0):
+        if kind not in KINDS:
+            raise ValueError(f"fault.kind '{kind}' is not one of {KINDS}")
+        self.kind, self.step, self.rank = kind, step, rank
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step != self.step or trainer.global_rank != self.rank:
+            return
+        if self.kind == "raise":
+            raise RuntimeError(f"FaultInjector: injected failure at step {self.step} on rank {self.rank}")
+        if self.kind == "nan":
+            module.inject_nan_at = self.step
+        elif self.kind == "sigusr1":
+            os.kill(os.getpid(), signal.SIGUSR1)
+        elif self.kind == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)
