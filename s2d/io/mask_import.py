@@ -67,22 +67,26 @@ class ImportedMasks:
             table[key].append((r, float(a.get("score", 1.0))))
         self._coco = table
 
+    def covers(self, video: str, frame_stem: str) -> bool:
+        """Whether the import has an entry (possibly without masks) for this frame."""
+        if self.fmt == "coco":
+            assert self._coco is not None
+            return (video, frame_stem) in self._coco
+        return (self.path / video / f"{frame_stem}.png").exists()
+
     def frame(self, video: str, frame_stem: str, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
         """-> masks (K, H, W) at ``size`` and scores (K,), or None if the import has nothing for this frame."""
+        if not self.covers(video, frame_stem):
+            return None
         if self.fmt == "coco":
             assert self._coco is not None
             key = (video, frame_stem)
-            if key not in self._coco:
-                return None
             recs = self._coco[key]
             h, w = self._sizes[key]
             masks = rle_utils.decode_many([r for r, _ in recs], h, w)
             scores = np.array([s for _, s in recs], np.float64)
         else:
-            p = self.path / video / f"{frame_stem}.png"
-            if not p.exists():
-                return None
-            arr = np.asarray(Image.open(p))
+            arr = np.asarray(Image.open(self.path / video / f"{frame_stem}.png"))
             flat = arr.reshape(arr.shape[0], arr.shape[1], -1)
             ids = np.unique(flat.reshape(-1, flat.shape[-1]), axis=0)
             ids = [c for c in ids if c.any()]
@@ -96,12 +100,7 @@ def check_coverage(imported: ImportedMasks, frames: dict[str, list[str]]) -> Non
     missing = defaultdict(list)
     for video, stems in frames.items():
         for t, stem in enumerate(stems):
-            if imported.fmt == "coco":
-                assert imported._coco is not None
-                ok = (video, stem) in imported._coco
-            else:
-                ok = (imported.path / video / f"{stem}.png").exists()
-            if not ok:
+            if not imported.covers(video, stem):
                 missing[video].append(f"{t} ({stem})")
     if missing:
         lines = "\n".join(f"  video '{v}': frames {', '.join(f[:8])}{' ...' if len(f) > 8 else ''}"

@@ -21,7 +21,6 @@ from scipy.sparse.linalg import eigsh
 class PatchMask:
     mask: np.ndarray   # (h, w) bool on the patch grid
     score: float
-    eigvec: np.ndarray  # (h, w) float, soft foreground evidence (for refinement)
 
 
 def _corners_in(bip: np.ndarray) -> int:
@@ -81,7 +80,7 @@ def maskcut(feats: np.ndarray, n_masks: int = 3, tau: float = 0.2, min_ratio: fl
             inter = (mask & prev).sum()
             if inter / max((mask | prev).sum(), 1) > 0.5:
                 break
-        out.append(PatchMask(mask, float(np.clip(1.0 - lam, 0.0, 1.0)), vec.reshape(h, w)))
+        out.append(PatchMask(mask, float(np.clip(1.0 - lam, 0.0, 1.0))))
         prev = mask
         removed |= mask.reshape(-1)
     return out

@@ -45,6 +45,7 @@ def make_producer(cfg: Any, ds: Dataset):
     m = cfg.masks
     if m.source == "import":
         from s2d.io.mask_import import ImportedMasks, check_coverage
+        from s2d.masks.paint import paint_non_overlapping
 
         imported = ImportedMasks(m.import_path, m.import_format)
         check_coverage(imported, {r.name: [Path(n).stem for n in r.video.frame_names()] for r in ds})
@@ -54,8 +55,6 @@ def make_producer(cfg: Any, ds: Dataset):
             for t, stem in enumerate(Path(n).stem for n in r.video.frame_names()):
                 got = imported.frame(r.name, stem, r.video.size)
                 assert got is not None
-                from s2d.masks.paint import paint_non_overlapping
-
                 masks, scores = got
                 per_frame.append(paint_non_overlapping(masks, scores, m.max_masks, m.min_score,
                                                        max(1, int(m.min_area * masks.shape[1] * masks.shape[2]))))
