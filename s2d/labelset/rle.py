@@ -38,6 +38,11 @@ def _as_coco(rle: RLE) -> dict:
     return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
+def encode_tube(per_frame: Sequence[np.ndarray | None]) -> list[RLE | None]:
+    """A tube as one (H, W) mask or None per frame -> per-frame RLE or None."""
+    return [None if m is None else encode(m) for m in per_frame]
+
+
 def decode(rle: RLE) -> np.ndarray:
     """Compressed RLE -> (H, W) bool."""
     return mask_utils.decode(_as_coco(rle)).astype(bool)

@@ -18,6 +18,7 @@ from s2d.keymasks.discover import sparse_instances
 from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
 from s2d.stages.common import artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,6 @@ VERSION = 1
 def params_of(cfg: Any) -> KeymaskParams:
     k = section(cfg, "keymasks")
     return KeymaskParams(**{f: k[f] for f in KeymaskParams.__dataclass_fields__})
-
-
-def _tube(per: list[np.ndarray | None]) -> list[dict | None]:
-    return [None if m is None else rle_utils.encode(m) for m in per]
 
 
 def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | None]]) -> None:
@@ -66,16 +63,14 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> tuple[Labe
         out = ds.skeleton(r.name)
         tubes = []
         for per, inst in sparse_instances(res, fm):
-            out.instances.append(Instance(_tube(per), inst.score, extra={
+            out.instances.append(Instance(rle_utils.encode_tube(per), inst.score, extra={
                 "one_to_many": inst.one_to_many, "visible_ranges": [list(x) for x in inst.visible_ranges],
                 "keymask_frames": sorted(set(inst.frames))}))
             tubes.append(per)
         # the baseline and the summary are written before the shard: the shard is the commit point
         base = ds.skeleton(r.name)
         for per, score in link_by_iou(fm, fs, cfg.keymasks.baseline_iou):
-            base.instances.append(Instance(_tube(per), score))
-        from s2d.labelset.ytvis import labelset_to_json
-
+            base.instances.append(Instance(rle_utils.encode_tube(per), score))
         atomic_write_json(root / "baseline" / f"{r.name}.json", labelset_to_json(Labelset([base])))
         atomic_write_json(root / "summaries" / f"{r.name}.json", {"video": r.name, **res.summary})
         if cfg.keymasks.overlays:
@@ -85,8 +80,6 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> tuple[Labe
     ls = run_per_video("keymasks", root, fp, ds, produce, cfg.progress,
                        info={"stage": "keymasks", "config": section(cfg, "keymasks"),
                              "tracker": section(cfg, "tracker")})
-    from s2d.labelset.ytvis import read_labelset_json
-
     baseline = Labelset([read_labelset_json(root / "baseline" / f"{n}.json").videos[0] for n in ds.names])
     rows = [json.loads((root / "summaries" / f"{n}.json").read_text()) for n in ds.names]
     keys = ["video", "frames", "masks_in", "visibility_clusters", "candidates", "keymasks_out", "instances"]

@@ -41,7 +41,7 @@ def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | Non
         tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms)
         out = ds.skeleton(r.name)
         for tb in tubes:
-            segs = [rle_utils.encode(tb.masks[t]) if t in tb.masks else None for t in range(len(frames))]
+            segs = rle_utils.encode_tube([tb.masks.get(t) for t in range(len(frames))])
             out.instances.append(Instance(segs, tb.score))
         return out
 
