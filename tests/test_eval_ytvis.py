@@ -145,3 +145,40 @@ def test_stored_gt_areas_are_what_the_reference_averages():
     s = evaluate_ap(gt2, gt)
     assert s["AP_M"] == pytest.approx(1.0) and s["AP_S"] == -1
     assert s == reference_evaluate_ap(gt2, gt)
+
+
+def test_worker_processes_give_the_serial_numbers():
+    """Videos spread over forked workers: same metrics as one process, to the last bit, and as the reference."""
+    gts, dts = [], []
+    for seed in range(6):
+        g, d = _random_case(seed)
+        for v in g:  # rename so six cases become one labelset of distinct videos
+            v.name = f"{seed}-{v.name}"
+        for v in d:
+            v.name = f"{seed}-{v.name}"
+        gts += g.videos
+        dts += d.videos
+    gt, pred = Labelset(gts), Labelset(dts)
+    serial = evaluate_ap(gt, pred, workers=1)
+    assert evaluate_ap(gt, pred, workers=2) == serial
+    assert evaluate_ap(gt, pred, workers=3) == serial
+    assert serial == pytest.approx(reference_evaluate_ap(gt, pred), abs=1e-12)
+    with pytest.raises(ValueError, match="workers"):
+        evaluate_ap(gt, pred, workers=0)
+
+
+def _dies_in_a_child(parent_pid: int, x: int) -> int:
+    import os
+    if os.getpid() != parent_pid:
+        os._exit(3)  # a worker killed mid-job, e.g. by the out-of-memory killer
+    return x * x
+
+
+def test_a_dead_worker_falls_back_to_this_process():
+    import os
+
+    from s2d.evaluation.video_pool import map_items
+
+    items = [(os.getpid(), k) for k in range(10)]
+    with pytest.warns(UserWarning, match="worker process died"):
+        assert map_items(_dies_in_a_child, items, workers=2) == [k * k for k in range(10)]

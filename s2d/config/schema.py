@@ -86,6 +86,7 @@ class EvalSchema:
     predictions: Optional[str] = None  # s2d eval: a YouTube-VIS results json
     out: Optional[str] = None          # where metrics.json/metrics.md go (default: the run folder)
     davis_jf: bool = True              # also compute DAVIS J&F
+    workers: Optional[int] = None      # processes for video AP (null: automatic, 1: no worker processes)
 
 
 @dataclass
@@ -285,6 +286,8 @@ def validate_config(cfg: Any) -> None:
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
     _require(cfg.fault.kind in (None, "raise", "nan", "sigusr1", "sigterm"), "fault.kind",
              f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm")
+    _require(cfg.eval.workers is None or cfg.eval.workers >= 1, "eval.workers",
+             f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")

@@ -11,7 +11,7 @@ separate call into pycocotools. Here all masks of the video go through ONE call 
     overlap AND the declared sizes agree, and returns -1 otherwise, so pairs from different frames cost a
     box test instead of a merge. Decoding is unaffected: RLE runs are column-major and only the height is
     used to turn run positions into pixels.
-The per-frame intersections are then summed into tubes with two small matrix products.
+The per-frame intersections are then summed into tubes with one bincount.
 """
 from __future__ import annotations
 
@@ -25,17 +25,21 @@ from s2d.labelset.rle import areas_of
 FRAME_CHUNK = 8
 
 
-def _flatten(tubes: Sequence[Sequence[dict | None]], height: int, width: int):
-    """-> pycocotools RLE dicts of every present mask (frame t declared W + t wide), tube and frame indices."""
-    objs, tube_idx, frame_idx = [], [], []
-    for i, tube in enumerate(tubes):
-        for t, seg in enumerate(tube):
+def _flatten(tubes: Sequence[Sequence[dict | None]], height: int, width: int, frames: int):
+    """-> pycocotools RLE dicts of every present mask in frame-major order (frame t declared W + t wide), their
+    tube and frame indices, and where each frame starts in that order (frames + 1 offsets)."""
+    objs, tube_idx, starts = [], [], [0]
+    for t in range(frames):
+        size = [height, width + t]
+        for i, tube in enumerate(tubes):
+            seg = tube[t]
             if seg is not None:
-                cnt = seg["counts"]
-                objs.append({"size": [height, width + t], "counts": cnt.encode("ascii") if isinstance(cnt, str) else cnt})
+                objs.append({"size": size, "counts": seg["counts"]})  # str or bytes: pycocotools takes both
                 tube_idx.append(i)
-                frame_idx.append(t)
-    return objs, np.asarray(tube_idx, np.int64), np.asarray(frame_idx, np.int64)
+        starts.append(len(objs))
+    starts = np.asarray(starts, np.int64)
+    frame_idx = np.repeat(np.arange(frames), np.diff(starts))
+    return objs, np.asarray(tube_idx, np.int64), frame_idx, starts
 
 
 def tube_iou_with_areas(dt: Sequence[Sequence[dict | None]], gt: Sequence[Sequence[dict | None]], height: int,
@@ -43,30 +47,33 @@ def tube_iou_with_areas(dt: Sequence[Sequence[dict | None]], gt: Sequence[Sequen
     """-> IoU (D, G), detection areas per frame (D, T), ground-truth areas per frame (G, T)."""
     D, G = len(dt), len(gt)
     T = len(dt[0]) if D else (len(gt[0]) if G else 0)
-    d_objs, d_tube, d_frame = _flatten(dt, height, width)
-    g_objs, g_tube, g_frame = _flatten(gt, height, width)
+    d_objs, d_tube, d_frame, d_start = _flatten(dt, height, width, T)
+    g_objs, g_tube, g_frame, g_start = _flatten(gt, height, width, T)
     a_d = areas_of(d_objs)  # (n_d,)
     a_g = areas_of(g_objs)  # (n_g,)
     d_areas = np.zeros((D, T))
     g_areas = np.zeros((G, T))
     d_areas[d_tube, d_frame] = a_d
     g_areas[g_tube, g_frame] = a_g
-    inter = np.zeros((D, G))
     # Frames go to rleIou in chunks: every call compares all pairs' boxes (quadratic in the chunk's frames),
-    # every call has a fixed cost; FRAME_CHUNK frames per call balances the two.
+    # every call has a fixed cost; FRAME_CHUNK frames per call balances the two. Objects are frame-major, so a
+    # chunk is a contiguous slice on both sides.
+    crowd = [1] * len(g_objs)
+    pair_idx, pair_inter = [], []
     for f0 in range(0, T, FRAME_CHUNK):
-        di = np.flatnonzero((d_frame >= f0) & (d_frame < f0 + FRAME_CHUNK))
-        gi = np.flatnonzero((g_frame >= f0) & (g_frame < f0 + FRAME_CHUNK))
-        if len(di) == 0 or len(gi) == 0:
+        f1 = min(T, f0 + FRAME_CHUNK)
+        d0, d1, g0, g1 = d_start[f0], d_start[f1], g_start[f0], g_start[f1]
+        if d0 == d1 or g0 == g1:
             continue
-        frac = np.asarray(mask_utils.iou([d_objs[i] for i in di], [g_objs[j] for j in gi], [1] * len(gi)),
-                          np.float64).reshape(len(di), len(gi))
-        per_mask = np.rint(np.maximum(frac, 0.0) * a_d[di, None])  # exact integer intersections
-        md = np.zeros((len(di), D))
-        md[np.arange(len(di)), d_tube[di]] = 1
-        mg = np.zeros((len(gi), G))
-        mg[np.arange(len(gi)), g_tube[gi]] = 1
-        inter += md.T @ per_mask @ mg  # (D, G) sums of integers: exact in float64
+        frac = np.asarray(mask_utils.iou(d_objs[d0:d1], g_objs[g0:g1], crowd[g0:g1]), np.float64)
+        frac = frac.reshape(d1 - d0, g1 - g0)
+        r, c = np.nonzero(frac > 0)  # -1: other frame, 0: no overlap
+        pair_inter.append(np.rint(frac[r, c] * a_d[d0 + r]))  # exact integer intersections
+        pair_idx.append(d_tube[d0 + r] * G + g_tube[g0 + c])
+    if pair_idx:  # (D, G) sums of integers: exact in float64
+        inter = np.bincount(np.concatenate(pair_idx), np.concatenate(pair_inter), D * G).reshape(D, G)
+    else:
+        inter = np.zeros((D, G))
     union = d_areas.sum(1)[:, None] + g_areas.sum(1)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

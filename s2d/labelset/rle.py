@@ -63,14 +63,14 @@ def area(rle: RLE | None) -> int:
 
 
 def areas_of(rles: Sequence[dict]) -> np.ndarray:
-    """Areas of many RLEs (compressed, already in pycocotools' bytes form or str form) as float64.
+    """Areas of many compressed RLEs (``counts`` as str or bytes: pycocotools takes both) as float64.
 
     Called in chunks of 255: pycocotools' ``area`` builds a uint8 array from the object count and overflows
     beyond that under NumPy 2.
     """
     out = np.zeros(len(rles), np.float64)
     for s in range(0, len(rles), 255):
-        chunk = [r if isinstance(r["counts"], bytes) else _as_coco(r) for r in rles[s:s + 255]]
+        chunk = rles[s:s + 255]
         out[s:s + len(chunk)] = mask_utils.area(chunk)
     return out
 

@@ -35,8 +35,11 @@ class VideoAPMetric(Metric):
     full_state_update = False
     higher_is_better = True
 
-    def __init__(self, **kwargs):
+    def __init__(self, workers: int | None = 1, **kwargs):
+        # One process by default: inside a training run every rank computes the metric, and forking a
+        # process that holds CUDA contexts and data-loader workers is best left to the user's choice.
         super().__init__(**kwargs)
+        self.workers = workers
         self.add_state("pairs", default=[], dist_reduce_fx="cat")
 
     def update(self, predictions: VideoLabels, ground_truth: VideoLabels) -> None:  # type: ignore[override]
@@ -56,7 +59,7 @@ class VideoAPMetric(Metric):
         names = sorted(seen)
         gt = Labelset([seen[n][0] for n in names])
         pred = Labelset([seen[n][1] for n in names])
-        stats = evaluate_ap(gt, pred)
+        stats = evaluate_ap(gt, pred, workers=self.workers)
         out = {k: torch.tensor(v, dtype=torch.float64) for k, v in stats.items()}
         out["num_videos"] = torch.tensor(len(names))
         return out

@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 JF_NAMES = ("J&F-Mean", "J-Mean", "J-Recall", "F-Mean", "F-Recall")
 
 
-def score(gt: Labelset, pred: Labelset, voids: dict | None = None, with_jf: bool = True) -> dict[str, float]:
+def score(gt: Labelset, pred: Labelset, voids: dict | None = None, with_jf: bool = True,
+          workers: int | None = None) -> dict[str, float]:
     """Video AP/AR (in percent, as papers report them) and, if asked, DAVIS J&F (percent)."""
-    ap = evaluate_ap(gt, pred)
+    ap = evaluate_ap(gt, pred, workers=workers)
     out = {k: (v * 100 if v >= 0 else v) for k, v in ap.items()}
     if with_jf:
         jf = davis_jf(gt.videos, {v.name: v for v in pred}, voids)
@@ -52,7 +53,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     path = Path(cfg.eval.predictions)
     pred = predictions_from_json(read_json_file(path), gt, file=path)
     voids = {r.name: r.void for r in ds if r.void is not None}
-    metrics = score(gt, pred, voids, cfg.eval.davis_jf)
+    metrics = score(gt, pred, voids, cfg.eval.davis_jf, workers=cfg.eval.workers)
     out = Path(cfg.eval.out) if cfg.eval.out else run_dir
     atomic_write_json(out / "metrics.json", {"predictions": str(path), "metrics": metrics}, indent=1)
     table = format_table({path.name: metrics})
