@@ -1,6 +1,16 @@
 """LightningDataModules over clip datasets. Shuffling is a function of (seed, epoch) and items are split
-over ranks as perm[rank::world], so a global batch is the same clips whatever the number of processes."""
+over ranks as perm[rank::world], so a global batch is the same clips whatever the number of processes.
+
+Resume: the data position is a function of the optimizer step count alone. Every epoch has the same number of
+batches and every step takes one batch, so when the loader starts iterating at global step k it serves epoch
+k // batches_per_epoch from its (k % batches_per_epoch)-th batch on. A run resumed from any checkpoint (mid-epoch,
+after an exception, SIGTERM or SLURM's signal, or one that stopped at ``max_steps`` mid-epoch and now runs longer)
+sees exactly the batches of an uninterrupted run, whatever Lightning's own epoch counter says.
+"""
 from __future__ import annotations
+
+import signal
+from typing import Callable
 
 import lightning as L
 import torch
@@ -16,12 +26,14 @@ class EpochShuffleSampler(Sampler[int]):
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, dataset: ClipDataset | None = None):
         self.n, self.seed, self.rank, self.world, self.epoch = n, seed, rank, world, 0
         self.dataset = dataset
+        self.skip = 0  # items of this rank's share of the epoch already trained on (resume)
         # equal counts per rank; the tail that does not fill a round is left out (like drop_last), so an epoch
         # is the same global batches for any world size. Fewer items than ranks: indices wrap around.
         self.per_rank = max(n // world, 1)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_position(self, epoch: int, items_done: int = 0) -> None:
+        """Serve ``epoch``'s order from its ``items_done``-th item (of this rank's share) on."""
+        self.epoch, self.skip = epoch, items_done
         if self.dataset is not None:
             self.dataset.set_epoch(epoch)
 
@@ -29,10 +41,44 @@ class EpochShuffleSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         perm = torch.randperm(self.n, generator=g).tolist()
         perm = (perm * (self.world * self.per_rank // max(self.n, 1) + 1))[: self.world * self.per_rank]
-        return iter(perm[self.rank::self.world])
+        return iter(perm[self.rank::self.world][self.skip:])
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+def _worker_ignores_job_signals(worker_id: int) -> None:
+    """Data-loader workers are forked with the trainer's Python signal handlers. SLURM may signal every process
+    of the job: only the main process may checkpoint and requeue, so workers ignore SIGUSR1/SIGTERM (they end
+    with the main process anyway)."""
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class ResumableDataLoader(DataLoader):
+    """Serves the batches of global step k on (see the module docstring). ``global_step`` is a callable that
+    returns the trainer's optimizer step count, bound by the data module. The sampler has no ``set_epoch`` on
+    purpose: Lightning's epoch counter is not the data position (it closes an epoch when a run stops at
+    ``max_steps`` mid-epoch)."""
+
+    global_step: Callable[[], int] = staticmethod(lambda: 0)
+
+    def __iter__(self):
+        epoch, done = divmod(self.global_step(), len(self))
+        # before super().__iter__(): worker processes are forked there, with the dataset's epoch as it is now
+        self.sampler.set_position(epoch, done * self.batch_size)
+        return super().__iter__()
+
+    # state_dict/load_state_dict make Lightning treat the loader as resumable; the position itself follows from
+    # the restored step count, the state only guards against a changed epoch length
+    def state_dict(self) -> dict:
+        return {"batches_per_epoch": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("batches_per_epoch", len(self)) != len(self):
+            raise ConfigError("train.batch_size", f"the checkpoint was written with {state['batches_per_epoch']} "
+                              f"batches per epoch, this run has {len(self)}: the data, the batch size or the "
+                              "number of processes changed, so the run cannot continue where it stopped")
 
 
 class ClipDataModule(L.LightningDataModule):
@@ -63,8 +109,13 @@ class ClipDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
         sampler = EpochShuffleSampler(len(self.dataset), self.seed, rank, world, self.dataset)
-        return DataLoader(self.dataset, batch_size=self.batch_size // world, sampler=sampler, collate_fn=collate,
-                          num_workers=self.num_workers, drop_last=True, persistent_workers=False)
+        loader = ResumableDataLoader(self.dataset, batch_size=self.batch_size // world, sampler=sampler,
+                                     collate_fn=collate, num_workers=self.num_workers, drop_last=True,
+                                     persistent_workers=False, worker_init_fn=_worker_ignores_job_signals)
+        if self.trainer is not None:
+            trainer = self.trainer
+            loader.global_step = lambda: trainer.global_step
+        return loader
 
 
 def KeymaskSparseDataModule(videos: VideoDataset, labels: Labelset, **kwargs) -> ClipDataModule:  # noqa: N802

@@ -86,8 +86,15 @@ class DistillationModule(L.LightningModule):
                                      f"rank {self.global_rank}): terms {bad_terms or 'finite here, NaN on another rank'}"
                                      f"; videos {batch['videos']}, frames {batch['frames']}")
 
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # The teacher follows right after the optimizer step, not in on_train_batch_end: Lightning runs the
+        # callbacks' on_train_batch_end (periodic and SLURM checkpoints) before the module's, so a checkpoint
+        # written there would miss this step's EMA update and a resumed run would drift from an uninterrupted one.
+        self._ema_update()
+
     @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+    def _ema_update(self) -> None:
         m = self.hparams.ema_momentum
         for t, s in zip(self.teacher.parameters(), self.student.parameters()):
             t.mul_(m).add_(s.detach(), alpha=1 - m)
@@ -104,12 +111,6 @@ class DistillationModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.get("milestones", [])),
                                                      gamma=o.get("gamma", 0.1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def on_train_epoch_start(self) -> None:
-        dl = self.trainer.train_dataloader
-        sampler = getattr(dl, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.current_epoch)
 
 
 class DenseModule(DistillationModule):
