@@ -109,9 +109,23 @@ def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_pa
     run_dir = tmp_path / "run"
     monkeypatch.setenv("WANDB_MODE", "offline")
     wb = distill.wandb_logger(cfg, run_dir, "distill")
-    assert wb is not None and wb.experiment.id == "debug-fast-seed0-distill"
+    assert wb is not None and wb.experiment.id == distill.wandb_run_id(cfg, run_dir, "distill")
+    assert wb.experiment.id.startswith("debug-fast-seed0-distill-")
     wb.experiment.finish()
     assert list((run_dir / "wandb").glob("offline-run-*"))
+    # W3: two jobs of a sweep (same name and seed, their own folders) get their own W&B runs; a relaunch of
+    # one job (same folder) gets its id back
+    other = compose("debug=fast", "logger=wandb", "loss.drop_rate=0.5")
+    assert distill.wandb_run_id(other, tmp_path / "job1", "distill") != distill.wandb_run_id(cfg, run_dir, "distill")
+    assert distill.wandb_run_id(other, run_dir, "distill") == distill.wandb_run_id(cfg, run_dir, "distill")
+    # a run left open in this process (the previous job of a multirun) is finished, not written into
+    import wandb
+
+    stale = wandb.init(id="stale-run", dir=str(tmp_path), project="s2d")
+    wb = distill.wandb_logger(cfg, run_dir, "distill")
+    assert wb.experiment.id != stale.id and stale.id == "stale-run"
+    distill.finish_wandb()
+    assert wandb.run is None
 
     import lightning.pytorch.loggers as loggers
 

@@ -187,9 +187,15 @@ class LoggerSchema:
 
 @dataclass
 class FaultSchema:
-    kind: Optional[str] = None         # raise | nan | sigusr1 | sigterm (debug=fault); None = no fault
+    kind: Optional[str] = None         # raise | nan | sigusr1 | sigterm | sigkill (debug=fault); None = none
     step: int = 3
     rank: int = 0
+
+
+@dataclass
+class ResumeSchema:
+    checkpoint: Optional[str] = None   # resume a learning stage from this checkpoint (default: its own folder)
+    allow_config_change: bool = False  # accept a checkpoint whose model config differs from this run's
 
 
 @dataclass
@@ -223,6 +229,7 @@ class S2DConfig:
     demo: DemoVideoSchema = field(default_factory=DemoVideoSchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     fault: FaultSchema = field(default_factory=FaultSchema)
+    resume: ResumeSchema = field(default_factory=ResumeSchema)
 
 
 def register_configs() -> None:
@@ -284,8 +291,8 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
-    _require(cfg.fault.kind in (None, "raise", "nan", "sigusr1", "sigterm"), "fault.kind",
-             f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm")
+    _require(cfg.fault.kind in (None, "raise", "nan", "sigusr1", "sigterm", "sigkill"), "fault.kind",
+             f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm|sigkill")
     _require(cfg.eval.workers is None or cfg.eval.workers >= 1, "eval.workers",
              f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
     la = cfg.label

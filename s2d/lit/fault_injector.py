@@ -4,7 +4,8 @@ survives it: ``s2d distill debug=fault fault.kind=raise|nan|sigusr1|sigterm faul
   raise    an exception in the training loop at step k (the run stops; a rerun resumes)
   nan      the loss of step k becomes NaN on rank r: every rank stops at that step with an error naming it
   sigusr1  SIGUSR1 to this process at step k (SLURM's pre-timeout signal: Lightning checkpoints and requeues)
-  sigterm  SIGTERM to this process at step k (a hard stop)
+  sigterm  SIGTERM to this process at step k (SLURM's time limit, scancel: stop after the step, checkpoint)
+  sigkill  SIGKILL to this process at step k (a node failure: nothing runs, the last periodic checkpoint counts)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import signal
 
 import lightning as L
 
-KINDS = ("raise", "nan", "sigusr1", "sigterm")
+KINDS = ("raise", "nan", "sigusr1", "sigterm", "sigkill")
 
 
 class FaultInjector(L.Callback):
@@ -33,3 +34,5 @@ class FaultInjector(L.Callback):
             os.kill(os.getpid(), signal.SIGUSR1)
         elif self.kind == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)
+        elif self.kind == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,8 +1,10 @@
 """Stage "distill": sparse-to-dense distillation (student + EMA teacher, Temporal DropLoss) on the sparse
 keymask labelset. Runs the earlier stages first (skipping finished ones), trains with Lightning, and keeps
 ``last.ckpt`` plus the latest periodic checkpoint in ``<run>/checkpoints/<stage>-<fingerprint>/``: a rerun of the
-same command resumes from the last checkpoint instead of starting over, and a change to the labels, the
-model, the loss, the solver or the augmentation starts a new folder instead of resuming a stale one."""
+same command resumes from the newest valid checkpoint there (periodic, ``on_exception`` after an error or
+SIGTERM, ``hpc_ckpt_<n>`` after SLURM's SIGUSR1) instead of starting over, mid-epoch included, and a change to
+the labels, the model, the loss, the solver or the augmentation starts a new folder instead of resuming a
+stale one. ``resume.checkpoint`` resumes from an explicit file, with the checks of ``s2d.lit.run_stamp``."""
 from __future__ import annotations
 
 import logging
@@ -33,17 +35,37 @@ def build(cfg: Any, ds, labels, mode: str = "sparse"):
     return module, data
 
 
+def wandb_run_id(cfg: Any, run_dir: Path, stage: str) -> str:
+    """<run_id>-<stage>-<hash of the run folder>: the same for every launch of one job (a requeued job keeps its
+    folder), different for the jobs of a sweep even when they share name and seed (their folders differ)."""
+    import hashlib
+
+    folder = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
+    return f"{cfg.run_id[:40]}-{stage}-{folder}".replace("/", "_")
+
+
+def finish_wandb() -> None:
+    """End the W&B run of this process, if any, so that the next stage or the next job of a sweep run in this
+    process starts its own run instead of writing into this one."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
 def wandb_logger(cfg: Any, run_dir: Path, stage: str):
-    """W&B with a stable run id (run id + stage), so a requeued or resumed job continues the same W&B run.
+    """W&B with a stable run id (``wandb_run_id``), so a requeued or resumed job continues the same W&B run.
     If W&B cannot start (no network, bad credentials) training goes on with the CSV logger and a warning."""
     import os
 
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    finish_wandb()
     try:
         wb = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run_id}/{stage}",
-                         id=f"{cfg.run_id}-{stage}".replace("/", "_"), resume="allow", save_dir=str(run_dir),
+                         id=wandb_run_id(cfg, run_dir, stage), resume="allow", save_dir=str(run_dir),
                          job_type=stage, config={k: section(cfg, k) for k in ("data", "model", "loss", "optim",
                                                                              "train", "distill", "keymasks")})
         wb.experiment  # starts the run now, so a failure shows here and not in the middle of training
@@ -54,11 +76,16 @@ def wandb_logger(cfg: Any, run_dir: Path, stage: str):
 
 
 def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
+    """The Lightning Trainer of a learning stage. Everything it writes on its own (SLURM/exception
+    checkpoints) goes to the stage's checkpoint folder, never to a folder another stage or run shares."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint
     from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
 
     from s2d.lit.checkpoint_io import AtomicCheckpointIO
+    from s2d.lit.requeue import RequeueOnSignal
+    from s2d.lit.run_stamp import RunStamp
 
     t = cfg.train
     loggers = [CSVLogger(str(run_dir / "logs"), name=stage)]  # one CSV folder per launch: never overwritten
@@ -70,16 +97,31 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=1,
                            every_n_train_steps=t.checkpoint_every_n_steps, filename="step{step:06d}",
                            auto_insert_metric_name=False)
-    callbacks = [ckpt]
+    callbacks = [ckpt,
+                 # an exception or SIGTERM (SLURM time limit, scancel) ends the run with a checkpoint of the
+                 # last finished step: at most the step in progress is lost
+                 OnExceptionCheckpoint(dirpath=str(ckpt_dir), filename="on_exception"),
+                 RequeueOnSignal(ckpt_dir),
+                 RunStamp(config_dict(cfg))]
     if cfg.fault.kind:
         from s2d.lit.fault_injector import FaultInjector
 
         callbacks.append(FaultInjector(cfg.fault.kind, cfg.fault.step, cfg.fault.rank))
+    plugins: list = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # RequeueOnSignal does it, at a step boundary
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
-                     log_every_n_steps=t.log_every_n_steps, default_root_dir=str(run_dir),
-                     logger=loggers, callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+                     log_every_n_steps=t.log_every_n_steps, default_root_dir=str(ckpt_dir),
+                     logger=loggers, callbacks=callbacks, plugins=plugins,
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
+
+
+def config_dict(cfg: Any) -> dict:
+    """The resolved config as plain types (stored in every checkpoint)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
 
 # train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the
@@ -101,28 +143,48 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
           init: Path | None = None) -> Path:
     """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint."""
     import torch
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from s2d.errors import S2DError
     from s2d.lit.checkpoint_io import newest_valid_checkpoint
+    from s2d.lit.run_stamp import check_resume
 
     folder = checkpoint_dir(cfg, run_dir, stage, upstream_fp)
     last = folder / "last.ckpt"
-    resume, step = newest_valid_checkpoint(folder)
-    if resume is not None:
-        if step >= cfg.train.max_steps:
-            log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
-            return resume
-        log.info("%s: resuming from %s (step %d)", stage, resume, step)
+    if cfg.resume.checkpoint:
+        resume = Path(cfg.resume.checkpoint)
+        if not resume.is_file():
+            raise S2DError(f"resume.checkpoint: {resume} does not exist")
+        step = int(torch.load(resume, map_location="cpu", weights_only=True)["global_step"])
+    else:
+        resume, step = newest_valid_checkpoint(folder)
+    if resume is not None and step == cfg.train.max_steps and not cfg.resume.checkpoint:
+        log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
+        return resume
     module, data = build(cfg, ds, labels, mode)
+    if resume is not None:
+        check_resume(torch.load(resume, map_location="cpu", weights_only=True), resume, config_dict(cfg),
+                     module.state_dict(), cfg.train.max_steps, cfg.resume.allow_config_change)
+        log.info("%s: resuming from %s (step %d)", stage, resume, step)
     if init is not None and resume is None:
         # start both student and teacher from the previous stage's teacher (EMA) weights
         sd = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
         teacher = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
         module.student.load_state_dict(teacher)
         module.teacher.load_state_dict(teacher)
-    tr = trainer(cfg, run_dir, stage, last.parent)
-    tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None)
-    # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
-    tr.save_checkpoint(last)
+    tr = trainer(cfg, run_dir, stage, folder)
+    try:
+        tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None)
+        # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
+        tr.save_checkpoint(last)
+    except SIGTERMException:
+        # SLURM's time limit or scancel: Lightning stopped after the current step and OnExceptionCheckpoint
+        # saved it. Exit like a process killed by SIGTERM (128 + 15), so the job is not recorded as a success.
+        log.error("%s: stopped by SIGTERM at step %d; %s holds it, rerun the same command to resume",
+                  stage, tr.global_step, folder / "on_exception.ckpt")
+        raise SystemExit(143) from None
+    finally:
+        finish_wandb()
     log.info("%s: checkpoints in %s, losses in %s", stage, last.parent, run_dir / "logs" / stage)
     return last
 

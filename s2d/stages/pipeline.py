@@ -65,14 +65,17 @@ def _stage_picture(path: Path, ds, name: str, layers: dict) -> None:
 
 def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, float]]) -> bool:
     """The report's numbers (one row per stage), its pictures and the resolved config as one W&B run
-    (id <run_id>-report, job_type "report"). Returns False, with a warning, when W&B cannot start."""
+    (id from ``wandb_run_id``, job_type "report"). Returns False, with a warning, when W&B cannot start."""
     import os
 
     os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     try:
         import wandb
 
-        run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, id=f"{cfg.run_id}-report",
+        from s2d.stages.distill import finish_wandb, wandb_run_id
+
+        finish_wandb()
+        run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, id=wandb_run_id(cfg, run_dir, "report"),
                          name=f"{cfg.run_id}/report", job_type="report", resume="allow", dir=str(run_dir),
                          config={k: section(cfg, k) for k in ("data", "masks", "tracker", "keymasks", "model",
                                                              "loss", "optim", "train", "distill", "label")})
