@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from s2d.lit.distillation import DistillationModule
 from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
 
 SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "s2d", "SLURM_NODELIST": "localhost",
@@ -386,3 +387,103 @@ def test_augmentation_depends_on_seed_epoch_and_clip_not_on_rank_or_worker(spars
     assert not torch.equal(a[0]["clip"], dataset(seed=1)[0]["clip"])
     in_workers = next(iter(DataLoader(dataset(), batch_size=4, num_workers=2, collate_fn=collate)))
     assert torch.equal(in_workers["clips"][1], a[1]["clip"])
+
+
+# ------------------------------------------------------------------------------ N1, N4: two gloo processes
+class RankReport(L.Callback):
+    """Each rank writes its losses after every step and a checksum of its weights at the end (module level:
+    ddp_spawn pickles callbacks)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.losses: list = []
+
+    def _write(self, trainer, **extra):
+        import json
+
+        (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps({"losses": self.losses, **extra}))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+        self._write(trainer)
+
+    def on_train_end(self, trainer, module):
+        self._write(trainer, checksum=float(sum(p.double().sum() for p in module.student.parameters())))
+
+
+class RankTestModule:
+    """Mixin for the 2-process tests: ``folder`` gets each rank's error; ``empty_rank`` gets clips without any
+    target instance (everything dropped / nothing found). Under ddp_spawn Lightning calls on_exception only in
+    the launching process, so the ranks' errors are recorded here."""
+
+    folder: str = ""
+    empty_rank: int | None = None
+
+    def training_step(self, batch, batch_idx):
+        if self.global_rank == self.empty_rank:
+            batch = {**batch, "targets": [t[:0] for t in batch["targets"]]}
+        try:
+            return super().training_step(batch, batch_idx)
+        except Exception as e:
+            (Path(self.folder) / f"rank{self.global_rank}.error").write_text(f"{type(e).__name__}: {e}")
+            raise
+
+
+class _DDPModule(RankTestModule, DistillationModule):
+    pass
+
+
+def _ddp_fit(module, data, folder, max_steps, callbacks):
+    tr = L.Trainer(max_steps=max_steps, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False,
+                   enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+                   default_root_dir=str(folder), gradient_clip_val=0.01, use_distributed_sampler=False,
+                   callbacks=[RankReport(str(folder)), *callbacks])
+    tr.fit(module, data)
+
+
+def _rank_reports(folder):
+    import json
+
+    return [json.loads((Path(folder) / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def _ddp_module(tmp_path, empty_rank=None, **kw):
+    torch.manual_seed(0)
+    module = _DDPModule(TINY, LOSS, {**OPTIM}, ema_momentum=0.9, teacher_score=0.5, seed=0, **kw)
+    module.folder, module.empty_rank = str(tmp_path), empty_rank
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
+def test_nan_on_one_rank_stops_both_ranks_at_that_step(sparse_data, tmp_path):
+    """N1: NaN in the loss of rank 1 at step 2 -> both ranks raise FloatingPointError at step 2 naming the
+    terms (rank 1) or the other rank (rank 0) and the videos; nobody hangs in a collective."""
+    from s2d.lit.fault_injector import FaultInjector
+
+    _, data = _data(sparse_data)
+    with pytest.raises(Exception, match="non-finite loss at step 2"):
+        _ddp_fit(_ddp_module(tmp_path), data, tmp_path, 5, [FaultInjector("nan", step=2, rank=1)])
+    r0, r1 = _rank_reports(tmp_path)
+    assert len(r0["losses"]) == len(r1["losses"]) == 2  # steps 0 and 1 finished, step 2 stopped on both
+    e0, e1 = ((tmp_path / f"rank{r}.error").read_text() for r in (0, 1))
+    assert e1.startswith("FloatingPointError: non-finite loss at step 2") and "injected_nan" in e1
+    assert e0.startswith("FloatingPointError: non-finite loss at step 2")
+    assert "NaN on another rank" in e0 and "videos [" in e0
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
+def test_a_rank_without_any_instance_trains_on_without_a_hang(sparse_data, tmp_path):
+    """N4: rank 1 has no target instances in any step (only the "no object" class term is left): both ranks
+    stay finite, run the normaliser's collective every step, finish all steps and end with the same weights
+    (gradients were reduced)."""
+    _, data = _data(sparse_data)
+    _ddp_fit(_ddp_module(tmp_path, empty_rank=1, distill_weight=0.0), data, tmp_path, 3, [])
+    r0, r1 = _rank_reports(tmp_path)
+    assert len(r0["losses"]) == len(r1["losses"]) == 3
+    assert all(np.isfinite(r0["losses"] + r1["losses"]))
+    assert min(r0["losses"]) > max(r1["losses"])  # rank 0 also pays the mask terms of its instances
+    assert r0["checksum"] == r1["checksum"]
