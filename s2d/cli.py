@@ -63,10 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return
-    verb = args[0]
+    verb, rest = args[0], args[1:]
     if verb not in VERBS:
-        print(f"s2d: unknown verb '{verb}'\n\n{usage()}", file=sys.stderr)
-        sys.exit(2)
+        # Lightning's DDP launcher starts ranks 1.. with the overrides only (`stage=<verb>` included, see below)
+        staged = [a.split("=", 1)[1] for a in args if a.startswith("stage=")]
+        if not staged or staged[-1] not in VERBS:
+            print(f"s2d: unknown verb '{verb}'\n\n{usage()}", file=sys.stderr)
+            sys.exit(2)
+        verb, rest = staged[-1], [a for a in args if not a.startswith("stage=")]
     if not CONF_DIR.is_dir():
         print(f"s2d: config folder {CONF_DIR} not found (install with 'pip install -e .')", file=sys.stderr)
         sys.exit(2)
@@ -75,10 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     from s2d.config import register_configs
 
     register_configs()
-    rest = args[1:]
     if verb == "demo" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
         rest = [f"demo.video={rest[0]}", *rest[1:]]  # `s2d demo VIDEO.mp4` reads as a path, not an override
-    sys.argv = [f"s2d {verb}", *rest, f"stage={verb}"]
+    # argv[0] stays the real program: the DDP launcher re-executes it for the other ranks
+    sys.argv = [sys.argv[0], *rest, f"stage={verb}"]
     runner: Callable = hydra.main(config_path=str(CONF_DIR), config_name="s2d", version_base="1.3")(_dispatch)
     runner()
 

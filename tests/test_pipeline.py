@@ -149,3 +149,27 @@ def test_report_goes_to_wandb_offline_with_tables_and_pictures(tmp_path, compose
     files = {p.name for p in run.rglob("*")}
     assert any(f.startswith("metrics_") and f.endswith(".table.json") for f in files)
     assert any(f.startswith("metrics_") and f.endswith(".png") for f in files)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(300)
+def test_ddp_through_the_command_line_uses_one_run_folder_and_one_wandb_run(tmp_path):
+    """X1, W4: `s2d distill train=ddp` with 2 CPU processes (Lightning relaunches the command for rank 1):
+    it finishes, rank 1 writes into the same run folder (no per-rank Hydra folders) and there is one W&B run."""
+    exe = Path(sys.executable).parent / "s2d"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "s2d.cli"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    r = subprocess.run([*cmd, "distill", "debug=fast", f"paths.output_root={tmp_path}/out", "train=ddp",
+                        "train.devices=2", "train.accelerator=cpu", "train.precision=32-true", "train.num_workers=0",
+                        "loss.num_points=64", "logger=wandb"], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=280)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "out" / "runs").iterdir()] == ["debug-fast-seed0"]
+    run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
+    assert (run_dir / "train_ddp_process_1.log").exists()  # rank 1 ran, in this folder
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    import torch
+
+    (ckpt,) = (run_dir / "checkpoints").glob("distill-*/last.ckpt")
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
