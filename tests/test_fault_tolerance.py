@@ -3,6 +3,7 @@ refusals, SLURM requeue, SIGTERM, SIGKILL, signals reaching data-loader workers,
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -399,8 +400,6 @@ class RankReport(L.Callback):
         self.losses: list = []
 
     def _write(self, trainer, **extra):
-        import json
-
         (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps({"losses": self.losses, **extra}))
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
@@ -442,8 +441,6 @@ def _ddp_fit(module, data, folder, max_steps, callbacks):
 
 
 def _rank_reports(folder):
-    import json
-
     return [json.loads((Path(folder) / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -487,3 +484,75 @@ def test_a_rank_without_any_instance_trains_on_without_a_hang(sparse_data, tmp_p
     assert all(np.isfinite(r0["losses"] + r1["losses"]))
     assert min(r0["losses"]) > max(r1["losses"])  # rank 0 also pays the mask terms of its instances
     assert r0["checksum"] == r1["checksum"]
+
+
+# ------------------------------------------------------------------- A4: several ranks generating one set
+def _generate_as_rank(rank, world, root, data_root, fail_video, calls_log):
+    """One rank of a job that runs the whole command on every rank (srun tasks): a stage over all videos."""
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "S2D_RANK_WAIT_S": "60"})
+    from s2d.data.sources import open_dataset
+    from s2d.errors import S2DError
+    from s2d.stages.common import run_per_video
+
+    ds = open_dataset("ytvis", data_root)
+
+    def fn(r):
+        with open(calls_log, "a") as f:
+            f.write(f"{rank} {r.name}\n")
+        if r.name == fail_video:
+            raise S2DError(f"cannot read {r.name}")
+        out = ds.skeleton(r.name)
+        out.instances = list(r.gt.instances)
+        return out
+
+    try:
+        ls = run_per_video("masks", Path(root), "fp1", ds, fn, progress=False)
+        Path(root, f"result{rank}").write_text(json.dumps([v.name for v in ls]))
+    except S2DError as e:
+        Path(root, f"error{rank}").write_text(str(e))
+
+
+def _two_ranks(tmp_path, data_root, fail_video=None):
+    root, log = tmp_path / "set", tmp_path / "calls.txt"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_generate_as_rank, args=(r, 2, str(root), str(data_root), fail_video, str(log)))
+             for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    return root, [line.split() for line in log.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def four_videos(tmp_path_factory):
+    from s2d.data.demo import DemoConfig, write_demo_dataset
+
+    root = tmp_path_factory.mktemp("four")
+    write_demo_dataset(root, DemoConfig(num_videos=4, num_frames=3, height=32, width=32, seed=1))
+    return root
+
+
+def test_two_ranks_split_the_videos_and_rank0_writes_one_manifest(four_videos, tmp_path):
+    """A4: every video generated exactly once, by the rank it belongs to; one ledger per rank; one manifest;
+    both ranks return the whole set, identical to a single-process run."""
+    from s2d.labelset.store import read_labelset
+
+    root, calls = _two_ranks(tmp_path, four_videos)
+    assert sorted(v for _, v in calls) == ["demo_00", "demo_01", "demo_02", "demo_03"]
+    assert {v: r for r, v in calls} == {"demo_00": "0", "demo_01": "1", "demo_02": "0", "demo_03": "1"}
+    assert sorted(p.name for p in root.glob("ledger*")) == ["ledger.rank0.jsonl", "ledger.rank1.jsonl"]
+    names = ["demo_00", "demo_01", "demo_02", "demo_03"]
+    assert json.loads((root / "result0").read_text()) == json.loads((root / "result1").read_text()) == names
+    assert [v.name for v in read_labelset(root, "fp1")] == names
+    # a later single-process run (e.g. the evaluation) finds the set complete and does nothing
+    _, calls_again = _two_ranks(tmp_path, four_videos)
+    assert calls_again == calls
+
+
+def test_a_failing_rank_stops_the_other_instead_of_a_hang(four_videos, tmp_path):
+    root, _ = _two_ranks(tmp_path, four_videos, fail_video="demo_03")
+    assert "demo_03" in (root / "error1").read_text()
+    assert "failed.rank1.json: another rank failed on ['demo_03']" in (root / "error0").read_text()
+    assert not (root / "MANIFEST.json").exists()

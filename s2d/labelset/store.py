@@ -3,7 +3,8 @@
 Layout of a store folder::
 
     shards/<video>.json    one-video YouTube-VIS dataset, written atomically
-    ledger.jsonl           one line per committed shard: name, bytes, sha256 (appended after the shard)
+    ledger.jsonl           one line per committed shard: name, bytes, sha256 (appended after the shard);
+                           ledger.rank<r>.jsonl per rank when several processes generate (s2d.io.job_ranks)
     labelset.json          the merged YouTube-VIS file, for external tools
     MANIFEST.json          written last: fingerprint, every shard's hash, the merged file's hash
 
@@ -33,20 +34,22 @@ def _shard_file(name: str) -> str:
 
 
 class LabelsetStore:
-    def __init__(self, root: str | Path, fingerprint: str):
+    def __init__(self, root: str | Path, fingerprint: str, rank: int = 0, world: int = 1):
         self.root = Path(root)
         self.fingerprint = fingerprint
         self.shards = self.root / "shards"
         self.shards.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.shards)
-        remove_stale_temps(self.root)
-        self.ledger_path = self.root / "ledger.jsonl"
+        if world == 1:  # with several ranks a temp file may belong to a writer that is still running
+            remove_stale_temps(self.shards)
+            remove_stale_temps(self.root)
+        # every process appends only to its own ledger: no two writers ever share a file
+        self.ledger_path = self.root / ("ledger.jsonl" if world == 1 else f"ledger.rank{rank}.jsonl")
         self._ledger = self._read_ledger()
 
     def _read_ledger(self) -> dict[str, dict]:
         entries: dict[str, dict] = {}
-        if self.ledger_path.exists():
-            for line in self.ledger_path.read_text().splitlines():
+        for path in sorted(self.root.glob("ledger*.jsonl")):
+            for line in path.read_text().splitlines():
                 try:
                     e = json.loads(line)
                 except json.JSONDecodeError:  # a line cut short by a crash: that shard is simply redone
@@ -54,6 +57,14 @@ class LabelsetStore:
                 if e.get("fingerprint") == self.fingerprint:
                     entries[e["name"]] = e
         return entries
+
+    def committed(self, name: str) -> bool:
+        """A ledger entry exists (cheap; ``done`` also checks the shard's bytes)."""
+        return name in self._ledger
+
+    def refresh(self) -> None:
+        """Re-read the ledgers (other ranks commit shards while this one waits)."""
+        self._ledger = self._read_ledger()
 
     # -- generation ---------------------------------------------------------------------------------------
     def done(self, name: str) -> bool:

@@ -1,8 +1,10 @@
 """What every per-video stage shares: a fingerprinted artifact folder, a progress bar over videos, failure
-isolation (one bad video is named and the others' finished shards are kept), and resuming."""
+isolation (one bad video is named and the others' finished shards are kept), resuming, and splitting the
+videos over the ranks of a multi-process job."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -11,6 +13,8 @@ from tqdm.auto import tqdm
 
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.errors import S2DError
+from s2d.io.atomic import atomic_write_json
+from s2d.io.job_ranks import failure_file, job_rank_world, wait_for
 from s2d.labelset.store import LabelsetStore, read_labelset
 from s2d.labelset.types import Labelset, VideoLabels
 
@@ -28,14 +32,22 @@ def artifact_dir(cfg: Any, stage: str, fp: str) -> Path:
 
 def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[VideoRecord], VideoLabels],
                   progress: bool = True, info: dict | None = None) -> Labelset:
-    """Apply ``fn`` to every video whose shard is missing or corrupt, then finalise the store."""
-    store = LabelsetStore(root, fp)
+    """Apply ``fn`` to every video whose shard is missing or corrupt, then finalise the store. When the job runs
+    several copies of the command (srun tasks, DDP ranks), each takes its share of the videos
+    (``s2d.io.job_ranks``)."""
+    rank, world = job_rank_world()
+    started = time.time()
+    store = LabelsetStore(root, fp, rank, world)
     if store.is_complete():
         log.info("%s: finished set found at %s, skipping", stage, root)
         return read_labelset(root, fp)
-    todo = [r for r in ds if not store.done(r.name)]
-    if len(todo) < len(ds):
-        log.info("%s: resuming, %d of %d videos already done", stage, len(ds) - len(todo), len(ds))
+    mine = list(ds) if world == 1 else [r for i, r in enumerate(ds) if i % world == rank]
+    todo = [r for r in mine if not store.done(r.name)]
+    if len(todo) < len(mine):
+        log.info("%s: resuming, %d of %d videos already done", stage, len(mine) - len(todo), len(mine))
+    if world > 1:
+        log.info("%s: rank %d of %d, %d of %d videos are this rank's", stage, rank, world, len(mine), len(ds))
+        failure_file(root, rank).unlink(missing_ok=True)
     failures: dict[str, str] = {}
     for r in tqdm(todo, desc=stage, unit="video", disable=not progress):
         try:
@@ -48,7 +60,18 @@ def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[Vi
             raise RuntimeError(f"{stage}: produced labels for '{out.name}' while processing '{r.name}'")
         store.write_video(out)
     if failures:
+        if world > 1:
+            atomic_write_json(failure_file(root, rank), failures)
         lines = "\n".join(f"  {k}: {v}" for k, v in failures.items())
         raise S2DError(f"stage {stage}: {len(failures)} of {len(ds)} video(s) failed; the other videos' results are "
                        f"kept in {root} and a rerun only redoes what is missing:\n{lines}")
+    if world > 1 and rank != 0:
+        wait_for(store.is_complete, root, lambda: "the manifest (rank 0)", started)
+        return read_labelset(root, fp)
+    if world > 1:
+        def missing() -> list[str]:  # committed by some rank; finalize() checks every shard's hash
+            store.refresh()
+            return [n for n in ds.names if not store.committed(n)]
+
+        wait_for(lambda: not missing(), root, lambda: str(missing()[:10]), started)
     return store.finalize(ds.names, info)
