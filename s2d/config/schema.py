@@ -145,6 +145,8 @@ class TrainSchema:
     crop_scale: List[float] = field(default_factory=lambda: [0.6, 1.0])
     rotation: float = 15.0
     fallback_radius: int = 20
+    on_error: str = "raise"            # unreadable frame in a training clip: raise | substitute (quarantine.jsonl)
+    substitute_retries: int = 3        # with on_error=substitute: at most this many stand-in clips per clip
 
 
 @dataclass
@@ -295,6 +297,9 @@ def validate_config(cfg: Any) -> None:
              f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm|sigkill")
     _require(cfg.eval.workers is None or cfg.eval.workers >= 1, "eval.workers",
              f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
+    _require(cfg.train.on_error in ("raise", "substitute"), "train.on_error",
+             f"'{cfg.train.on_error}' is not raise|substitute")
+    _require(cfg.train.substitute_retries >= 0, "train.substitute_retries", "must be >= 0")
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")

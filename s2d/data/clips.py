@@ -3,10 +3,19 @@
 An item is (video, frame indices). Everything random about an item — fallback frames and augmentation
 parameters — is drawn from a generator seeded by (seed, epoch, item index), so the same item looks the same
 on any rank, in any worker, after a resume, and different in the next epoch.
+
+Unreadable frames: with ``on_error="raise"`` (default) the error names the video and frame and stops the run;
+with ``on_error="substitute"`` the next items (index + 1, + 2, ... at most ``retries``) stand in, each failure
+is appended to ``quarantine`` (one JSON line: video, frame, error, epoch, substitute) and the item is flagged
+so that training logs ``data/substituted``. The substitute is a function of the index, so it stays
+deterministic across ranks, workers and resumes.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +23,7 @@ from torch.utils.data import Dataset
 
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
 from s2d.data.sources import Dataset as VideoDataset
+from s2d.errors import VideoError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Labelset
 
@@ -36,9 +46,12 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
 class ClipDataset(Dataset):
     def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
-                 seed: int = 0):
+                 seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None):
+        if on_error not in ("raise", "substitute"):
+            raise ValueError(f"on_error must be raise|substitute, got '{on_error}'")
         self.videos, self.labels, self.length, self.mode = videos, labels, length, mode
         self.radius, self.augment, self.seed = fallback_radius, augment, seed
+        self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.epoch = 0
         self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
         for name in videos.names:
@@ -65,6 +78,32 @@ class ClipDataset(Dataset):
         return pad_frames(list(range(start, min(start + self.length, T))), self.length)
 
     def __getitem__(self, index: int) -> dict:
+        if self.on_error == "raise":
+            return {**self._item(index), "substituted": 0}
+        errors = []
+        for k in range(self.retries + 1):
+            j = (index + k) % len(self.items)
+            try:
+                return {**self._item(j), "substituted": int(k > 0)}
+            except VideoError as e:
+                errors.append(str(e))
+                self._record(e, j, substitute=(index + k + 1) % len(self.items) if k < self.retries else None)
+        raise VideoError(f"clip {index} and its {self.retries} substitutes are all unreadable: {errors}",
+                         video_id=self.items[index][0])
+
+    def _record(self, e: VideoError, index: int, substitute: int | None) -> None:
+        if self.quarantine is None:
+            return
+        line = json.dumps({"video": e.video_id, "frame": e.frame_index, "error": str(e), "epoch": self.epoch,
+                           "item": index, "substitute": substitute}) + "\n"
+        # one O_APPEND write per line: lines from several data-loader workers never interleave
+        fd = os.open(self.quarantine, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def _item(self, index: int) -> dict:
         rng = np.random.default_rng(item_seed(self.seed, self.epoch, index))
         name = self.items[index][0]
         frames = self.frames_of(index, rng)
@@ -118,4 +157,5 @@ def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, se
 def collate(items: list[dict]) -> dict:
     return {"clips": torch.stack([i["clip"] for i in items]), "targets": [i["targets"] for i in items],
             "videos": [i["video"] for i in items], "frames": [i["frames"] for i in items],
-            "indices": torch.tensor([i["index"] for i in items])}
+            "indices": torch.tensor([i["index"] for i in items]),
+            "substituted": sum(i.get("substituted", 0) for i in items)}

@@ -89,11 +89,13 @@ class ClipDataModule(L.LightningDataModule):
 
     def __init__(self, videos: VideoDataset, labels: Labelset, mode: str = "sparse", batch_size: int = 4,
                  clip_length: int = 3, num_workers: int = 0, fallback_radius: int = 20, seed: int = 0,
-                 augment: AugmentConfig = AugmentConfig()):
+                 augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
+                 quarantine: str | None = None):
         super().__init__()
         self.videos, self.labels, self.mode = videos, labels, mode
         self.batch_size, self.clip_length, self.num_workers = batch_size, clip_length, num_workers
         self.fallback_radius, self.seed, self.augment = fallback_radius, seed, augment
+        self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.dataset: ClipDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -102,7 +104,8 @@ class ClipDataModule(L.LightningDataModule):
             raise ConfigError("data.batch_size", f"global batch {self.batch_size} is not divisible by the "
                               f"{world} processes")
         self.dataset = ClipDataset(self.videos, self.labels, self.clip_length, self.mode, self.fallback_radius,
-                                   augment=self.augment, seed=self.seed)
+                                   augment=self.augment, seed=self.seed, on_error=self.on_error,
+                                   retries=self.retries, quarantine=self.quarantine)
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None

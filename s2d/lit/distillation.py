@@ -74,6 +74,8 @@ class DistillationModule(L.LightningModule):
         main = {k: v for k, v in terms.items() if "_aux" not in k}
         self.log_dict({f"train/{k}": v.detach() for k, v in main.items()}, batch_size=clips.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=clips.shape[0])
+        if batch.get("substituted"):  # clips replaced because a frame was unreadable (train.on_error=substitute)
+            self.log("data/substituted", float(batch["substituted"]), reduce_fx="sum", batch_size=clips.shape[0])
         return loss
 
     def _check_finite(self, loss: torch.Tensor, terms: dict, batch: dict) -> None:

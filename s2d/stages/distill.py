@@ -16,7 +16,7 @@ from s2d.stages.common import section
 log = logging.getLogger(__name__)
 
 
-def build(cfg: Any, ds, labels, mode: str = "sparse"):
+def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = None):
     import torch
 
     from s2d.data.clips import AugmentConfig
@@ -26,7 +26,8 @@ def build(cfg: Any, ds, labels, mode: str = "sparse"):
     t = cfg.train
     aug = AugmentConfig(size=tuple(t.crop_size), crop_scale=tuple(t.crop_scale), rotation=t.rotation)
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
-                          cfg.seed, aug)
+                          cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
+                          quarantine=None if quarantine is None else str(quarantine))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
@@ -161,7 +162,7 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
     if resume is not None and step == cfg.train.max_steps and not cfg.resume.checkpoint:
         log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
         return resume
-    module, data = build(cfg, ds, labels, mode)
+    module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl")
     if resume is not None:
         check_resume(torch.load(resume, map_location="cpu", weights_only=True), resume, config_dict(cfg),
                      module.state_dict(), cfg.train.max_steps, cfg.resume.allow_config_change)
