@@ -605,3 +605,26 @@ def test_unreadable_frame_raises_or_is_substituted_and_quarantined(tmp_path):
     _fit(tmp_path / "fit", module, data, 6, [logged])
     assert logged.pairs and all(n == v for n, v in logged.pairs)
     assert all(json.loads(line)["video"] == "demo_01" for line in (tmp_path / "q2.jsonl").read_text().splitlines())
+
+
+def test_a_changed_masks_setting_gives_new_sets_downstream_and_the_old_set_is_refused(compose):
+    """A5: a different masks config -> a different masks set id, hence a different keymasks set; a reader asking
+    for the new id refuses the old folder instead of reusing it."""
+    from s2d.errors import IncompleteSetError
+    from s2d.labelset.store import read_labelset
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    cfg_a = compose("debug=fast", "keymasks.overlays=false")
+    cfg_b = compose("debug=fast", "keymasks.overlays=false", "masks.max_masks=3")
+    ds = load_data(cfg_a)
+    dfp = data_fingerprint(cfg_a, ds)
+    masks_a, root_a, fp_a = masks_stage.compute(cfg_a, ds, dfp)
+    masks_b, root_b, fp_b = masks_stage.compute(cfg_b, ds, dfp)
+    assert fp_a != fp_b and root_a != root_b
+    with pytest.raises(IncompleteSetError, match="fingerprint"):
+        read_labelset(root_a, fp_b)
+    km_a = keymasks_stage.compute(cfg_a, ds, masks_a, fp_a)
+    km_b = keymasks_stage.compute(cfg_b, ds, masks_b, fp_b)
+    assert km_a[2] != km_b[2] and km_a[3] != km_b[3]
