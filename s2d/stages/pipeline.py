@@ -95,6 +95,7 @@ def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, fl
 
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.evaluation.frame_ap import frame_ap
+    from s2d.io.job_ranks import job_rank_world
     from s2d.stages import keymasks as keymasks_stage
     from s2d.stages import masks as masks_stage
     from s2d.stages.data import data_fingerprint, load_data
@@ -130,6 +131,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
         final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
         timings["final"] = time.perf_counter() - t
 
+    rank, world = job_rank_world()
+    if rank != 0:  # several tasks of one job ran the stages together; one of them scores and reports
+        log.info("rank %d of %d: stages done, rank 0 writes the report", rank, world)
+        return {"metrics": {}}
     lines = [f"# s2d run `{cfg.run_id}`", "",
              f"Data: {len(ds)} videos from `{ds.root}` ({cfg.data.kind}); tracker `{cfg.tracker.kind}`; "
              f"masks `{cfg.masks.source}/{cfg.masks.features}`.", "",
