@@ -628,3 +628,122 @@ def test_a_changed_masks_setting_gives_new_sets_downstream_and_the_old_set_is_re
     km_a = keymasks_stage.compute(cfg_a, ds, masks_a, fp_a)
     km_b = keymasks_stage.compute(cfg_b, ds, masks_b, fp_b)
     assert km_a[2] != km_b[2] and km_a[3] != km_b[3]
+
+
+# ------------------------------------------------------ validation during training, N7 and X3
+def _val_data(sparse_data, **kw):
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.datamodules import KeymaskSparseDataModule
+
+    ds, gt = sparse_data
+    return KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
+                                   val_videos=ds.names, **kw)
+
+
+def _val_fit(root, module, data, max_steps, callbacks, every=2, **kw):
+    tr = L.Trainer(max_steps=max_steps, accelerator="cpu", logger=False, enable_progress_bar=False,
+                   enable_model_summary=False, default_root_dir=str(root), gradient_clip_val=0.01,
+                   use_distributed_sampler=False, num_sanity_val_steps=0, val_check_interval=every,
+                   check_val_every_n_epoch=None, callbacks=list(callbacks), **kw)
+    tr.fit(module, data)
+    return tr
+
+
+class ValTrace(L.Callback):
+    def __init__(self):
+        self.values: list = []
+
+    def on_validation_end(self, trainer, module):
+        self.values.append((trainer.global_step, float(trainer.callback_metrics["val/AP"])))
+
+
+class OracleOnFirstVideo(DistillationModule):
+    """Validation 'predicts' the ground truth of demo_00 exactly and nothing elsewhere, so val/AP has a known,
+    non-trivial value (module level: ddp_spawn pickles it)."""
+
+    def val_tubes(self, item):
+        from s2d.inference.video_predict import Tube
+        from s2d.labelset import rle
+
+        if item["video"] != "demo_00":
+            return []
+        gt = item["gt"]
+        return [Tube({t: rle.decode(s) for t, s in enumerate(inst.segmentations) if s is not None}, [0.9 - 0.1 * k])
+                for k, inst in enumerate(gt.instances)]
+
+
+def _oracle_expected(sparse_data):
+    from s2d.evaluation import evaluate_ap
+    from s2d.labelset.types import Instance, Labelset, VideoLabels
+
+    ds, _ = sparse_data
+    gt = ds.gt_labelset()
+    preds = [VideoLabels(v.name, v.height, v.width, v.length, [], [], v.id) for v in gt]
+    preds[0].instances = [Instance(list(inst.segmentations), 0.9 - 0.1 * k) for k, inst in enumerate(gt[preds[0].name].instances)]
+    return evaluate_ap(gt, Labelset(preds))["AP"]
+
+
+def _oracle_module():
+    torch.manual_seed(0)
+    return OracleOnFirstVideo(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=0)
+
+
+def test_validation_logs_the_video_ap_of_the_teacher_predictions(sparse_data, tmp_path):
+    """val/AP during training = evaluate_ap of what the validation predicted (here: a known oracle), at every
+    validation step; a real teacher's validation runs too (whole-video inference)."""
+    expected = _oracle_expected(sparse_data)
+    assert 0.2 < expected < 0.9  # one of two videos found: neither 0 nor 1
+    trace = ValTrace()
+    _val_fit(tmp_path / "a", _oracle_module(), _val_data(sparse_data), 4, [trace])
+    assert trace.values == [(2, pytest.approx(expected, abs=1e-7)), (4, pytest.approx(expected, abs=1e-7))]
+    real = ValTrace()
+    _val_fit(tmp_path / "b", _data(sparse_data)[0], _val_data(sparse_data), 2, [real])
+    assert len(real.values) == 1 and 0.0 <= real.values[0][1] <= 1.0
+
+
+class NaNAtSecondValidation(OracleOnFirstVideo):
+    def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
+        if self.global_step == 4:
+            self.log("val/AP", float("nan"))
+
+
+def test_a_nan_validation_metric_never_becomes_the_best_checkpoint(sparse_data, tmp_path):
+    """N7: val/AP is finite at step 2 and NaN at step 4: the best checkpoint stays the one of step 2."""
+    from s2d.stages.distill import best_checkpoint
+
+    torch.manual_seed(0)
+    module = NaNAtSecondValidation(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=0)
+    best = best_checkpoint(tmp_path / "ck", "val/AP")
+    trace = ValTrace()
+    _val_fit(tmp_path, module, _val_data(sparse_data), 4, [trace, best])
+    assert np.isfinite(trace.values[0][1]) and np.isnan(trace.values[1][1])
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["best-step000002.ckpt"]
+    assert Path(best.best_model_path).name == "best-step000002.ckpt"
+
+
+class ValReport(L.Callback):
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_validation_end(self, trainer, module):
+        with open(Path(self.folder) / f"val_rank{trainer.global_rank}.txt", "a") as f:
+            f.write(f"{trainer.global_step} {float(trainer.callback_metrics['val/AP'])}\n")
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
+def test_two_ranks_validate_their_share_and_agree_on_the_best_checkpoint(sparse_data, tmp_path):
+    """X3: 2 ranks each score half of the videos; the gathered val/AP is the same on both, so the best
+    checkpoint decision is unanimous: one file, no hang."""
+    from s2d.stages.distill import best_checkpoint
+
+    expected = _oracle_expected(sparse_data)
+    _val_fit(tmp_path, _oracle_module(), _val_data(sparse_data), 4, [ValReport(str(tmp_path)),
+                                                            best_checkpoint(tmp_path / "ck", "val/AP")],
+             devices=2, strategy="ddp_spawn", enable_checkpointing=True)
+    r0, r1 = ((tmp_path / f"val_rank{r}.txt").read_text().split("\n") for r in (0, 1))
+    assert r0 == r1 and len([line for line in r0 if line]) == 2
+    assert float(r0[0].split()[1]) == pytest.approx(expected, abs=1e-7)  # both videos counted, once each
+    assert len(list((tmp_path / "ck").glob("best-step*.ckpt"))) == 1

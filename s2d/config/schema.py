@@ -147,6 +147,10 @@ class TrainSchema:
     fallback_radius: int = 20
     on_error: str = "raise"            # unreadable frame in a training clip: raise | substitute (quarantine.jsonl)
     substitute_retries: int = 3        # with on_error=substitute: at most this many stand-in clips per clip
+    val_every_n_steps: Optional[int] = None  # video AP of the EMA teacher every N steps (needs ground truth)
+    val_videos: Optional[int] = None   # validate on the first N videos (null: all)
+    monitor: Optional[str] = None      # e.g. val/AP: also keep best-step<k>.ckpt, the best value so far
+    monitor_mode: str = "max"
 
 
 @dataclass
@@ -300,6 +304,11 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.train.on_error in ("raise", "substitute"), "train.on_error",
              f"'{cfg.train.on_error}' is not raise|substitute")
     _require(cfg.train.substitute_retries >= 0, "train.substitute_retries", "must be >= 0")
+    tr = cfg.train
+    _require(tr.val_every_n_steps is None or tr.val_every_n_steps >= 1, "train.val_every_n_steps", "must be >= 1")
+    _require(tr.monitor is None or tr.val_every_n_steps is not None, "train.monitor",
+             f"'{tr.monitor}' is only logged with validation: set train.val_every_n_steps")
+    _require(tr.monitor_mode in ("max", "min"), "train.monitor_mode", f"'{tr.monitor_mode}' is not max|min")
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from s2d.data.clips import AugmentConfig, ClipDataset, collate
 from s2d.data.sources import Dataset as VideoDataset
+from s2d.data.whole_videos import WholeVideoDataset, first_item
 from s2d.errors import ConfigError
 from s2d.labelset.types import Labelset
 
@@ -90,12 +91,13 @@ class ClipDataModule(L.LightningDataModule):
     def __init__(self, videos: VideoDataset, labels: Labelset, mode: str = "sparse", batch_size: int = 4,
                  clip_length: int = 3, num_workers: int = 0, fallback_radius: int = 20, seed: int = 0,
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
-                 quarantine: str | None = None):
+                 quarantine: str | None = None, val_videos: list[str] | None = None):
         super().__init__()
         self.videos, self.labels, self.mode = videos, labels, mode
         self.batch_size, self.clip_length, self.num_workers = batch_size, clip_length, num_workers
         self.fallback_radius, self.seed, self.augment = fallback_radius, seed, augment
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
+        self.val_videos = val_videos  # whole videos with ground truth, scored during training (None: no validation)
         self.dataset: ClipDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -119,6 +121,15 @@ class ClipDataModule(L.LightningDataModule):
             trainer = self.trainer
             loader.global_step = lambda: trainer.global_step
         return loader
+
+
+    def val_dataloader(self) -> DataLoader:
+        if not self.val_videos:
+            return []  # Lightning skips validation
+        world = self.trainer.world_size if self.trainer is not None else 1
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        return DataLoader(WholeVideoDataset(self.videos, self.val_videos[rank::world]), batch_size=1,
+                          collate_fn=first_item, num_workers=0)
 
 
 def KeymaskSparseDataModule(videos: VideoDataset, labels: Labelset, **kwargs) -> ClipDataModule:  # noqa: N802

@@ -17,6 +17,10 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from s2d.inference.video_predict import predict_video
+from s2d.labelset import rle
+from s2d.labelset.types import Instance, VideoLabels
+from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
 
@@ -31,13 +35,16 @@ def _seed(*parts: int) -> int:
 class DistillationModule(L.LightningModule):
     def __init__(self, model: dict[str, Any], loss: dict[str, Any], optim: dict[str, Any],
                  ema_momentum: float = 0.999, teacher_score: float = 0.75, distill_weight: float = 1.0,
-                 distill_class_weight: float = 0.0, seed: int = 0):
+                 distill_class_weight: float = 0.0, seed: int = 0, val: dict[str, Any] | None = None):
+        """``val``: whole-video inference settings for validation (score_thr, window, overlap, link_iou,
+        nms_iou); validation scores the EMA teacher, the model that labels the videos."""
         super().__init__()
         self.save_hyperparameters()
         self.student = VideoMask2Former(**model)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
         self.criterion = VideoSetCriterion(**loss)
         self.distill_criterion = VideoSetCriterion(**{**loss, "class_weight": distill_class_weight})
+        self.val_ap = VideoAPMetric()  # its state is not part of the state dict
 
     def forward(self, clips: torch.Tensor) -> dict:
         return self.student(clips)
@@ -102,6 +109,29 @@ class DistillationModule(L.LightningModule):
             t.mul_(m).add_(s.detach(), alpha=1 - m)
         for t, s in zip(self.teacher.buffers(), self.student.buffers()):
             t.copy_(s)
+
+    @torch.no_grad()
+    def validation_step(self, item: dict, batch_idx: int) -> None:
+        """One whole video (``s2d.data.whole_videos``): the teacher's tubes against its ground truth."""
+        frames, gt = item["frames"], item["gt"]
+        tubes = self.val_tubes(item)
+        pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], [], gt.id)
+        for tb in tubes:
+            pred.instances.append(Instance(rle.encode_tube([tb.masks.get(t) for t in range(len(frames))]), tb.score))
+        self.val_ap.update(pred, gt)
+
+    def val_tubes(self, item: dict) -> list:
+        v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75,
+             **(self.hparams.val or {})}
+        return predict_video(self.teacher, item["frames"], v["score_thr"], v["window"], v["overlap"],
+                             v["link_iou"], v["nms_iou"], device=self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        stats = self.val_ap.compute()  # gathers every rank's videos, each counted once
+        self.val_ap.reset()
+        # identical on every rank after the gather; sync_dist keeps a monitored value unanimous regardless
+        self.log_dict({f"val/{k}": stats[k].float() for k in ("AP", "AP50", "AP75", "AR1", "AR10")},
+                      sync_dist=True)
 
     def configure_optimizers(self):
         o = self.hparams.optim

@@ -27,13 +27,32 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     aug = AugmentConfig(size=tuple(t.crop_size), crop_scale=tuple(t.crop_scale), rotation=t.rotation)
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
-                          quarantine=None if quarantine is None else str(quarantine))
+                          quarantine=None if quarantine is None else str(quarantine),
+                          val_videos=validation_videos(cfg, ds))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
+    lab = cfg.label
+    val = {"score_thr": lab.eval_score_thr, "window": lab.window, "overlap": lab.overlap,
+           "link_iou": lab.link_iou, "nms_iou": lab.nms_iou if lab.nms else None}
     module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
-                 seed=cfg.seed)
+                 seed=cfg.seed, val=val)
     return module, data
+
+
+def validation_videos(cfg: Any, ds) -> list[str] | None:
+    """The videos scored during training (train.val_every_n_steps), or None. Called right after the data is
+    opened, so a set without ground truth is refused before any work."""
+    t = cfg.train
+    if not t.val_every_n_steps:
+        return None
+    names = [r.name for r in ds if r.gt is not None][: t.val_videos]
+    if not names:
+        from s2d.errors import ConfigError
+
+        raise ConfigError("train.val_every_n_steps", f"validation needs ground truth and {ds.root} has none; "
+                          "set train.val_every_n_steps=null")
+    return names
 
 
 def wandb_run_id(cfg: Any, run_dir: Path, stage: str) -> str:
@@ -104,6 +123,8 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
                  OnExceptionCheckpoint(dirpath=str(ckpt_dir), filename="on_exception"),
                  RequeueOnSignal(ckpt_dir),
                  RunStamp(config_dict(cfg))]
+    if t.monitor:
+        callbacks.append(best_checkpoint(ckpt_dir, t.monitor, t.monitor_mode))
     if cfg.fault.kind:
         from s2d.lit.fault_injector import FaultInjector
 
@@ -115,7 +136,19 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
                      log_every_n_steps=t.log_every_n_steps, default_root_dir=str(ckpt_dir),
                      logger=loggers, callbacks=callbacks, plugins=plugins,
-                     enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0)
+                     enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
+                     # validation every N optimizer steps, across epoch boundaries (epochs are short)
+                     val_check_interval=t.val_every_n_steps, check_val_every_n_epoch=None if t.val_every_n_steps else 1,
+                     limit_val_batches=1.0 if t.val_every_n_steps else 0)
+
+
+def best_checkpoint(ckpt_dir: Path, monitor: str, mode: str = "max"):
+    """best-step<k>.ckpt: the step with the best ``monitor`` so far. A non-finite value counts as the worst
+    possible one (Lightning's rule), so a NaN metric never becomes the best checkpoint."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(dirpath=ckpt_dir, monitor=monitor, mode=mode, save_top_k=1, save_last=False,
+                           filename="best-step{step:06d}", auto_insert_metric_name=False)
 
 
 def config_dict(cfg: Any) -> dict:
@@ -127,7 +160,8 @@ def config_dict(cfg: Any) -> dict:
 
 # train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the
 # same checkpoint folder (e.g. more steps) instead of starting a new one
-_RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers")
+_RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers", "on_error",
+                         "substitute_retries", "val_every_n_steps", "val_videos", "monitor", "monitor_mode")
 
 
 def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str) -> Path:
@@ -196,6 +230,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.stages.data import data_fingerprint, load_data
 
     ds = load_data(cfg)
+    validation_videos(cfg, ds)
     masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
     sparse, _, _, km_fp = keymasks_stage.compute(cfg, ds, masks, masks_fp)
     return {"checkpoint": str(train(cfg, run_dir, "distill", ds, sparse, "sparse", km_fp))}

@@ -104,6 +104,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     ds = load_data(cfg)
+    if cfg.stage in ("run", "final", "label"):
+        from s2d.stages.distill import validation_videos
+
+        validation_videos(cfg, ds)  # refuse validation without ground truth before any work
     data_fp = data_fingerprint(cfg, ds)
     timings["data"] = time.perf_counter() - t0
 
