@@ -63,8 +63,8 @@ def test_kill_9_during_masks_resumes_to_the_same_result(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "s2d.cli", *base, f"paths.output_root={out}"], cwd=tmp_path, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill as soon as the first masks shard is committed
-        if list(out.glob("artifacts/masks-*/shards/*.json")):
+    while time.time() < deadline:  # kill as soon as the first masks shard is committed (its ledger line written)
+        if any(p.stat().st_size for p in out.glob("artifacts/masks-*/ledger.jsonl")):
             break
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL)
