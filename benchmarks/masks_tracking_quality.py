@@ -45,7 +45,7 @@ def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], every: int) -> tu
 
 
 def tracker_quality(tracker, videos, n: int = 400) -> dict:
-    errs, both_all, vis_pred, vis_true = [], [], [], []
+    errs, vis_pred, vis_true = [], [], []
     t0 = time.perf_counter()
     for v in videos:
         T, H, W = v.labels.shape

@@ -9,7 +9,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 
 from s2d.evaluation.davis_jf import davis_jf, davis_unsupervised_video, disk, proposals_from_predictions, seg2bmap
-from s2d.labelset.types import Instance, VideoLabels
+from s2d.labelset.types import VideoLabels
 
 
 # ---- the reference, per pair, as davis2017-evaluation/davis2017/metrics.py writes it ----------------------

@@ -12,7 +12,7 @@ from s2d.errors import IncompleteSetError, LabelsetError
 from s2d.io import atomic
 from s2d.labelset import LabelsetStore, read_labelset
 from s2d.labelset import rle
-from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.labelset.types import Labelset, VideoLabels
 from s2d.labelset.ytvis import (labelset_from_json, labelset_to_json, predictions_from_json,
                                 predictions_to_json, read_json_file)
 

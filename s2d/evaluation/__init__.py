@@ -5,6 +5,7 @@ precision; ``reference.py`` is a line-by-line port of that evaluator's structure
 as the baseline that ``benchmarks/eval_speed.py`` times against.
 """
 from s2d.evaluation.davis_jf import davis_jf, proposals_from_predictions
-from s2d.evaluation.ytvis_ap import STAT_NAMES, evaluate_ap
+from s2d.evaluation.params import STAT_NAMES
+from s2d.evaluation.ytvis_ap import evaluate_ap
 
 __all__ = ["evaluate_ap", "STAT_NAMES", "davis_jf", "proposals_from_predictions"]

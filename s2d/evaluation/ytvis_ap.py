@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from s2d.evaluation.params import AREA_RNGS, IOU_THRS, MAX_DETS, REC_THRS, STAT_NAMES, summarize
+from s2d.evaluation.params import AREA_RNGS, IOU_THRS, MAX_DETS, REC_THRS, summarize
 from s2d.evaluation.tube_iou import tube_iou_with_areas
 from s2d.evaluation.video_pool import map_items
 from s2d.labelset.types import Instance, Labelset

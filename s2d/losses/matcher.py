@@ -5,7 +5,6 @@ the cost term and the shapes (a NaN from the model would otherwise surface as Sc
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment

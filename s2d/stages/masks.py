@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from s2d.data.sources import Dataset, VideoRecord
-from s2d.errors import S2DError
 from s2d.fingerprint import fingerprint
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
