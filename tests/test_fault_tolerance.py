@@ -747,3 +747,34 @@ def test_two_ranks_validate_their_share_and_agree_on_the_best_checkpoint(sparse_
     assert r0 == r1 and len([line for line in r0 if line]) == 2
     assert float(r0[0].split()[1]) == pytest.approx(expected, abs=1e-7)  # both videos counted, once each
     assert len(list((tmp_path / "ck").glob("best-step*.ckpt"))) == 1
+
+
+class SignalRank1(L.Callback):
+    """SIGUSR1 to rank 1 only, at step 2 (SLURM may deliver the signal to some tasks before others)."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step == 2 and trainer.global_rank == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
+def test_sigusr1_on_one_rank_checkpoints_on_all_and_requeues_once(sparse_data, tmp_path, monkeypatch):
+    """P1 on 2 ranks: only rank 1 gets the signal; both ranks agree at the end of the step, one hpc checkpoint
+    is written, `scontrol requeue` runs once (a stand-in scontrol on PATH records its calls), no hang."""
+    from s2d.lit.requeue import RequeueOnSignal
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scontrol.log'}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    _ddp_fit(_ddp_module(tmp_path), _data(sparse_data)[1], tmp_path, 4,
+             [SignalRank1(), RequeueOnSignal(tmp_path / "ck")])
+    r0, r1 = _rank_reports(tmp_path)
+    assert len(r0["losses"]) == len(r1["losses"]) == 4 and r0["checksum"] == r1["checksum"]
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["hpc_ckpt_1.ckpt"]
+    assert torch.load(tmp_path / "ck" / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"] == 3
+    assert (tmp_path / "scontrol.log").read_text().splitlines() == ["requeue 4242"]

@@ -63,9 +63,10 @@ class RequeueOnSignal(L.Callback):
             self._previous = None
 
     def _agreed(self, module) -> bool:
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.pending
         flag = torch.tensor([1.0 if self.pending else 0.0], device=module.device)
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flag)  # SLURM may signal only some tasks: all ranks must save together or none
+        dist.all_reduce(flag)  # SLURM may signal only some tasks: all ranks must save together or none
         return flag.item() > 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
@@ -86,7 +87,11 @@ class RequeueOnSignal(L.Callback):
             return
         log.info("signal %d: checkpoint %s written at step %d; requeueing SLURM job %s", self.signum, path,
                  trainer.global_step, job)
-        result = call(["scontrol", "requeue", job])
+        try:
+            result = call(["scontrol", "requeue", job])
+        except OSError as e:  # no scontrol on this node's PATH
+            log.warning("cannot run scontrol (%s); the checkpoint is kept, resubmit job %s by hand", e, job)
+            return
         if result != 0:
             log.warning("scontrol requeue %s failed with exit code %s; the checkpoint is kept, resubmit by hand",
                         job, result)
