@@ -778,3 +778,21 @@ def test_sigusr1_on_one_rank_checkpoints_on_all_and_requeues_once(sparse_data, t
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["hpc_ckpt_1.ckpt"]
     assert torch.load(tmp_path / "ck" / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"] == 3
     assert (tmp_path / "scontrol.log").read_text().splitlines() == ["requeue 4242"]
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, (0, 1)),
+    ({"RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),                              # torchrun
+    ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),                        # Lightning's DDP launcher
+    ({"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}, (3, 4)),                    # srun, 4 tasks
+    ({"SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}, (0, 1)),  # one task of 4 started
+    ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, (0, 1)),
+])
+def test_rank_and_world_come_from_the_launcher(monkeypatch, env, expected):
+    from s2d.io.job_ranks import job_rank_world
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert job_rank_world() == expected

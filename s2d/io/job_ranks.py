@@ -11,6 +11,7 @@ reported after ``S2D_RANK_WAIT_S`` seconds (default one day).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,14 +21,18 @@ from s2d.errors import S2DError
 
 POLL_S = 2.0
 
+log = logging.getLogger(__name__)
+
 
 def job_rank_world() -> tuple[int, int]:
     env = os.environ
     if "WORLD_SIZE" in env:
         world = int(env["WORLD_SIZE"])
         rank = int(env.get("RANK", env.get("SLURM_PROCID", env.get("LOCAL_RANK", 0))))
-    elif int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
-        world, rank = int(env["SLURM_NTASKS"]), int(env["SLURM_PROCID"])
+    elif int(env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS", "1"))) > 1 and "SLURM_PROCID" in env:
+        # the tasks of this srun step (an allocation's NTASKS also counts tasks no step started)
+        world = int(env.get("SLURM_STEP_NUM_TASKS", env["SLURM_NTASKS"]))
+        rank = int(env["SLURM_PROCID"])
     else:
         return 0, 1
     if not 0 <= rank < world:
@@ -45,6 +50,9 @@ def wait_for(ready: Callable[[], bool], root: Path, what: Callable[[], str], sin
     earlier attempt are older) or when S2D_RANK_WAIT_S runs out; ``what`` says what is still missing."""
     timeout = float(os.environ.get("S2D_RANK_WAIT_S", 86400))
     t0 = time.monotonic()
+    if not ready():
+        log.info("%s: waiting for the other ranks (%s); if this process was started alone inside a multi-task "
+                 "allocation, unset WORLD_SIZE/SLURM_NTASKS or start it with srun", root, what())
     while not ready():
         for f in sorted(root.glob("failed.rank*.json")):
             if f.stat().st_mtime >= since - 5:
