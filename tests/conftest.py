@@ -14,7 +14,8 @@ CONF_DIR = ROOT / "conf"
 
 @pytest.fixture(autouse=True)
 def _hygiene(monkeypatch):
-    """Keep every test from touching the network or leaking env vars / signal handlers into the next one."""
+    """Keep every test from touching the network or leaking env vars, signal handlers, a process group or
+    determinism flags into the next one."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     env = dict(os.environ)
@@ -24,6 +25,12 @@ def _hygiene(monkeypatch):
         signal.signal(s, h)
     for k in set(os.environ) - set(env):
         del os.environ[k]
+    import torch
+
+    # a test that failed inside a collective must not leave its process group to the next test
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    torch.use_deterministic_algorithms(False)
 
 
 def _shared(name: str) -> Path:
