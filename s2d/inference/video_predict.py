@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from s2d.labelset import rle
+from s2d.labelset.types import Instance
 from s2d.models import VideoMask2Former
 
 
@@ -25,6 +27,11 @@ class Tube:
     @property
     def score(self) -> float:
         return float(np.mean(self.scores))
+
+
+def tube_instances(tubes: list[Tube], length: int) -> list[Instance]:
+    """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask)."""
+    return [Instance(rle.encode_tube([tb.masks.get(t) for t in range(length)]), tb.score) for tb in tubes]
 
 
 def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:

@@ -17,9 +17,8 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from s2d.inference.video_predict import predict_video
-from s2d.labelset import rle
-from s2d.labelset.types import Instance, VideoLabels
+from s2d.inference.video_predict import predict_video, tube_instances
+from s2d.labelset.types import VideoLabels
 from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
@@ -113,11 +112,9 @@ class DistillationModule(L.LightningModule):
     @torch.no_grad()
     def validation_step(self, item: dict, batch_idx: int) -> None:
         """One whole video (``s2d.data.whole_videos``): the teacher's tubes against its ground truth."""
-        frames, gt = item["frames"], item["gt"]
-        tubes = self.val_tubes(item)
-        pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], [], gt.id)
-        for tb in tubes:
-            pred.instances.append(Instance(rle.encode_tube([tb.masks.get(t) for t in range(len(frames))]), tb.score))
+        gt = item["gt"]
+        pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], tube_instances(self.val_tubes(item),
+                                                                                      len(item["frames"])), gt.id)
         self.val_ap.update(pred, gt)
 
     def val_tubes(self, item: dict) -> list:

@@ -11,8 +11,7 @@ import torch
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
-from s2d.labelset import rle as rle_utils
-from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.labelset.types import Labelset, VideoLabels
 from s2d.stages.common import artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
 
 def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
                 root: Path) -> Labelset:
-    from s2d.inference.video_predict import predict_video
+    from s2d.inference.video_predict import predict_video, tube_instances
 
     lab = cfg.label
 
@@ -40,9 +39,7 @@ def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | Non
         frames = r.video.frames()
         tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms)
         out = ds.skeleton(r.name)
-        for tb in tubes:
-            segs = rle_utils.encode_tube([tb.masks.get(t) for t in range(len(frames))])
-            out.instances.append(Instance(segs, tb.score))
+        out.instances = tube_instances(tubes, len(frames))
         return out
 
     return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
