@@ -61,6 +61,26 @@ def tiny_demo(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def sparse_data(tmp_path_factory):
+    """Two demo videos (8 frames, 64x48) and a sparse labelset from their ground truth with 40 % of masks
+    removed: the training and fault-tolerance tests' data."""
+    import numpy as np
+
+    from s2d.data.demo import DemoConfig, write_demo_dataset
+    from s2d.data.sources import open_dataset
+
+    root = tmp_path_factory.mktemp("train_demo")
+    write_demo_dataset(root, DemoConfig(num_videos=2, num_frames=8, height=48, width=64, seed=5))
+    ds = open_dataset("ytvis", root)
+    gt = ds.gt_labelset()
+    rng = np.random.default_rng(0)
+    for v in gt:
+        for inst in v.instances:
+            inst.segmentations = [s if rng.random() > 0.4 else None for s in inst.segmentations]
+    return ds, gt
+
+
 @pytest.fixture
 def compose(tmp_path):
     """compose(*overrides) -> the resolved config, as `s2d` would build it, with outputs under tmp_path."""

@@ -21,23 +21,6 @@ SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "s2d
              "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
 
 
-@pytest.fixture(scope="module")
-def sparse_data(tmp_path_factory):
-    """Two demo videos and a sparse labelset from their ground truth with 40 % of masks removed."""
-    from s2d.data.demo import DemoConfig, write_demo_dataset
-    from s2d.data.sources import open_dataset
-
-    root = tmp_path_factory.mktemp("ft_demo")
-    write_demo_dataset(root, DemoConfig(num_videos=2, num_frames=8, height=48, width=64, seed=5))
-    ds = open_dataset("ytvis", root)
-    gt = ds.gt_labelset()
-    rng = np.random.default_rng(0)
-    for v in gt:
-        for inst in v.instances:
-            inst.segmentations = [s if rng.random() > 0.4 else None for s in inst.segmentations]
-    return ds, gt
-
-
 class Trace(L.Callback):
     """(global step after the batch, clip indices, loss, learning rate, epoch) of every training batch."""
 

@@ -103,23 +103,6 @@ def test_cutler_variant_drops_background_loss_of_isolated_predictions():
 
 
 # --------------------------------------------------------------------------------- the Lightning side
-@pytest.fixture(scope="module")
-def sparse_data(tmp_path_factory):
-    """Tiny demo videos and a sparse labelset from their ground truth with 40 % of masks removed."""
-    from s2d.data.demo import DemoConfig, write_demo_dataset
-    from s2d.data.sources import open_dataset
-
-    root = tmp_path_factory.mktemp("train_demo")
-    write_demo_dataset(root, DemoConfig(num_videos=2, num_frames=8, height=48, width=64, seed=5))
-    ds = open_dataset("ytvis", root)
-    gt = ds.gt_labelset()
-    rng = np.random.default_rng(0)
-    for v in gt:
-        for inst in v.instances:
-            inst.segmentations = [s if rng.random() > 0.4 else None for s in inst.segmentations]
-    return ds, gt
-
-
 def _trainer(tmp_path, max_epochs, **kw):
     import lightning as L
 

@@ -39,7 +39,6 @@ class RequeueOnSignal(L.Callback):
     def __init__(self, ckpt_dir: Path, signum: int = signal.SIGUSR1):
         self.ckpt_dir, self.signum = Path(ckpt_dir), signum
         self.pending = False
-        self.saved: list[Path] = []
         self._owner = None
         self._previous = None
 
@@ -77,7 +76,6 @@ class RequeueOnSignal(L.Callback):
                      if (m := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", p.name))), default=0)
         path = self.ckpt_dir / f"hpc_ckpt_{n}.ckpt"
         trainer.save_checkpoint(path)  # every rank calls it (collectives); rank 0 writes, atomically
-        self.saved.append(path)
         job = slurm_job_id()
         if not trainer.is_global_zero:
             return

@@ -186,11 +186,13 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
 
     folder = checkpoint_dir(cfg, run_dir, stage, upstream_fp)
     last = folder / "last.ckpt"
+    ckpt = None
     if cfg.resume.checkpoint:
         resume = Path(cfg.resume.checkpoint)
         if not resume.is_file():
             raise S2DError(f"resume.checkpoint: {resume} does not exist")
-        step = int(torch.load(resume, map_location="cpu", weights_only=True)["global_step"])
+        ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+        step = int(ckpt["global_step"])
     else:
         resume, step = newest_valid_checkpoint(folder)
     if resume is not None and step == cfg.train.max_steps and not cfg.resume.checkpoint:
@@ -198,8 +200,11 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         return resume
     module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl")
     if resume is not None:
-        check_resume(torch.load(resume, map_location="cpu", weights_only=True), resume, config_dict(cfg),
-                     module.state_dict(), cfg.train.max_steps, cfg.resume.allow_config_change)
+        if ckpt is None:
+            ckpt = torch.load(resume, map_location="cpu", weights_only=True)
+        check_resume(ckpt, resume, config_dict(cfg), module.state_dict(), cfg.train.max_steps,
+                     cfg.resume.allow_config_change)
+        del ckpt  # Lightning loads it itself; do not hold a second copy in memory while training
         log.info("%s: resuming from %s (step %d)", stage, resume, step)
     if init is not None and resume is None:
         # start both student and teacher from the previous stage's teacher (EMA) weights
