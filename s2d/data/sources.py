@@ -3,7 +3,8 @@
 Supported ``kind`` values (config key ``data.kind``):
   demo    the embedded synthetic data (written by ``s2d.data.demo``; a YouTube-VIS set on disk)
   ytvis   a YouTube-VIS style json (``data.ann_file``) with frames under ``data.root``
-  davis   DAVIS 2016/2017: ``JPEGImages[/480p]/<seq>`` + ``Annotations[/480p]/<seq>``, or ``<seq>/JPEGImages``
+  davis   DAVIS 2016/2017: ``JPEGImages[/480p]/<seq>`` + ``Annotations[_unsupervised][/480p]/<seq>`` (the
+          unsupervised folder preferred), or ``<seq>/JPEGImages``
   frames  one sub-folder of image files per video
   mp4     video files (mp4, mov, avi, mkv, webm) anywhere below ``data.root``, or a single file
 Every frame file is checked before any work starts; missing ones are listed by video, frame and path.
@@ -119,7 +120,9 @@ def _davis_layout(root: Path) -> list[tuple[str, Path, Path | None]]:
     for sub in ("480p", "Full-Resolution", ""):
         jpg = root / "JPEGImages" / sub if sub else root / "JPEGImages"
         if jpg.is_dir() and any(p.is_dir() for p in jpg.iterdir()):
-            ann = root / "Annotations" / sub if sub else root / "Annotations"
+            # DAVIS-2017 ships the unsupervised task's objects in their own folder: prefer it when present
+            anns = [root / a / sub if sub else root / a for a in ("Annotations_unsupervised", "Annotations")]
+            ann = next((a for a in anns if a.is_dir()), anns[-1])
             return [(d.name, d, (ann / d.name) if (ann / d.name).is_dir() else None)
                     for d in sorted(jpg.iterdir()) if d.is_dir()]
     seqs = [(d.name, d / "JPEGImages", (d / "Annotations") if (d / "Annotations").is_dir() else None)

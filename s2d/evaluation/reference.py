@@ -1,11 +1,17 @@
-"""A straightforward port of the YouTube-VIS cocoapi evaluator (``ytvoseval.py``, ``useCats=0``).
+"""A straightforward port of the YouTube-VIS cocoapi evaluator (``ytvos.py`` + ``ytvoseval.py``, ``useCats=0``).
 
-Kept deliberately in the reference's structure: a tube IoU built from two RLE merges per (detection, ground
-truth, frame), and greedy matching as nested Python loops over thresholds, detections and ground truth, once
+Kept deliberately in the reference's structure and data path: it reads the dataset dict and the results list as
+the reference's ``YTVOS`` / ``loadRes`` do (annotations indexed per video in file order, videos and categories
+sorted, detections re-numbered from 1, predictions of undeclared categories silently dropped, detections and
+ground truth ordered by category before score), builds a tube IoU from two RLE merges per (detection, ground
+truth, frame), and matches greedily with nested Python loops over thresholds, detections and ground truth, once
 per area range. It is the oracle the tests compare ``ytvis_ap`` against, and the baseline that
 ``benchmarks/eval_speed.py`` times. Do not optimise it.
 """
 from __future__ import annotations
+
+import copy
+from collections import defaultdict
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -18,6 +24,15 @@ from s2d.labelset.types import Labelset
 def _avg_area(areas):
     l = [a for a in areas if a]
     return 0 if len(l) == 0 else np.array(l).mean()
+
+
+def _to_rle(seg, h, w):
+    """annToRLE: polygons and uncompressed RLE -> compressed RLE; compressed RLE unchanged."""
+    if isinstance(seg, list):
+        return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+    if isinstance(seg["counts"], list):
+        return mask_utils.frPyObjects(seg, h, w)
+    return _as_coco(seg)
 
 
 def _iou_seq(d_seq, g_seq):
@@ -34,28 +49,34 @@ def _iou_seq(d_seq, g_seq):
     return i / u if u > .0 else .0
 
 
-def _prepare(gt: Labelset, dt: Labelset):
-    gts, dts = {}, {}
-    next_id = 1
-    for v in gt:
-        gts[v.name] = []
-        for inst in v.instances:
-            segs = [None if s is None else _as_coco(s) for s in inst.segmentations]
-            areas = inst.extra.get("_areas")
-            if areas is None:
-                areas = [None if s is None else mask_utils.area(s) for s in segs]
-            crowd = int(inst.extra.get("iscrowd", 0))
-            gts[v.name].append({"id": next_id, "segmentations": segs, "avg_area": _avg_area(areas),
-                                "iscrowd": crowd, "ignore": crowd})
-            next_id += 1
-    for v in dt:
-        dts[v.name] = []
-        for k, inst in enumerate(v.instances):
-            segs = [None if s is None else _as_coco(s) for s in inst.segmentations]
-            areas = [mask_utils.area(s) if s else None for s in segs]
-            dts[v.name].append({"id": k + 1, "segmentations": segs, "score": inst.score,
-                                "avg_area": _avg_area(areas), "iscrowd": 0})
-    return gts, dts
+def _load(dataset: dict, results: list):
+    """YTVOS(dataset) + loadRes(results) + YTVOSeval._prepare, useCats=0."""
+    vids = {v["id"]: v for v in dataset["videos"]}
+    cat_ids = sorted(c["id"] for c in dataset["categories"])
+    vid_ids = sorted(vids)
+    gts_all = copy.deepcopy(dataset.get("annotations", []))
+    dts_all = copy.deepcopy(results)
+    for k, d in enumerate(dts_all):  # loadRes
+        d["areas"] = [mask_utils.area(_as_coco(s)) if s else None for s in d["segmentations"]]
+        d["id"] = k + 1
+        d["iscrowd"] = 0
+    gts, dts = defaultdict(list), defaultdict(list)
+    for anns, out in ((gts_all, gts), (dts_all, dts)):
+        by_vid = defaultdict(list)
+        for a in anns:
+            by_vid[a["video_id"]].append(a)
+        for vid in vid_ids:  # getAnnIds(vidIds=p.vidIds): videos in sorted order, file order inside
+            for a in by_vid.get(vid, []):
+                v = vids[vid]
+                a["segmentations"] = [_to_rle(s, v["height"], v["width"]) if s else s for s in a["segmentations"]]
+                a["avg_area"] = _avg_area(a["areas"])
+                out[vid, a["category_id"]].append(a)
+    for g in gts_all:
+        g["ignore"] = "iscrowd" in g and g["iscrowd"]
+    # useCats=0: one list per video, category by category (declared categories only)
+    gt = {vid: [a for c in cat_ids for a in gts[vid, c]] for vid in vid_ids}
+    dt = {vid: [a for c in cat_ids for a in dts[vid, c]] for vid in vid_ids}
+    return vid_ids, gt, dt
 
 
 def _compute_iou(gt, dt):
@@ -73,7 +94,7 @@ def _compute_iou(gt, dt):
     return ious
 
 
-def _evaluate_img(gt, dt, all_ious, a_rng, max_det):
+def _evaluate_vid(gt, dt, all_ious, a_rng, max_det):
     if len(gt) == 0 and len(dt) == 0:
         return None
     for g in gt:
@@ -116,16 +137,16 @@ def _evaluate_img(gt, dt, all_ious, a_rng, max_det):
             "dtIgnore": dtIg}
 
 
-def _accumulate(eval_imgs, n_imgs):
+def _accumulate(eval_vids, n_vids):
     T, R, K, A, M = len(IOU_THRS), len(REC_THRS), 1, len(AREA_RNGS), len(MAX_DETS)
     precision = -np.ones((T, R, K, A, M))
     recall = -np.ones((T, K, A, M))
     for k in range(K):
-        Nk = k * A * n_imgs
+        Nk = k * A * n_vids
         for a in range(A):
-            Na = a * n_imgs
+            Na = a * n_vids
             for m, maxDet in enumerate(MAX_DETS):
-                E = [eval_imgs[Nk + Na + i] for i in range(n_imgs)]
+                E = [eval_vids[Nk + Na + i] for i in range(n_vids)]
                 E = [e for e in E if e is not None]
                 if len(E) == 0:
                     continue
@@ -164,11 +185,39 @@ def _accumulate(eval_imgs, n_imgs):
     return precision, recall
 
 
-def reference_evaluate_ap(gt: Labelset, dt: Labelset) -> dict[str, float]:
-    gts, dts = _prepare(gt, dt)
-    names = gt.names
-    ious = {n: _compute_iou(gts[n], dts.get(n, [])) for n in names}
-    eval_imgs = [_evaluate_img(gts[n], dts.get(n, []), ious[n], a_rng, MAX_DETS[-1])
-                 for a_rng in AREA_RNGS for n in names]
-    precision, recall = _accumulate(eval_imgs, len(names))
+def reference_evaluate_json(dataset: dict, results: list) -> dict[str, float]:
+    """The 12 numbers of ``YTVOSeval(YTVOS(dataset), loadRes(results)).summarize()`` with ``useCats=0``."""
+    vid_ids, gt, dt = _load(dataset, results)
+    ious = {v: _compute_iou(gt[v], dt[v]) for v in vid_ids}
+    eval_vids = [_evaluate_vid(gt[v], dt[v], ious[v], a_rng, MAX_DETS[-1]) for a_rng in AREA_RNGS for v in vid_ids]
+    precision, recall = _accumulate(eval_vids, len(vid_ids))
     return summarize(precision, recall)
+
+
+def _as_json(gt: Labelset, dt: Labelset) -> tuple[dict, list]:
+    """In-memory labelsets -> the files the reference reads (ground-truth ids, stored areas and crowd kept)."""
+    videos, anns, results = [], [], []
+    vid_of = {}
+    next_ann = 1
+    for k, v in enumerate(gt):
+        vid = v.id if v.id is not None else k + 1
+        vid_of[v.name] = vid
+        videos.append({"id": vid, "height": v.height, "width": v.width, "length": v.length})
+        for inst in v.instances:
+            areas = inst.extra.get("_areas")
+            if areas is None:
+                areas = [None if s is None else mask_utils.area(_as_coco(s)) for s in inst.segmentations]
+            anns.append({"id": inst.id if inst.id is not None else 10 ** 9 + next_ann, "video_id": vid,
+                         "category_id": inst.category_id, "iscrowd": int(inst.extra.get("iscrowd", 0)),
+                         "areas": areas, "segmentations": list(inst.segmentations)})
+            next_ann += 1
+    for v in dt:
+        for inst in v.instances:
+            results.append({"video_id": vid_of[v.name], "score": inst.score, "category_id": inst.category_id,
+                            "segmentations": list(inst.segmentations)})
+    return {"videos": videos, "annotations": anns, "categories": gt.categories}, results
+
+
+def reference_evaluate_ap(gt: Labelset, dt: Labelset) -> dict[str, float]:
+    """``reference_evaluate_json`` on the files these labelsets would be written as."""
+    return reference_evaluate_json(*_as_json(gt, dt))

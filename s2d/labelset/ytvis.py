@@ -170,6 +170,15 @@ def predictions_to_json(ls: Labelset, reference: Labelset | None = None) -> list
     return out
 
 
+def _category_id(value: Any, file: Any, record: str) -> int:
+    """An integer category id (1 and 1.0 alike, as the reference's dict lookups treat them); anything else is
+    refused naming the record instead of failing later."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float)
+                                                                             and not value.is_integer()):
+        raise LabelsetError(f"'category_id' must be an integer, got {value!r}", file=file, record=record)
+    return int(value)
+
+
 def predictions_from_json(obj: Any, reference: Labelset, file: str | Path | None = None) -> Labelset:
     """Parse a YouTube-VIS results list against the videos of ``reference`` (ids must exist there)."""
     if isinstance(obj, dict) and "annotations" in obj:
@@ -191,8 +200,9 @@ def predictions_from_json(obj: Any, reference: Labelset, file: str | Path | None
         if score != score:
             raise LabelsetError("score is NaN", file=file, record=rec)
         ref = by_id[p["video_id"]]
+        cat = _category_id(p.get("category_id", 1), file, rec)
         segs = _check_segmentations(p.get("segmentations"), ref, file, rec)
-        out[ref.name].instances.append(Instance(segs, score=score, category_id=int(p.get("category_id", 1))))
+        out[ref.name].instances.append(Instance(segs, score=score, category_id=cat))
     return Labelset(list(out.values()), categories=reference.categories)
 
 
