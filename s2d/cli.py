@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "demo": ("s2d.stages.demo", "draw the final model's instances on a video: s2d demo VIDEO.mp4"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),
+    "predict": ("s2d.stages.predict", "a model (model.pretrained=...) on a data set -> YouTube-VIS results json"),
 }
 
 log = logging.getLogger("s2d")

@@ -90,7 +90,14 @@ class EvalSchema:
 
 
 @dataclass
-class ModelSchema:  # VideoMask2Former constructor arguments, exactly
+class PredictSchema:  # s2d predict: a (pretrained) model on a data set, official post-processing
+    out: Optional[str] = None          # the YouTube-VIS results json (default: <run>/predictions.json)
+    topk: int = 10                     # instances per video: the top-k queries by score, as the official model
+    device: str = "auto"               # auto (cuda when available) | cpu | cuda
+
+
+@dataclass
+class ModelSchema:  # VideoMask2Former constructor arguments, plus the two pretrained keys of from_config
     backbone: str = "tiny"             # tiny | resnet18 | resnet34 | resnet50
     hidden_dim: int = 32
     mask_dim: int = 32
@@ -101,8 +108,11 @@ class ModelSchema:  # VideoMask2Former constructor arguments, exactly
     enc_layers: int = 1
     enc_dim_feedforward: int = 64
     enc_points: int = 2
-    dropout: float = 0.0
-    backbone_weights: Optional[str] = None  # a local torchvision ResNet state dict
+    dropout: float = 0.0               # the deformable encoder's; the video decoder has none (as official)
+    backbone_weights: Optional[str] = None  # a local ResNet file (torchvision or detectron2 names)
+    size_divisibility: int = 32        # frames zero-padded to a multiple of this after normalisation
+    pretrained: Optional[str] = None   # a local checkpoint of any kind s2d.models.weights reads
+    pretrained_which: str = "teacher"  # teacher | student, for files that hold both
 
 
 @dataclass
@@ -225,6 +235,7 @@ class S2DConfig:
     tracker: TrackerSchema = field(default_factory=TrackerSchema)
     keymasks: KeymasksSchema = field(default_factory=KeymasksSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
+    predict: PredictSchema = field(default_factory=PredictSchema)
     table: TableSchema = field(default_factory=TableSchema)
     model: ModelSchema = field(default_factory=ModelSchema)
     loss: LossSchema = field(default_factory=LossSchema)
@@ -293,6 +304,14 @@ def validate_config(cfg: Any) -> None:
     _require(lo.num_points >= 1, "loss.num_points", "must be >= 1")
     _require(cfg.model.hidden_dim % cfg.model.nheads == 0, "model.hidden_dim",
              f"{cfg.model.hidden_dim} is not divisible by model.nheads={cfg.model.nheads}")
+    _require(cfg.predict.topk >= 1, "predict.topk", f"must be >= 1, got {cfg.predict.topk}")
+    _require(cfg.predict.device in ("auto", "cpu", "cuda"), "predict.device",
+             f"'{cfg.predict.device}' is not auto|cpu|cuda")
+    _require(cfg.model.size_divisibility >= 0, "model.size_divisibility",
+             f"must be >= 0 (0: no padding), got {cfg.model.size_divisibility}")
+    _require(cfg.model.pretrained_which in ("teacher", "student"), "model.pretrained_which",
+             f"'{cfg.model.pretrained_which}' is not teacher|student")
+    _require(0.0 <= cfg.model.dropout < 1.0, "model.dropout", f"must be within [0, 1), got {cfg.model.dropout}")
     _require(cfg.optim.lr > 0, "optim.lr", f"must be positive, got {cfg.optim.lr}")
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")

@@ -122,3 +122,20 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
         prev, prev_end = alive, e
     tubes = [t for t in tubes if t.masks]
     return tube_nms(tubes, nms_iou) if nms_iou is not None else tubes
+
+
+@torch.no_grad()
+def predict_topk(model: VideoMask2Former, frames: np.ndarray, topk: int, out_size: tuple[int, int],
+                 device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """The official VideoMask2Former inference on one whole video: all frames in one pass (the decoder treats its
+    input as one video), the ``topk`` queries by foreground probability, their masks resized to the padded input,
+    cropped and resized to ``out_size`` (the original frame size), then > 0.
+
+    frames (T, H, W, 3) uint8 at the model's input size -> masks (K, T, *out_size) bool, scores (K,) descending.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float().to(device) / 255
+    out = model(x)
+    scores = VideoMask2Former.scores(out["pred_logits"])[0]                  # (Q,)
+    top = torch.topk(scores, min(topk, len(scores))).indices                 # sorted by score, descending
+    logits = model.masks_at(out["pred_masks"][0, top], out["image_size"], out_size)  # (K, T, H0, W0)
+    return (logits > 0).cpu().numpy(), scores[top].cpu().numpy()

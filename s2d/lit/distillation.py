@@ -39,7 +39,7 @@ class DistillationModule(L.LightningModule):
         nms_iou); validation scores the EMA teacher, the model that labels the videos."""
         super().__init__()
         self.save_hyperparameters()
-        self.student = VideoMask2Former(**model)
+        self.student = VideoMask2Former.from_config(model)
         self.teacher = copy.deepcopy(self.student).requires_grad_(False).eval()
         self.criterion = VideoSetCriterion(**loss)
         self.distill_criterion = VideoSetCriterion(**{**loss, "class_weight": distill_class_weight})

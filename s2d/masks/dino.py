@@ -1,7 +1,8 @@
 """A DINO ViT (ViT-S/8, ViT-B/8, /16) in plain PyTorch, loaded from a local checkpoint, as MaskCut's features.
 
-The module names match the official DINO checkpoints (``patch_embed.proj``, ``blocks.N.attn.qkv``, ...), so
-``dino_deitsmall8_pretrain.pth`` and friends load directly; wrapped checkpoints ("teacher", "student",
+The module names and shapes match the official DINO model definition (facebookresearch/dino
+``vision_transformer.py``: qkv with bias, MLP ratio 4, LayerNorm eps 1e-6, no classifier head), so
+``dino_deitsmall8_pretrain.pth`` / ``dino_vitbase8_pretrain.pth`` load directly (tested key by key); wrapped checkpoints ("teacher", "student",
 "model", "state_dict"; prefixes "module.", "backbone.") are unwrapped. MaskCut uses the *keys* of the last
 attention layer as patch features.
 """
@@ -70,10 +71,15 @@ class DinoViT(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def _pos(self, h: int, w: int) -> torch.Tensor:
+        """Position embedding for an h x w patch grid, resized as the official ``interpolate_pos_encoding``:
+        unchanged for the training grid, else bicubic by scale factors (size + 0.1) / n (the 0.1 keeps the
+        output size from rounding down)."""
         cls, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
         n = int(math.sqrt(grid.shape[1]))
+        if h == w == n:
+            return self.pos_embed
         grid = grid.reshape(1, n, n, -1).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        grid = F.interpolate(grid, scale_factor=((h + 0.1) / n, (w + 0.1) / n), mode="bicubic")
         return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, h * w, -1)], 1)
 
     def _tokens(self, images: torch.Tensor) -> tuple[torch.Tensor, int, int]:

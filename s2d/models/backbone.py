@@ -1,11 +1,10 @@
 """Backbones returning multi-scale features {res2..res5} at strides 4, 8, 16, 32.
 
-ResNets come from torchvision (weights=None: nothing is downloaded) and load pretrained weights from a local
-file with a key-mapping report; ``tiny`` is a 4-stage conv net for CPU tests and demos.
+ResNets come from torchvision (weights=None: nothing is downloaded; ``s2d.models.weights`` loads local files
+into them); ``tiny`` is a 4-stage conv net for CPU tests and demos.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -84,35 +83,3 @@ def build_backbone(name: str) -> nn.Module:
     if name in CHANNELS:
         return ResNetBackbone(name)
     raise ConfigError("model.backbone", f"'{name}' is not one of {sorted(CHANNELS)}")
-
-
-def load_backbone_weights(backbone: nn.Module, path: str | Path, allow_missing: tuple[str, ...] = ()) -> dict:
-    """Load a torchvision-style ResNet state dict (``conv1.*``, ``layer1.*``; ``fc.*`` ignored) from ``path``.
-
-    Returns {loaded, missing, unexpected}; raises ConfigError if weights the backbone needs are missing
-    (except keys starting with an ``allow_missing`` prefix).
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError("model.backbone_weights", f"file {p} does not exist (a torchvision ResNet state dict)")
-    sd = torch.load(p, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    mapping = {"conv1.": "stem.0.", "bn1.": "stem.1."}
-    mapped = {}
-    for k, v in sd.items():
-        if k.endswith("num_batches_tracked"):  # BatchNorm bookkeeping; the backbone's BN is frozen
-            continue
-        k = k.removeprefix("module.").removeprefix("backbone.")
-        for a, b in mapping.items():
-            if k.startswith(a):
-                k = b + k[len(a):]
-        mapped[k] = v
-    own = backbone.state_dict()
-    unexpected = sorted(k for k in mapped if k not in own)
-    missing = sorted(k for k in own if k not in mapped and not k.startswith(allow_missing))
-    if missing:
-        raise ConfigError("model.backbone_weights", f"{p} lacks {len(missing)} backbone weights: {missing[:8]}")
-    backbone.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
-    return {"loaded": len(mapped) - len(unexpected), "missing": missing, "unexpected": unexpected}

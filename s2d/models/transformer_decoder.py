@@ -27,31 +27,34 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, ffn: int, dropout: float):
+    """Masked cross-attention -> self-attention -> FFN, each post-norm. No dropout anywhere: the official video
+    decoder builds these layers with dropout 0 whatever MASK_FORMER.DROPOUT says (that one is the encoder's);
+    ``ffn`` keeps the official Linear-ReLU-Dropout-Linear slots so checkpoint names line up."""
+
+    def __init__(self, dim: int, heads: int, ffn: int):
         super().__init__()
-        self.cross = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ffn, dim))
+        self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.ReLU(inplace=True), nn.Dropout(0.0), nn.Linear(ffn, dim))
         self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(3)])
-        self.drop = nn.Dropout(dropout)
 
     def forward(self, q, q_pos, memory, mem_pos, attn_mask):
         x = self.cross(q + q_pos, memory + mem_pos, memory, attn_mask=attn_mask)[0]
-        q = self.norms[0](q + self.drop(x))
+        q = self.norms[0](q + x)
         x = self.self_attn(q + q_pos, q + q_pos, q)[0]
-        q = self.norms[1](q + self.drop(x))
-        return self.norms[2](q + self.drop(self.ffn(q)))
+        q = self.norms[1](q + x)
+        return self.norms[2](q + self.ffn(q))
 
 
 class VideoTransformerDecoder(nn.Module):
     def __init__(self, dim: int = 256, mask_dim: int = 256, queries: int = 100, heads: int = 8, ffn: int = 2048,
-                 layers: int = 9, dropout: float = 0.0):
+                 layers: int = 9):
         super().__init__()
         self.heads = heads
         self.query_feat = nn.Embedding(queries, dim)
         self.query_embed = nn.Embedding(queries, dim)
         self.level_embed = nn.Embedding(3, dim)
-        self.layers = nn.ModuleList([DecoderLayer(dim, heads, ffn, dropout) for _ in range(layers)])
+        self.layers = nn.ModuleList([DecoderLayer(dim, heads, ffn) for _ in range(layers)])
         self.norm = nn.LayerNorm(dim)
         self.class_head = nn.Linear(dim, 2)  # [object, no-object]
         self.mask_embed = MLP(dim, mask_dim, 3)

@@ -1,17 +1,22 @@
 """Class-agnostic VideoMask2Former: backbone -> deformable pixel decoder -> video masked-attention decoder.
 
 Constructor arguments are exactly the ``model`` config keys. Input clips (B, T, 3, H, W) with values in
-[0, 1]; outputs pred_logits (B, Q, 2) [object, no-object], pred_masks (B, Q, T, H/4, W/4) logits, and
-aux_outputs for deep supervision.
+[0, 1]; outputs pred_logits (B, Q, 2) [object, no-object], pred_masks (B, Q, T, Hp/4, Wp/4) logits, and
+aux_outputs for deep supervision. As the official model does, frames are normalised and then zero-padded at the
+bottom and right to a multiple of ``size_divisibility`` (Hp, Wp); ``image_size`` = (H, W) comes back with the
+outputs, and ``masks_at`` turns mask logits into masks at any size the official way (resize to the padded size,
+crop, resize). Each ``B`` entry is one video: the official decoder in eval mode treats its whole input as one
+video, which is what s2d's inference feeds it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from s2d.models.backbone import CHANNELS, build_backbone, load_backbone_weights
+from s2d.models.backbone import CHANNELS, build_backbone
 from s2d.models.pixel_decoder import PixelDecoder
 from s2d.models.transformer_decoder import VideoTransformerDecoder
 
@@ -23,45 +28,72 @@ class VideoMask2Former(nn.Module):
     def __init__(self, backbone: str = "resnet50", hidden_dim: int = 256, mask_dim: int = 256, num_queries: int = 100,
                  nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 9, enc_layers: int = 6,
                  enc_dim_feedforward: int = 1024, enc_points: int = 4, dropout: float = 0.0,
-                 backbone_weights: str | None = None):
+                 backbone_weights: str | None = None, size_divisibility: int = 32):
+        """``dropout``: the deformable encoder's (MASK_FORMER.DROPOUT); the video decoder has none, as the
+        official one. ``backbone_weights``: a local ResNet file (torchvision or detectron2 names) for the
+        backbone alone."""
         super().__init__()
+        self.size_divisibility = size_divisibility
         self.backbone = build_backbone(backbone)
-        if backbone_weights:
-            self.backbone_report = load_backbone_weights(self.backbone, backbone_weights)
         self.pixel_decoder = PixelDecoder(CHANNELS[backbone], hidden_dim, mask_dim, nheads, enc_dim_feedforward,
                                           enc_layers, enc_points, dropout)
-        self.decoder = VideoTransformerDecoder(hidden_dim, mask_dim, num_queries, nheads, dim_feedforward, dec_layers,
-                                               dropout)
+        self.decoder = VideoTransformerDecoder(hidden_dim, mask_dim, num_queries, nheads, dim_feedforward, dec_layers)
+        if backbone_weights:
+            from s2d.models.weights import load_pretrained
+
+            self.backbone_report = load_pretrained(self, backbone_weights, key="model.backbone_weights",
+                                                   scope="backbone.")
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, clips: torch.Tensor) -> dict:
-        B, T = clips.shape[:2]
+        B, T, _, H, W = clips.shape
         x = (clips.flatten(0, 1) - self.pixel_mean) / self.pixel_std  # (B*T, 3, H, W)
+        d = self.size_divisibility
+        if d > 1 and (H % d or W % d):  # zeros after normalisation, as detectron2's ImageList pads
+            x = F.pad(x, (0, -W % d, 0, -H % d))
         mask_features, maps = self.pixel_decoder(self.backbone(x))
-        return self.decoder(maps, mask_features, T)
+        return {**self.decoder(maps, mask_features, T), "image_size": (H, W)}
+
+    def masks_at(self, mask_logits: torch.Tensor, image_size: tuple[int, int],
+                 out_size: tuple[int, int]) -> torch.Tensor:
+        """(..., h, w) logits on the padded stride-4 grid -> (..., *out_size) logits: resized to the padded
+        input, cropped to the image, resized to ``out_size`` (all bilinear, align_corners=False), as the official
+        inference post-processing does."""
+        lead = mask_logits.shape[:-2]
+        m = mask_logits.reshape(1, -1, *mask_logits.shape[-2:]).float()
+        d = max(self.size_divisibility, 1)
+        H, W = image_size
+        padded = (H + (-H % d), W + (-W % d))
+        m = F.interpolate(m, size=padded, mode="bilinear", align_corners=False)[..., :H, :W]
+        if (H, W) != tuple(out_size):
+            m = F.interpolate(m, size=out_size, mode="bilinear", align_corners=False)
+        return m.reshape(*lead, *out_size)
+
+    @classmethod
+    def from_config(cls, cfg: dict, load_weights: bool = True) -> "VideoMask2Former":
+        """A model from the ``model`` config section: the constructor keys, then ``pretrained`` (a local file of
+        any kind ``s2d.models.weights`` reads; ``pretrained_which`` picks teacher or student) unless
+        ``load_weights`` is False (a checkpoint's own weights follow)."""
+        import logging
+
+        cfg = dict(cfg)
+        path, which = cfg.pop("pretrained", None), cfg.pop("pretrained_which", "teacher")
+        if not load_weights:
+            cfg["backbone_weights"] = None
+        model = cls(**cfg)
+        if path and load_weights:
+            report = model.load_pretrained(path, which=which)
+            logging.getLogger(__name__).info("model.pretrained: %s", report.summary())
+        return model
 
     @staticmethod
     def scores(pred_logits: torch.Tensor) -> torch.Tensor:
         """(B, Q, 2) -> (B, Q) foreground probability."""
         return pred_logits.softmax(-1)[..., 0]
 
-    def load_pretrained(self, path: str | Path, allow_missing: tuple[str, ...] = ()) -> dict:
-        """Initialise from a checkpoint (e.g. an image Mask2Former/CutLER export mapped to these names).
+    def load_pretrained(self, path: str | Path, which: str = "teacher", allow_missing: tuple[str, ...] = ()):
+        """Initialise from a local checkpoint of any kind ``s2d.models.weights`` reads; returns its report."""
+        from s2d.models.weights import load_pretrained
 
-        Only keys listed in ``allow_missing`` (prefixes) may be absent; the report lists what was loaded.
-        """
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        sd = sd.get("state_dict", sd.get("model", sd))
-        sd = {k.removeprefix("model.").removeprefix("student."): v for k, v in sd.items()}
-        own = self.state_dict()
-        missing = sorted(k for k in own if k not in sd and not k.startswith(allow_missing))
-        unexpected = sorted(k for k in sd if k not in own)
-        shape = sorted(k for k in sd if k in own and sd[k].shape != own[k].shape)
-        if missing or shape:
-            from s2d.errors import ConfigError
-
-            raise ConfigError("model.pretrained", f"{path}: {len(missing)} missing keys {missing[:6]}, "
-                              f"{len(shape)} with a different shape {shape[:6]}")
-        self.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
-        return {"loaded": len(sd) - len(unexpected), "unexpected": unexpected}
+        return load_pretrained(self, path, which=which, allow_missing=allow_missing)

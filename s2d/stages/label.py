@@ -23,7 +23,7 @@ def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
     from s2d.models import VideoMask2Former
 
     sd = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model = VideoMask2Former(**sd["hyper_parameters"]["model"])
+    model = VideoMask2Former.from_config(sd["hyper_parameters"]["model"], load_weights=False)
     prefix = f"{which}."
     model.load_state_dict({k[len(prefix):]: v for k, v in sd["state_dict"].items() if k.startswith(prefix)})
     return model.eval()
