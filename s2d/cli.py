@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     if verb == "demo" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
         rest = [f"demo.video={rest[0]}", *rest[1:]]  # `s2d demo VIDEO.mp4` reads as a path, not an override
     # argv[0] stays the real program: the DDP launcher re-executes it for the other ranks
-    sys.argv = [sys.argv[0], *rest, f"stage={verb}"]
+    # stage= joins the other overrides: argparse (inside Hydra) reads one run of positional arguments, so
+    # `s2d run experiment=x --cfg job` must not become `experiment=x --cfg job stage=run`
+    first = next((i for i, a in enumerate(rest) if "=" in a and not a.startswith("-")), len(rest))
+    sys.argv = [sys.argv[0], *rest[:first], f"stage={verb}", *rest[first:]]
     runner: Callable = hydra.main(config_path=str(CONF_DIR), config_name="s2d", version_base="1.3")(_dispatch)
     runner()
 

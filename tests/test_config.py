@@ -19,6 +19,16 @@ def test_default_is_the_demo(compose):
     validate_config(cfg)
 
 
+@pytest.mark.parametrize("data, source", [("demo", "motion_maskcut"), ("davis", "motion"), ("mp4", "motion"),
+                                          ("frames", "motion"), ("ytvis", "motion")])
+def test_each_data_config_picks_its_masks_and_the_command_line_wins(compose, data, source):
+    """Measured choices (README "Masks for each kind of data"): real video gets motion masks, the demo motion
+    plus MaskCut; masks=... on the command line still decides."""
+    assert compose(f"data={data}", "data.root=/x").masks.source == source
+    assert compose(f"data={data}", "data.root=/x", "masks=maskcut").masks.source == "maskcut"
+    assert compose("experiment=davis2016").masks.source == "motion"
+
+
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_validates(compose, exp):
     cfg = compose(f"experiment={exp}")
@@ -59,6 +69,15 @@ def test_wrong_type_fails(compose):
     ("masks.min_score=1.5", "masks.min_score"),
     ("masks.max_masks=0", "masks.max_masks"),
     ("masks.tau=0", "masks.tau"),
+    ("masks.motion.min_residual=0", "masks.motion.min_residual"),
+    ("masks.motion.smooth_beta=1.0", "masks.motion.smooth_beta"),
+    ("masks.motion.band=0", "masks.motion.band"),
+    ("masks.source=optical", "masks.source"),
+    ("data.stride=0", "data.stride"),
+    ("data.max_frames=0", "data.max_frames"),
+    ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
+    ("model.pretrained_which=ema", "model.pretrained_which"),
+    ("predict.topk=0", "predict.topk"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
     cfg = compose(override)

@@ -158,3 +158,21 @@ def test_video_resize_and_index_errors():
     assert v.size == (20, 30) and v.frames().shape == (3, 20, 30, 3)
     with pytest.raises(S2DError, match="frame index 5 out of range"):
         v[5]
+
+
+def test_stride_and_max_frames_cap_every_video(davis_root, demo_videos_root):
+    """Every 3rd frame, at most 5: frames, names, ground truth and void follow; an mp4 stops decoding there."""
+    from s2d.data.sources import open_dataset
+
+    full = open_dataset("davis", davis_root, short_side=64, videos=["car-shadow"])
+    capped = open_dataset("davis", davis_root, short_side=64, videos=["car-shadow"], stride=3, max_frames=5)
+    r, c = full["car-shadow"], capped["car-shadow"]
+    assert len(c.video) == 5 and c.video.frame_names() == r.video.frame_names()[0:15:3]
+    np.testing.assert_array_equal(c.video.frames(), r.video.frames([0, 3, 6, 9, 12]))
+    assert c.gt.length == 5 and c.gt.file_names == r.gt.file_names[0:15:3]
+    np.testing.assert_array_equal(c.gt.masks(), r.gt.masks()[:, 0:15:3])
+    mp4 = open_dataset("mp4", demo_videos_root, short_side=48, stride=2, max_frames=4)
+    every = open_dataset("mp4", demo_videos_root, short_side=48, max_frames=8)
+    for a, b in zip(mp4, every):
+        assert len(a.video) == 4
+        np.testing.assert_array_equal(a.video.frames(), b.video.frames([0, 2, 4, 6]))

@@ -170,3 +170,42 @@ def test_cluster_without_a_majority_frame_has_no_ranges():
         vec[i, 2 * i:2 * i + 2] = True
     cl = cluster_visibility(vec, np.arange(6) * 2, eps=0.2, min_samples=5)
     assert len(cl) == 1 and cl[0].ranges == [] and cl[0].candidates == {}
+
+
+class _ShiftTracker:
+    """Every point moves +2 px in x per frame, always visible: a stand-in whose answer is known."""
+
+    def track(self, frames, queries):
+        from s2d.tracking.base import Tracks
+
+        T = len(frames)
+        q = np.asarray(queries, np.float64)
+        pts = np.zeros((T, len(q), 2), np.float32)
+        for t in range(T):
+            pts[t, :, 0] = q[:, 1] + 2 * (t - q[:, 0])
+            pts[t, :, 1] = q[:, 2]
+        return Tracks(pts, np.ones((T, len(q)), bool))
+
+
+def test_stitching_joins_what_continues_and_nothing_else():
+    """Instance 0 ends on frame 3 with a box at x 10..19; instance 1 starts on frame 6 where the box has moved
+    3 x 2 px (x 16..25): J = 1. Instance 2 starts on frame 6 elsewhere (J = 0), instance 3 too late (gap 12 >
+    max_gap 8), instance 4 on frame 2 overlaps instance 0 in time (never a successor). -> chains [0, 1], [2], [3],
+    [4], and one tracker call."""
+    from s2d.keymasks.stitching import chains, stitch_pairs
+
+    def box(x0, y0=10):
+        m = np.zeros((40, 60), bool)
+        m[y0:y0 + 10, x0:x0 + 10] = True
+        return m
+
+    frames = np.zeros((20, 40, 60, 3), np.uint8)
+    ends = [(3, box(10)), (9, box(30)), (8, box(40, 25)), (19, box(0)), (4, box(0, 25))]
+    starts = [(0, box(4)), (6, box(16)), (6, box(40, 25)), (15, box(16)), (2, box(0, 25))]
+    pairs, calls = stitch_pairs(ends, starts, frames, _ShiftTracker(), lambda_j=0.5, max_gap=8,
+                                grid_args=(25, 50, 800.0))
+    assert calls == 1 and [(i, j) for i, j, _ in pairs] == [(0, 1)] and pairs[0][2] == 1.0
+    assert chains(5, pairs) == [[0, 1], [2], [3], [4]]
+    # best J first, one successor and one predecessor each
+    assert chains(4, [(0, 2, 0.6), (1, 2, 0.9), (0, 3, 0.55)]) == [[0, 3], [1, 2]]
+    assert stitch_pairs(ends[:1], starts[:1], frames, _ShiftTracker(), 0.5, 8, (25, 50, 800.0)) == ([], 0)

@@ -106,3 +106,28 @@ def test_cotracker_missing_files_name_the_key(tmp_path):
     (tmp_path / "cotracker" / "predictor.py").write_text("")
     with pytest.raises(ConfigError, match="tracker.cotracker_checkpoint"):
         CoTrackerTracker(str(tmp_path), str(tmp_path / "x.pth"))
+
+
+def test_flow_is_computed_once_and_shared_through_the_cache(tmp_path, monkeypatch):
+    """The motion masks and the flow tracker read one stored copy; with or without the cache the tracker gives
+    the same tracks (both see the same float16-rounded flow)."""
+    import s2d.tracking.flow_cache as fc
+    from s2d.data.demo import DemoConfig, make_demo_videos
+    from s2d.tracking.flow_chain import FlowChainTracker
+
+    v = make_demo_videos(DemoConfig(num_videos=1, num_frames=6, height=48, width=64))[0]
+    calls = []
+    real = fc.compute_flows
+    monkeypatch.setattr(fc, "compute_flows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    q = np.array([[0, 10.0, 10.0], [3, 30.0, 20.0]])
+    cached = FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q)
+    again = FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q)
+    plain = FlowChainTracker().track(v.frames, q)
+    assert len(calls) == 2  # the first cached call and the uncached one; the second cached call read the file
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    np.testing.assert_array_equal(cached.points, again.points)
+    np.testing.assert_array_equal(cached.points, plain.points)
+    np.testing.assert_array_equal(cached.visible, plain.visible)
+    next(tmp_path.glob("*.npz")).write_bytes(b"damaged")  # a damaged entry is recomputed, not trusted
+    np.testing.assert_array_equal(FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q).points,
+                                  plain.points)

@@ -12,6 +12,7 @@ from typing import Any, List, Optional
 
 from s2d.data.demo import DemoConfig
 from s2d.errors import ConfigError
+from s2d.masks.motion import MotionParams
 
 
 @dataclass
@@ -23,6 +24,8 @@ class DataSchema:
     max_side: Optional[int] = None     # ... and/or cap on the long side
     max_videos: Optional[int] = None
     videos: Optional[List[str]] = None
+    stride: int = 1                    # keep every stride-th frame of a video (long mp4s)
+    max_frames: Optional[int] = None   # ... and at most this many frames per video
     demo: DemoConfig = field(default_factory=DemoConfig)  # the generator's own parameters
 
 
@@ -35,7 +38,7 @@ class PathsSchema:
 
 @dataclass
 class MasksSchema:
-    source: str = "maskcut"            # maskcut | import
+    source: str = "maskcut"            # maskcut | motion | motion_maskcut | import
     features: str = "color"            # color (weight-free) | dino
     max_masks: int = 10                # K masks per frame at most
     min_score: float = 0.35            # masks scoring lower are dropped (the method's detector threshold)
@@ -48,6 +51,7 @@ class MasksSchema:
     dino_arch: str = "vit_small"
     import_path: Optional[str] = None  # COCO json or folder of label-map PNGs
     import_format: str = "coco"        # coco | png
+    motion: MotionParams = field(default_factory=MotionParams)  # masks from motion (source motion*)
 
 
 @dataclass
@@ -77,6 +81,7 @@ class KeymasksSchema:
     prop_grid_min: int = 25
     prop_grid_max: int = 50
     prop_px_per_cell: float = 800.0
+    stitch_gap: int = 15               # join disjoint instances a tracker lost between, up to this many frames apart
     baseline_iou: float = 0.5          # the IoU-linker baseline reported beside the keymasks
     overlays: bool = True              # write an overlay gif per video
 
@@ -256,6 +261,9 @@ def register_configs() -> None:
     cs.store(name="s2d_schema", node=S2DConfig)
 
 
+MASK_SOURCES = ("maskcut", "motion", "motion_maskcut", "import")
+
+
 def _require(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(key, msg)
@@ -269,7 +277,8 @@ def validate_config(cfg: Any) -> None:
     _require(d.kind in KINDS, "data.kind", f"'{d.kind}' is not one of {KINDS}")
     _require(d.kind == "demo" or d.root is not None, "data.root",
              f"data.kind={d.kind} needs data.root (the folder of your videos)")
-    for key in ("short_side", "max_side", "max_videos"):
+    _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
+    for key in ("short_side", "max_side", "max_videos", "max_frames"):
         v = getattr(d, key)
         _require(v is None or v > 0, f"data.{key}", f"must be positive, got {v}")
     demo = d.demo
@@ -278,7 +287,15 @@ def validate_config(cfg: Any) -> None:
              "frame size must be within 16..2048")
     _require(0 <= demo.min_objects <= demo.max_objects, "data.demo.min_objects", "must be <= max_objects")
     m = cfg.masks
-    _require(m.source in ("maskcut", "import"), "masks.source", f"'{m.source}' is not maskcut|import")
+    _require(m.source in MASK_SOURCES, "masks.source", f"'{m.source}' is not {'|'.join(MASK_SOURCES)}")
+    mo = m.motion
+    for key in ("min_residual", "residual_factor", "fb_threshold", "ransac_px"):
+        _require(mo[key] > 0, f"masks.motion.{key}", f"must be positive, got {mo[key]}")
+    for key in ("smooth_beta", "border", "max_moving"):
+        _require(0.0 <= mo[key] < 1.0, f"masks.motion.{key}", f"must be within [0, 1), got {mo[key]}")
+    _require(-1.0 <= mo.min_score <= 1.0, "masks.motion.min_score", f"must be within [-1, 1], got {mo.min_score}")
+    for key in ("grid", "band", "grabcut_iters", "ring"):
+        _require(mo[key] >= 1, f"masks.motion.{key}", f"must be >= 1, got {mo[key]}")
     _require(m.features in ("color", "dino"), "masks.features", f"'{m.features}' is not color|dino")
     _require(1 <= m.max_masks <= 100, "masks.max_masks", f"must be within 1..100, got {m.max_masks}")
     _require(0.0 <= m.min_score <= 1.0, "masks.min_score", f"must be within [0, 1], got {m.min_score}")
@@ -297,6 +314,7 @@ def validate_config(cfg: Any) -> None:
         v = k[key]
         _require(0.0 <= v <= 1.0, f"keymasks.{key}", f"must be within [0, 1], got {v}")
     _require(k.grid >= 2 and k.vis_min_samples >= 1, "keymasks.grid", "grid must be >= 2, min_samples >= 1")
+    _require(k.stitch_gap >= 0, "keymasks.stitch_gap", f"must be >= 0 (0: off), got {k.stitch_gap}")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     lo = cfg.loss
     _require(lo.variant in ("temporal", "cutler", "plain"), "loss.variant", f"'{lo.variant}' is not temporal|cutler|plain")

@@ -199,20 +199,42 @@ def open_frame_folders(root: Path, resize: Resize | None = None) -> list[VideoRe
             for i, d in enumerate(dirs, start=1)]
 
 
-def open_video_files(root: Path, resize: Resize | None = None) -> list[VideoRecord]:
+def open_video_files(root: Path, resize: Resize | None = None, stride: int = 1,
+                     max_frames: int | None = None) -> list[VideoRecord]:
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS)
     if not files:
         raise S2DError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) found")
     stems = [f.stem for f in files]
     names = [str(f.relative_to(root).with_suffix("")) if stems.count(f.stem) > 1 else f.stem for f in files]
-    return [VideoRecord(Video(n, ContainerSource(n, f, resize), resize), i)
+    return [VideoRecord(Video(n, ContainerSource(n, f, resize, stride, max_frames), resize), i)
             for i, (n, f) in enumerate(zip(names, files), start=1)]
+
+
+def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecord:
+    """Every ``stride``-th frame, at most ``max_frames`` of them, of an image-folder video and its labels."""
+    src = r.video.source
+    if not isinstance(src, ImageFolderSource):
+        return r  # containers subsample while decoding
+    keep = list(range(0, len(src), stride))[:max_frames]
+    if len(keep) == len(src):
+        return r
+    video = Video(r.name, ImageFolderSource(r.name, [src.paths[i] for i in keep]), r.video.resize)
+    gt = None
+    if r.gt is not None:
+        g = r.gt
+        gt = VideoLabels(g.name, g.height, g.width, len(keep), [g.file_names[i] for i in keep] if g.file_names else [],
+                         [Instance([inst.segmentations[i] for i in keep], inst.score, inst.category_id, inst.id,
+                                   dict(inst.extra)) for inst in g.instances], g.id)
+        gt.instances = [inst for inst in gt.instances if inst.frames_with_mask]
+    void = None if r.void is None else r.void[keep]
+    return VideoRecord(video, r.id, gt, void)
 
 
 def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None, short_side: int | None = None,
                  max_side: int | None = None, max_videos: int | None = None,
-                 videos: list[str] | None = None) -> Dataset:
-    """Open a data set; ``videos`` keeps only the named videos, ``max_videos`` the first N (sorted by name)."""
+                 videos: list[str] | None = None, stride: int = 1, max_frames: int | None = None) -> Dataset:
+    """Open a data set; ``videos`` keeps only the named videos, ``max_videos`` the first N (sorted by name);
+    ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames)."""
     root = Path(root)
     if kind not in KINDS:
         raise S2DError(f"data.kind '{kind}' is not one of {KINDS}")
@@ -228,7 +250,9 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     elif kind == "frames":
         records = open_frame_folders(root, resize)
     else:
-        records = open_video_files(root, resize)
+        records = open_video_files(root, resize, stride, max_frames)
+    if stride > 1 or max_frames is not None:
+        records = [subsample(r, stride, max_frames) for r in records]
     if videos:
         known = {r.name for r in records}
         unknown = [v for v in videos if v not in known]

@@ -91,12 +91,18 @@ class ImageFolderSource:
 
 
 class ContainerSource:
-    """Frames of an mp4/mov/... file. Decoded once on first access and kept (at the working resolution)."""
+    """Frames of an mp4/mov/... file. Decoded once on first access and kept (at the working resolution).
 
-    def __init__(self, video_id: str, path: Path, resize: Resize | None = None):
+    ``stride`` / ``max_frames`` keep every stride-th frame and at most max_frames of them; decoding stops after
+    the last kept frame, so a capped long video costs only what is kept."""
+
+    def __init__(self, video_id: str, path: Path, resize: Resize | None = None, stride: int = 1,
+                 max_frames: int | None = None):
         self.video_id = video_id
         self.path = Path(path)
         self.resize = resize
+        self.stride = stride
+        self.max_frames = max_frames
         self._frames: list[np.ndarray] | None = None
         if not self.path.exists():
             raise MissingFrameError("video file does not exist", video_id=video_id, path=self.path)
@@ -105,16 +111,21 @@ class ContainerSource:
         import av
 
         frames: list[np.ndarray] = []
+        seen = 0
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             declared = stream.frames or 0
             try:
                 for frame in container.decode(stream):
-                    frames.append(self._fit(frame.to_ndarray(format="rgb24")))
+                    if self._enough(frames):
+                        break
+                    if seen % self.stride == 0:
+                        frames.append(self._fit(frame.to_ndarray(format="rgb24")))
+                    seen += 1
             except av.error.FFmpegError as e:
                 raise CorruptFrameError(f"decoding failed ({e})", video_id=self.video_id,
-                                        frame_index=len(frames), path=self.path) from None
-        if declared and len(frames) < declared:
+                                        frame_index=seen, path=self.path) from None
+        if declared and seen < declared and not self._enough(frames):
             raise CorruptFrameError(f"container declares {declared} frames but only {len(frames)} decode "
                                     "(truncated file?)", video_id=self.video_id, frame_index=len(frames),
                                     path=self.path)
@@ -124,14 +135,20 @@ class ContainerSource:
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise CorruptFrameError("unreadable video container", video_id=self.video_id, path=self.path)
-        frames = []
-        while True:
+        frames: list[np.ndarray] = []
+        seen = 0
+        while not self._enough(frames):
             ok, bgr = cap.read()
             if not ok:
                 break
-            frames.append(self._fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            if seen % self.stride == 0:
+                frames.append(self._fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+            seen += 1
         cap.release()
         return frames
+
+    def _enough(self, frames: list) -> bool:
+        return self.max_frames is not None and len(frames) >= self.max_frames
 
     def _fit(self, img: np.ndarray) -> np.ndarray:
         return img if self.resize is None else resize_frame(img, self.resize.target(*img.shape[:2]))

@@ -6,7 +6,9 @@
   3. proxy propagate-and-match: candidates re-tracked with a denser grid, point-mask Jaccard against every
      frame mask inside the cluster's merged range; match if J > lambda_J; one-to-many flag;
   4. linking: DBSCAN (Hamming) on the rows of the binary match matrix; each cluster is an instance and its
-     member masks are its keymasks.
+     member masks are its keymasks;
+  5. stitching (ours, ``stitch_gap``): instances with disjoint frames where one's last keymask, tracked on,
+     lands in the other's first (J > lambda_J) are one object the tracker lost midway (``stitching.py``).
 Both tracking steps are ONE tracker call each, with every query carrying its own start frame. ``batched=False``
 reproduces the authors' structure (one call per mask) for the speed benchmark.
 """
@@ -19,6 +21,7 @@ import numpy as np
 from s2d.keymasks.linking import link
 from s2d.keymasks.matching import label_maps, one_to_many, point_mask_jaccard
 from s2d.keymasks.queries import build_queries, propagation_grid
+from s2d.keymasks.stitching import chains, stitch_pairs
 from s2d.keymasks.visibility import cluster_visibility, visibility_vectors
 from s2d.tracking.base import PointTracker, Tracks
 
@@ -38,6 +41,7 @@ class KeymaskParams:
     prop_grid_min: int = 25         # re-tracking grid: clamp(area / prop_px_per_cell, min, max) over the box
     prop_grid_max: int = 50
     prop_px_per_cell: float = 800.0
+    stitch_gap: int = 15            # join temporally disjoint instances up to this many frames apart (0: off)
 
 
 @dataclass
@@ -144,8 +148,27 @@ def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
         rngs = sorted({rg for i in members for rg in ranges_of[i]})
         instances.append(KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
                                      float(otm[sel].mean()), rngs))
+    calls3 = 0
+    if p.stitch_gap > 0 and len(instances) > 1:
+        def keymask(inst: KeyInstance, t: int) -> np.ndarray:
+            return np.any([masks[i] for i, f in zip(inst.members, inst.frames) if f == t], axis=0)
+
+        ends = [(max(k.frames), keymask(k, max(k.frames))) for k in instances]
+        starts = [(min(k.frames), keymask(k, min(k.frames))) for k in instances]
+        pairs, calls3 = stitch_pairs(ends, starts, frames, tracker, p.lambda_j, p.stitch_gap,
+                                     (p.prop_grid_min, p.prop_grid_max, p.prop_px_per_cell))
+        joined = []
+        for g in chains(len(instances), pairs):
+            parts = [instances[i] for i in g]
+            members = [m for k in parts for m in k.members]
+            joined.append(KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
+                                      float(np.average([k.one_to_many for k in parts],
+                                                       weights=[len(k.members) for k in parts])),
+                                      sorted({rg for k in parts for rg in k.visible_ranges})))
+        summary["stitched"] = len(instances) - len(joined)
+        instances = joined
     summary.update(keymasks_out=sum(len(k.members) for k in instances), instances=len(instances),
-                   tracker_calls=calls1 + calls2, one_to_many_candidates=int(otm.sum()))
+                   tracker_calls=calls1 + calls2 + calls3, one_to_many_candidates=int(otm.sum()))
     return KeymaskResult(instances, summary, match, cand)
 
 

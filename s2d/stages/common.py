@@ -30,6 +30,12 @@ def artifact_dir(cfg: Any, stage: str, fp: str) -> Path:
     return Path(cfg.paths.artifacts) / f"{stage}-{fp}"
 
 
+def flow_cache_dir(cfg: Any) -> Path:
+    """Dense flows of the videos, keyed by frame content: computed by whichever stage needs them first (motion
+    masks, the flow tracker) and read by the other."""
+    return Path(cfg.paths.artifacts) / "flow-cache"
+
+
 def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[VideoRecord], VideoLabels],
                   progress: bool = True, info: dict | None = None) -> Labelset:
     """Apply ``fn`` to every video whose shard is missing or corrupt, then finalise the store. When the job runs

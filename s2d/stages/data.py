@@ -27,7 +27,8 @@ def load_data(cfg: Any) -> Dataset:
     if cfg.data.kind == "demo":
         write_demo_dataset(root, demo_config(cfg))
     ds = open_dataset(cfg.data.kind, root, cfg.data.ann_file, cfg.data.short_side, cfg.data.max_side,
-                      cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None)
+                      cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None,
+                      cfg.data.stride, cfg.data.max_frames)
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
     return ds
@@ -41,7 +42,7 @@ def data_fingerprint(cfg: Any, ds: Dataset) -> str:
         else str(data_root(cfg).resolve())
     return fingerprint("data", cfg.data.kind, where, cfg.data.ann_file,
                        cfg.data.short_side, cfg.data.max_side, ds.names,
-                       [len(r.video) for r in ds.records])
+                       [len(r.video) for r in ds.records], cfg.data.stride, cfg.data.max_frames)
 
 
 def run(cfg: Any, run_dir: Path) -> dict:

@@ -19,7 +19,7 @@ from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
-from s2d.stages.common import artifact_dir, run_per_video, section
+from s2d.stages.common import flow_cache_dir, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -50,7 +50,7 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> tuple[Labe
     fp = fingerprint("keymasks", VERSION, masks_fp, section(cfg, "keymasks"), section(cfg, "tracker"))
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
-    tracker = make_tracker(cfg.tracker)
+    tracker = make_tracker(cfg.tracker, flow_cache_dir(cfg))
     (root / "summaries").mkdir(parents=True, exist_ok=True)
     (root / "overlays").mkdir(parents=True, exist_ok=True)
 

@@ -12,7 +12,7 @@ from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
-from s2d.stages.common import artifact_dir, run_per_video, section
+from s2d.stages.common import artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when the stage's output for the same config changes
@@ -42,6 +42,7 @@ def frame_masks_of(labels: VideoLabels) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def make_producer(cfg: Any, ds: Dataset):
     m = cfg.masks
+    progress = bool(cfg.progress)
     if m.source == "import":
         from s2d.io.mask_import import ImportedMasks, check_coverage
         from s2d.masks.paint import paint_non_overlapping
@@ -63,22 +64,55 @@ def make_producer(cfg: Any, ds: Dataset):
 
     from s2d.masks.frame_masks import color_feature_fn, frame_masks
 
-    if m.features == "dino":
-        from s2d.masks.dino import dino_feature_fn, load_dino
+    maskcut_fn = None
+    if m.source in ("maskcut", "motion_maskcut"):
+        if m.features == "dino":
+            from s2d.masks.dino import dino_feature_fn, load_dino
 
-        model, report = load_dino(m.dino_checkpoint, m.dino_arch)
-        log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"], report["patch"],
-                 m.dino_checkpoint, report["loaded"], len(report["unexpected"]))
-        feats = dino_feature_fn(model)
-    else:
-        feats = color_feature_fn(m.patch)
+            model, report = load_dino(m.dino_checkpoint, m.dino_arch)
+            log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"],
+                     report["patch"], m.dino_checkpoint, report["loaded"], len(report["unexpected"]))
+            feats = dino_feature_fn(model)
+        else:
+            feats = color_feature_fn(m.patch)
+
+        def maskcut_fn(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return frame_masks(frame, feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
+
+    if m.source == "maskcut":
+        def produce(r: VideoRecord) -> VideoLabels:
+            with frame_bar(r, progress) as bar:
+                per_frame = []
+                for t in range(len(r.video)):
+                    per_frame.append(maskcut_fn(r.video[t]))
+                    bar.update(1)
+            return frames_to_labels(ds.skeleton(r.name), per_frame)
+
+        return produce
+
+    from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks
+    from s2d.tracking.flow_cache import FlowCache
+
+    params = MotionParams(**m.motion)
+    flows = FlowCache(flow_cache_dir(cfg)).flows
 
     def produce(r: VideoRecord) -> VideoLabels:
-        per_frame = [frame_masks(r.video[t], feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
-                     for t in range(len(r.video))]
+        frames = r.video.frames()
+        with frame_bar(r, progress) as bar:
+            per_frame, _ = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
+        if maskcut_fn is not None:
+            per_frame = [merge_with_maskcut(mm, maskcut_fn(frames[t]), m.max_masks, m.min_area)
+                         for t, mm in enumerate(per_frame)]
         return frames_to_labels(ds.skeleton(r.name), per_frame)
 
     return produce
+
+
+def frame_bar(r: VideoRecord, progress: bool):
+    """A per-frame progress bar under the per-video one (long videos otherwise look stuck)."""
+    from tqdm import tqdm
+
+    return tqdm(total=len(r.video), desc=f"  {r.name}", unit="frame", leave=False, disable=not progress)
 
 
 def masks_fingerprint(cfg: Any, data_fp: str) -> str:

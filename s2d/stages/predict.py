@@ -46,7 +46,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     model = VideoMask2Former.from_config(dict(cfg.model)).eval().to(device)
     ds = load_data(cfg)
     # the same videos at their original resolution: output size, video ids and ground truth to score against
-    full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, ds.names)
+    full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, ds.names,
+                        cfg.data.stride, cfg.data.max_frames)
     gt = full.gt_labelset()
     # class-agnostic: every prediction gets the first declared category, so the reference counts it
     category = min(int(c["id"]) for c in gt.categories) if gt is not None else 1

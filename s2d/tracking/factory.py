@@ -6,11 +6,13 @@ from typing import Any
 from s2d.errors import ConfigError
 
 
-def make_tracker(t: Any):
+def make_tracker(t: Any, flow_cache_dir: str | None = None):
+    """``flow_cache_dir``: where dense flows of the videos are kept (shared with the motion masks)."""
     if t.kind == "flow":
+        from s2d.tracking.flow_cache import FlowCache
         from s2d.tracking.flow_chain import FlowChainTracker
 
-        return FlowChainTracker(t.fb_threshold)
+        return FlowChainTracker(t.fb_threshold, cache=FlowCache(flow_cache_dir))
     if t.kind == "lk":
         from s2d.tracking.lucas_kanade import LucasKanadeTracker
 

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries
+from s2d.tracking.flow_cache import PRESET, FlowCache
 
 
 def _sample(flow: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -32,16 +33,11 @@ def _sample(flow: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 class FlowChainTracker:
-    def __init__(self, fb_threshold: float = 1.0, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
-        self.fb_threshold = fb_threshold
-        self.preset = preset
+    """``cache``: a FlowCache whose folder the motion masks filled, so the flow of a video is computed once."""
 
-    def flows(self, gray: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Forward flows t -> t+1 and backward flows t+1 -> t, each (H, W, 2) float32, T-1 of each."""
-        dis = cv2.DISOpticalFlow_create(self.preset)
-        fwd = [dis.calc(gray[t], gray[t + 1], None) for t in range(len(gray) - 1)]
-        bwd = [dis.calc(gray[t + 1], gray[t], None) for t in range(len(gray) - 1)]
-        return fwd, bwd
+    def __init__(self, fb_threshold: float = 1.0, preset: int = PRESET, cache: FlowCache | None = None):
+        self.fb_threshold = fb_threshold
+        self.cache = cache if cache is not None else FlowCache(None, preset)
 
     def _sweep(self, q: np.ndarray, steps: list[tuple[int, int, np.ndarray, np.ndarray]], shape: tuple[int, int],
                points: np.ndarray, visible: np.ndarray, order: list[int]) -> None:
@@ -73,7 +69,7 @@ class FlowChainTracker:
         T, H, W = frames.shape[:3]
         q = check_queries(queries, T, H, W).astype(np.float64)
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        fwd, bwd = self.flows(gray)
+        fwd, bwd = self.cache.flows(gray)  # (T-1, H, W, 2) each
         points = np.zeros((T, len(q), 2), np.float32)
         visible = np.zeros((T, len(q)), bool)
         forward = [(t, t + 1, fwd[t], bwd[t]) for t in range(T - 1)]

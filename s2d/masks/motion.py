@@ -1,0 +1,285 @@
+"""Weight-free, training-free object masks from motion (``masks=motion``), in the family of FST (Papazoglou &
+Ferrari, ICCV 2013) and TIS (WACV 2019): what moves differently from the camera is an object.
+
+Per video (frames (T, H, W, 3) uint8):
+  1. Dense DIS flow to the next and to the previous frame (``s2d.tracking.flow_cache``, shared with the point
+     tracker), with a forward-backward check marking reliable pixels.
+  2. The camera's motion in each direction: a RANSAC homography fitted to reliable flow on a grid. What the
+     homography does not explain is residual motion; the evidence of a pixel is the SMALLER residual of the two
+     directions, because flow bleeds into background that the object (dis)occludes in one direction only.
+  3. A soft prior p = sigmoid((r - th) / (th / 2)) with th = max(min_residual, residual_factor * median r): an
+     absolute floor against flow noise and a relative one against small parallax spread over the whole scene.
+  4. Frame reliability: the share of a border band the homography explains. A frame where the residual covers
+     more than ``max_moving`` of the image (the homography locked onto the object, strong parallax, a cut) gets
+     reliability 0. The prior is averaged over time along the flow (two-sided recursive average, weight
+     ``smooth_beta`` per step, frames weighted by reliability), so unreliable frames are filled from their
+     neighbours and single-frame noise fades.
+  5. GrabCut per connected component of the candidate region, in the bounding box of a band around it
+     (definite foreground: smoothed prior above 0.8, eroded; probable foreground above 0.5), to snap to image
+     edges; a component GrabCut would mostly erase keeps its motion region.
+  6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
+     are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to ``max_masks``
+     per frame (``masks.max_masks``, like ``min_area``); they never overlap.
+Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
+motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
+frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Known limits:
+static objects get no mask (``masks=motion_maskcut`` adds MaskCut's), objects moving together merge, what moves
+with an object stays with it (shadow, reflection, spray), strong parallax can make false movers.
+
+Pixel quantities are given for a short side of 240 px and scaled with the frame size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+REF_SHORT_SIDE = 240
+
+
+@dataclass
+class MotionParams:  # also the schema of the config node masks.motion (one definition of every default)
+    min_residual: float = 3.0      # px: residual motion below this is flow noise or camera motion
+    residual_factor: float = 3.0   # ... or below this many times the frame's median residual
+    fb_threshold: float = 1.0      # px: forward-backward error of reliable flow
+    ransac_px: float = 1.0         # px: RANSAC reprojection threshold of the camera homography
+    grid: int = 6                  # px: step of the flow samples the homography is fitted to
+    smooth_beta: float = 0.8       # weight of the previous (next) frame in the temporal average
+    border: float = 0.08           # width of the border band that measures frame reliability (fraction)
+    max_moving: float = 0.5        # a frame whose residual covers more than this is unreliable
+    band: int = 12                 # px: GrabCut works within this band around the candidate region
+    grabcut_iters: int = 3
+    ring: int = 10                 # px: ring around an instance for its contrast score
+    min_score: float = 0.1         # contrast below this is not an object
+
+
+@dataclass
+class MotionEvidence:
+    """Intermediate maps of a video, kept for pictures and tests."""
+
+    residual: np.ndarray     # (T, H, W) float32 px, the smaller of the two directions
+    prior: np.ndarray        # (T, H, W) float32 in [0, 1]
+    reliability: np.ndarray  # (T,) float
+    smoothed: np.ndarray     # (T, H, W) float32 in [0, 1]
+
+
+def _grid(h: int, w: int) -> np.ndarray:
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    return np.stack([xs, ys], -1)  # (H, W, 2) x, y
+
+
+def _warp(img: np.ndarray, flow: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Sample ``img`` (H, W[, C]) at x + flow(x): brings values of the frame the flow points to onto this one."""
+    m = base + flow
+    return cv2.remap(img, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: MotionParams, scale: float
+                    ) -> tuple[np.ndarray, bool]:
+    """flow (H, W, 2) from this frame to another, back the reverse -> (residual (H, W) px, homography found).
+
+    The homography is fitted by RANSAC to reliable flow (forward-backward error below ``fb_threshold``) on a
+    grid; without enough reliable samples the whole flow counts as residual and the frame is reported unfitted.
+    (A second model fitted to the first one's outliers, kept when it explains more of the border, was tried for
+    objects that dominate the frame; it lowered the mean J on the development clips, so the camera is one
+    homography and such frames are caught by the reliability weight instead.)"""
+    H, W = flow.shape[:2]
+    step = max(1, int(round(p.grid * scale)))
+    pts = base[::step, ::step].reshape(-1, 2)
+    f = flow[::step, ::step].reshape(-1, 2)
+    fb = f + _warp(back, flow, base)[::step, ::step].reshape(-1, 2)
+    ok = np.linalg.norm(fb, axis=1) < p.fb_threshold * scale
+    homog = None
+    if ok.sum() >= 8:
+        homog, _ = cv2.findHomography(pts[ok], pts[ok] + f[ok], cv2.RANSAC, p.ransac_px * scale)
+    if homog is None:
+        return np.linalg.norm(flow, axis=-1), False
+    moved = cv2.perspectiveTransform(base.reshape(-1, 1, 2), homog).reshape(H, W, 2)
+    return np.linalg.norm(base + flow - moved, axis=-1), True
+
+
+def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams) -> MotionEvidence:
+    """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior."""
+    T, H, W = frames.shape[:3]
+    scale = min(H, W) / REF_SHORT_SIDE
+    base = _grid(H, W)
+    residual = np.zeros((T, H, W), np.float32)
+    prior = np.zeros((T, H, W), np.float32)
+    rel = np.zeros(T)
+    b = max(1, int(round(p.border * min(H, W))))
+    border = np.ones((H, W), bool)
+    border[b:-b, b:-b] = False
+    for t in range(T):
+        rs, fitted = [], []
+        if t < T - 1:
+            r, ok = camera_residual(fwd[t], bwd[t], base, p, scale)
+            rs.append(r)
+            fitted.append(ok)
+        if t > 0:
+            r, ok = camera_residual(bwd[t - 1], fwd[t - 1], base, p, scale)
+            rs.append(r)
+            fitted.append(ok)
+        if not rs:  # a single frame: no motion to see
+            continue
+        r = np.minimum.reduce(rs)
+        th = max(p.min_residual * scale, p.residual_factor * float(np.median(r)))
+        pr = 1.0 / (1.0 + np.exp(-(r - th) / (0.5 * th)))
+        residual[t], prior[t] = r, pr
+        moving = (pr > 0.5).mean()
+        # measured against the absolute floor, not th: a frame whose camera model failed has a large median
+        # residual, so th would call its border "explained"
+        explained = float((r[border] < p.min_residual * scale).mean())
+        rel[t] = 0.0 if (moving > p.max_moving or not all(fitted)) else explained
+    smoothed = smooth_along_flow(prior, rel, fwd, bwd, p.smooth_beta, base)
+    return MotionEvidence(residual, prior, rel, smoothed)
+
+
+def smooth_along_flow(prior: np.ndarray, weight: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, beta: float,
+                      base: np.ndarray | None = None) -> np.ndarray:
+    """Two-sided recursive weighted average of ``prior`` (T, H, W) along the flow.
+
+    Forward: N_t = w_t p_t + beta * N_{t-1} (warped to t), D_t likewise with w_t; backward the same from the end;
+    the result is (N_fwd + N_bwd - w p) / (D_fwd + D_bwd - w), 0 where no reliable frame reaches."""
+    T, H, W = prior.shape
+    base = _grid(H, W) if base is None else base
+    wp = prior * weight[:, None, None].astype(np.float32)
+    wt = np.broadcast_to(weight[:, None, None].astype(np.float32), prior.shape)
+    nf, df = wp.copy(), np.array(wt, np.float32)
+    for t in range(1, T):  # frame t samples frame t-1 through its flow to t-1 (bwd[t-1])
+        nf[t] += beta * _warp(nf[t - 1], bwd[t - 1], base)
+        df[t] += beta * _warp(df[t - 1], bwd[t - 1], base)
+    nb, db = wp.copy(), np.array(wt, np.float32)
+    for t in range(T - 2, -1, -1):  # frame t samples frame t+1 through fwd[t]
+        nb[t] += beta * _warp(nb[t + 1], fwd[t], base)
+        db[t] += beta * _warp(db[t + 1], fwd[t], base)
+    num, den = nf + nb - wp, df + db - wt
+    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+
+
+def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: int) -> np.ndarray:
+    """GrabCut seeded by a soft map: > 0.8 (eroded) definite foreground, > 0.5 probable foreground, a band around
+    probable background; only the bounding box of that band is processed."""
+    cand = soft > 0.5
+    if cand.sum() < 16:
+        return cand
+    H, W = cand.shape
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    near = cv2.dilate(cand.astype(np.uint8), k) > 0
+    ys, xs = np.nonzero(near)
+    y0, y1, x0, x1 = max(0, ys.min() - 1), min(H, ys.max() + 2), max(0, xs.min() - 1), min(W, xs.max() + 2)
+    gc = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    gc[near[y0:y1, x0:x1]] = cv2.GC_PR_BGD
+    gc[cand[y0:y1, x0:x1]] = cv2.GC_PR_FGD
+    sure = soft > 0.8
+    if erode > 0:
+        sure = cv2.erode(sure.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))) > 0
+    gc[sure[y0:y1, x0:x1]] = cv2.GC_FGD
+    if not ((gc == cv2.GC_BGD) | (gc == cv2.GC_PR_BGD)).any():
+        return cand
+    cv2.setRNGSeed(0)  # GrabCut's k-means uses OpenCV's per-thread RNG: reset it so reruns are identical
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(frame[y0:y1, x0:x1, ::-1]), gc, None, bgd, fgd, iters,
+                    cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # degenerate colour models (a flat region): keep the motion region
+        return cand
+    out = np.zeros_like(cand)
+    out[y0:y1, x0:x1] = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    return out
+
+
+def refine(frame: np.ndarray, soft: np.ndarray, p: MotionParams, scale: float, min_px: int) -> np.ndarray:
+    """Candidate region (smoothed prior > 0.5) snapped to image edges, one connected component at a time: each
+    gets its own GrabCut colour models in its own band, so two objects do not share (and fight over) one
+    model. Motion is the evidence and GrabCut only the edge: a component GrabCut would shrink below half its
+    size is kept as the motion region."""
+    cand = soft > 0.5
+    n, lab = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
+    out = np.zeros_like(cand)
+    band, erode = max(1, int(round(p.band * scale))), max(1, int(round(3 * scale)))
+    for i in range(1, n):
+        comp = lab == i
+        if comp.sum() < max(1, min_px // 2):
+            continue
+        part = _grabcut(frame, np.where(comp, soft, 0.0), band, p.grabcut_iters, erode)
+        out |= part if part.sum() >= 0.5 * comp.sum() else comp
+    return out
+
+
+def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: smoothed prior (H, W) -> masks (K, H, W) bool (disjoint) and contrast scores (K,), best first;
+    components smaller than ``min_area`` of the frame are dropped, at most ``max_masks`` kept."""
+    H, W = soft.shape
+    scale = min(H, W) / REF_SHORT_SIDE
+    min_px = max(1, int(min_area * H * W))
+    region = refine(frame, soft, p, scale, min_px)
+    n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
+    ring_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(1, int(round(p.ring * scale))) + 1,) * 2)
+    masks, scores = [], []
+    for i in range(1, n):
+        m = lab == i
+        if m.sum() < min_px:
+            continue
+        ring = (cv2.dilate(m.astype(np.uint8), ring_k) > 0) & ~m
+        score = float(soft[m].mean() - (soft[ring].mean() if ring.any() else 0.0))
+        if score >= p.min_score:
+            masks.append(m)
+            scores.append(score)
+    if not masks:
+        return np.zeros((0, H, W), bool), np.zeros(0)
+    order = np.argsort(-np.asarray(scores), kind="stable")[:max_masks]
+    return np.stack([masks[i] for i in order]), np.asarray(scores)[order]
+
+
+FlowFn = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
+
+
+def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
+                 flows: FlowFn | None = None, progress: Callable[[int], None] | None = None
+                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], MotionEvidence]:
+    """frames (T, H, W, 3) uint8 -> per frame (masks (K, H, W), scores (K,)) and the evidence maps.
+
+    ``flows``: grey frames -> (fwd, bwd) (default: computed here, see ``s2d.tracking.flow_cache``);
+    ``progress``: called with 1 after each frame's masks."""
+    from s2d.tracking.flow_cache import FlowCache
+
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    fwd, bwd = (flows or FlowCache(None).flows)(gray)
+    ev = motion_evidence(frames, fwd, bwd, p)
+    out = []
+    for t in range(len(frames)):
+        out.append(instances(frames[t], ev.smoothed[t], p, max_masks, min_area))
+        if progress is not None:
+            progress(1)
+    return out, ev
+
+
+def merge_with_maskcut(motion: tuple[np.ndarray, np.ndarray], maskcut: tuple[np.ndarray, np.ndarray],
+                       max_masks: int, min_area: float, max_overlap: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One frame: motion masks first, then every MaskCut mask that lies mostly (> 1 - ``max_overlap``) outside
+    them, minus the motion pixels, if it keeps ``min_area`` of the frame. -> disjoint (K, H, W), (K,) scores,
+    K <= max_masks; motion masks keep their rank (what moves is the stronger evidence)."""
+    mm, ms = motion
+    cm, cs = maskcut
+    H, W = mm.shape[1:]  # (0, H, W) when nothing moves
+    taken = mm.any(0) if len(mm) else None
+    masks, scores = list(mm), list(ms)
+    min_px = max(1, int(min_area * H * W))
+    for m, s in zip(cm, cs):
+        if len(masks) >= max_masks:
+            break
+        if taken is not None:
+            if (m & taken).sum() > max_overlap * m.sum():
+                continue
+            m = m & ~taken
+        if m.sum() >= min_px:
+            masks.append(m)
+            scores.append(s)
+            taken = m if taken is None else taken | m
+    if not masks:
+        return np.zeros((0, H, W), bool), np.zeros(0)
+    return np.stack(masks[:max_masks]), np.asarray(scores[:max_masks], np.float64)

@@ -1,0 +1,150 @@
+"""Masks from motion on hand-made sequences whose camera (a homography per frame) and moving objects are known."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks, smooth_along_flow
+
+H, W = 120, 160
+
+
+def _texture(h, w, seed):
+    """Smoothed noise with strong gradients: trackable everywhere, like natural texture."""
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 2.0)
+    img = (img - img.min()) / (img.max() - img.min()) * 255
+    return img.astype(np.uint8)
+
+
+def _camera(t, kind, rng):
+    """Homography from the world plane to frame t."""
+    if kind == "static":
+        return np.eye(3)
+    if kind == "pan":  # translation, a slow rotation and zoom: a moving camera over a planar scene
+        a, s = np.deg2rad(0.6 * t), 1.0 + 0.006 * t
+        return np.array([[s * np.cos(a), -s * np.sin(a), 40 - 2.5 * t], [s * np.sin(a), s * np.cos(a), 30 - 1.0 * t],
+                         [0, 0, 1]])
+    if kind == "shaky":  # hand-held: a few pixels of random jitter and rotation every frame
+        dx, dy = rng.uniform(-4, 4, 2)
+        a = np.deg2rad(rng.uniform(-1, 1))
+        return np.array([[np.cos(a), -np.sin(a), 40 + dx], [np.sin(a), np.cos(a), 30 + dy], [0, 0, 1]])
+    raise ValueError(kind)
+
+
+def sequence(camera="static", objects=(), T=16, seed=0):
+    """-> frames (T, H, W, 3) uint8 and true masks (N, T, H, W). ``objects``: (x, y, vx, vy, size, stop_at) in
+    frame coordinates; an object moves (vx, vy) px per frame relative to the scenery until ``stop_at``."""
+    rng = np.random.default_rng(seed)
+    world = _texture(2 * H, 2 * W, seed)
+    tex = [_texture(40, 40, seed + 10 + i) for i in range(len(objects))]
+    frames = np.zeros((T, H, W, 3), np.uint8)
+    masks = np.zeros((len(objects), T, H, W), bool)
+    for t in range(T):
+        Hc = np.linalg.inv(_camera(t, camera, rng))  # world -> frame
+        frames[t] = cv2.warpPerspective(world, Hc, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        for i, (x, y, vx, vy, size, stop) in enumerate(objects):
+            k = min(t, stop)
+            # the object sits on the scenery and moves on it: place it through the camera, then add its own motion
+            cx, cy, cw = Hc @ np.array([x + vx * k, y + vy * k, 1.0])
+            x0, y0 = int(round(cx / cw)), int(round(cy / cw))
+            ys, xs = slice(max(y0, 0), min(y0 + size, H)), slice(max(x0, 0), min(x0 + size, W))
+            frames[t, ys, xs] = tex[i][: ys.stop - ys.start, : xs.stop - xs.start]
+            masks[i, t, ys, xs] = True
+    return frames, masks
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def _best_iou(per_frame, gt, t):
+    return max((_iou(m, gt[t]) for m in per_frame[t][0]), default=0.0)
+
+
+P = MotionParams()
+
+
+def test_static_camera_one_object():
+    frames, gt = sequence("static", [(40, 40, 3, 1, 28, 99)])
+    per, ev = motion_masks(frames, P)
+    counts = [len(m) for m, _ in per]
+    ious = [_best_iou(per, gt[0], t) for t in range(len(frames))]
+    assert sum(c == 1 for c in counts) >= 14, counts
+    assert np.median(ious) >= 0.8 and min(ious) >= 0.5, np.round(ious, 2)
+    assert (ev.reliability > 0.9).all()
+
+
+def test_moving_camera_one_object():
+    frames, gt = sequence("pan", [(70, 60, 3, 2, 30, 99)])
+    per, _ = motion_masks(frames, P)
+    ious = [_best_iou(per, gt[0], t) for t in range(len(frames))]
+    assert np.median(ious) >= 0.75, np.round(ious, 2)
+    extra = [len(m) - 1 for m, _ in per if len(m) > 1]
+    assert sum(extra) <= 2, [len(m) for m, _ in per]  # the scenery itself is not an object
+
+
+def test_two_objects_become_two_instances():
+    frames, gt = sequence("pan", [(50, 50, 3, 0, 26, 99), (150, 120, -2, -3, 26, 99)], seed=3)
+    per, _ = motion_masks(frames, P)
+    two = [t for t, (m, _) in enumerate(per) if len(m) == 2]
+    assert len(two) >= 12, [len(m) for m, _ in per]
+    for t in two:
+        m, _ = per[t]
+        # each true object has its own mask, and no mask covers both
+        assert max(_iou(m[0], gt[0, t]), _iou(m[1], gt[0, t])) >= 0.6
+        assert max(_iou(m[0], gt[1, t]), _iou(m[1], gt[1, t])) >= 0.6
+        assert not (m[0] & m[1]).any()
+
+
+def test_an_object_that_stops_fades_out():
+    frames, gt = sequence("static", [(40, 40, 4, 0, 28, 7)], T=20)
+    per, _ = motion_masks(frames, P)
+    moving = [_best_iou(per, gt[0], t) for t in range(1, 7)]
+    assert min(moving) >= 0.6, np.round(moving, 2)
+    # once it has stood still for a few frames nothing marks it any more (the smoothing carries it briefly)
+    assert all(len(per[t][0]) == 0 for t in range(13, 20)), [len(m) for m, _ in per]
+
+
+@pytest.mark.parametrize("camera", ["static", "pan", "shaky"])
+def test_no_masks_without_independent_motion(camera):
+    """A planar scene seen by a still, panning-zooming-rotating or shaking camera: nothing moves against the
+    camera, so no frame gets a mask (rather than a scenery mask)."""
+    frames, _ = sequence(camera, [], seed=5)
+    per, ev = motion_masks(frames, P)
+    assert sum(len(m) for m, _ in per) == 0, [len(m) for m, _ in per]
+    assert float(np.percentile(ev.residual, 99)) < P.min_residual * min(H, W) / 240
+
+
+def test_temporal_smoothing_weights_and_carries():
+    """Unit weights and zero flow: the two-sided recursive average is sum_s beta^|t-s| p_s / sum_s beta^|t-s|;
+    a frame of weight 0 is filled from its neighbours."""
+    T = 5
+    prior = np.zeros((T, 4, 4), np.float32)
+    prior[2] = 1.0
+    zero = np.zeros((T - 1, 4, 4, 2), np.float32)
+    beta = 0.5
+    out = smooth_along_flow(prior, np.ones(T), zero, zero, beta)
+    w = beta ** np.abs(np.arange(T)[:, None] - np.arange(T)[None])
+    expected = (w @ prior[:, 0, 0]) / w.sum(1)
+    np.testing.assert_allclose(out[:, 0, 0], expected, rtol=1e-5)
+    weights = np.ones(T)
+    weights[2] = 0.0
+    prior[2], prior[1], prior[3] = 0.0, 1.0, 1.0
+    out = smooth_along_flow(prior, weights, zero, zero, beta)
+    assert out[2, 0, 0] == pytest.approx((0.5 + 0.5) / (0.5 + 0.25 + 0.5 + 0.25), rel=1e-5)
+
+
+def test_merge_keeps_motion_first_and_adds_static_objects():
+    a = np.zeros((1, 10, 10), bool)
+    a[0, :5, :5] = True
+    cut = np.zeros((3, 10, 10), bool)
+    cut[0, :5, :6] = True   # mostly the moving object: dropped
+    cut[1, 6:, 6:] = True   # a static object elsewhere: kept
+    cut[2, 4:6, :2] = True  # half inside: kept minus the motion pixels
+    m, s = merge_with_maskcut((a, np.array([0.7])), (cut, np.array([0.9, 0.8, 0.6])), max_masks=10, min_area=0.01)
+    assert len(m) == 3 and s.tolist() == [0.7, 0.8, 0.6]
+    assert not (m[1:] & m[0]).any() and m[2].sum() == 2
+    m, _ = merge_with_maskcut((a, np.array([0.7])), (cut, np.array([0.9, 0.8, 0.6])), max_masks=2, min_area=0.01)
+    assert len(m) == 2
