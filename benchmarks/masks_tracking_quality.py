@@ -2,9 +2,12 @@
 
     python benchmarks/masks_tracking_quality.py            # demo data + ../shared/data/davis2016
     python benchmarks/masks_tracking_quality.py --no-davis
+    python benchmarks/masks_tracking_quality.py --davis-only --sources motion   # the real-video numbers only
 
-Masks: frame-level class-agnostic AP (every frame scored on its own) of the built-in MaskCut on the demo
-videos and on the DAVIS clips (DAVIS-2016 has one foreground object per clip).
+Masks: frame-level class-agnostic AP (every frame scored on its own) of each mask source (MaskCut on colour
+features, masks from motion, both merged) on the demo videos and on the DAVIS clips (DAVIS-2016 has one
+foreground object per clip, masks at short side 240), plus, per DAVIS clip, the mean J of the best mask of each
+frame, and the seconds per frame.
 Trackers: on the demo videos, whose true motion is known, random query points on every frame are tracked;
 reported are the median and mean position error where both the tracker and the truth say visible, the
 fraction within 1 and 4 px, and visibility accuracy / precision / recall. The DAVIS clips have no true
@@ -29,19 +32,39 @@ from s2d.tracking import FlowChainTracker, LucasKanadeTracker
 DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis2016"
 
 
-def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], every: int) -> tuple[dict, float]:
-    """videos: (name, frames (T, H, W, 3), gt masks (N, T, H, W)). Masks on every ``every``-th frame."""
+def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], source: str, every: int = 1
+             ) -> tuple[dict, dict[str, float], float]:
+    """videos: (name, frames (T, H, W, 3), gt masks (N, T, H, W)). -> frame AP, mean J of the best mask per
+    frame for each video, seconds per frame. Motion needs the whole video; MaskCut runs on every ``every``-th
+    frame only (scoring uses those frames for every source)."""
+    from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks
+
     feats = color_feature_fn(8)
-    gts, preds = [], []
-    t0 = time.perf_counter()
+    gts, preds, mean_j = [], [], {}
+    t0, n = time.perf_counter(), 0
     for name, frames, gt in videos:
         ts = list(range(0, len(frames), every))
+        per: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if source in ("motion", "motion_maskcut"):
+            # max_masks / min_area as the masks configs set them (motion 3, merged 10)
+            k = 3 if source == "motion" else 10
+            mo, _ = motion_masks(frames, MotionParams(), max_masks=k)
+            per = {t: mo[t] for t in ts}
+            n += len(frames)
+        if source in ("maskcut", "motion_maskcut"):
+            for t in ts:
+                mc = frame_masks(frames[t], feats)
+                per[t] = merge_with_maskcut(per[t], mc, 10, 0.002) if t in per else mc
+            n += len(ts) if source == "maskcut" else 0
         g = VideoLabels.from_masks(name, gt[:, ts])
         g.instances = [i for i in g.instances if i.frames_with_mask]
         skel = VideoLabels(name, g.height, g.width, len(ts), [], [])
-        preds.append(frames_to_labels(skel, [frame_masks(frames[t], feats) for t in ts]))
+        preds.append(frames_to_labels(skel, [per[t] for t in ts]))
         gts.append(g)
-    return frame_ap(Labelset(gts), Labelset(preds)), time.perf_counter() - t0
+        fg = gt.any(0)
+        mean_j[name] = float(np.mean([max([(m & fg[t]).sum() / max((m | fg[t]).sum(), 1) for m in per[t][0]],
+                                          default=0.0) for t in ts]))
+    return frame_ap(Labelset(gts), Labelset(preds)), mean_j, (time.perf_counter() - t0) / max(n, 1)
 
 
 def tracker_quality(tracker, videos, n: int = 400) -> dict:
@@ -89,19 +112,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--no-davis", action="store_true")
     ap.add_argument("--davis-every", type=int, default=5, help="evaluate masks on every k-th DAVIS frame")
+    ap.add_argument("--davis-only", action="store_true", help="skip the demo and the trackers")
+    ap.add_argument("--sources", default="maskcut,motion,motion_maskcut")
     args = ap.parse_args()
+    sources = args.sources.split(",")
     demo = make_demo_videos(DemoConfig(num_videos=4, num_frames=24))
-    s, sec = masks_ap([(v.name, v.frames, v.masks()) for v in demo], 1)
-    print(f"masks, demo (4 videos x 24 frames): AP {100 * s['AP']:.1f}  AP50 {100 * s['AP50']:.1f}  "
-          f"AR10 {100 * s['AR10']:.1f}   ({sec:.1f} s)")
+    if not args.davis_only:
+        for src in sources:
+            s, _, sec = masks_ap([(v.name, v.frames, v.masks()) for v in demo], src)
+            print(f"masks {src:<15} demo (4 videos x 24 frames): AP {100 * s['AP']:.1f}  AP50 {100 * s['AP50']:.1f}  "
+                  f"AR10 {100 * s['AR10']:.1f}   ({sec:.2f} s/frame)")
     ds = None
     if not args.no_davis and DAVIS.is_dir():
         from s2d.data.sources import open_dataset
 
         ds = open_dataset("davis", DAVIS, short_side=240)
-        s, sec = masks_ap([(r.name, r.video.frames(), r.gt.masks()) for r in ds], args.davis_every)
-        print(f"masks, DAVIS-2016 clips (every {args.davis_every}th frame, 240p): AP {100 * s['AP']:.1f}  "
-              f"AP50 {100 * s['AP50']:.1f}  AR10 {100 * s['AR10']:.1f}   ({sec:.1f} s)")
+        vids = [(r.name, r.video.frames(), r.gt.masks()) for r in ds]
+        for src in sources:
+            every = args.davis_every if src == "maskcut" else 1
+            s, mj, sec = masks_ap(vids, src, every)
+            print(f"masks {src:<15} DAVIS-2016 clips (240p{'' if every == 1 else f', every {every}th frame'}): "
+                  f"AP {100 * s['AP']:.1f}  AP50 {100 * s['AP50']:.1f}  AR10 {100 * s['AR10']:.1f}  "
+                  f"mean J {np.mean(list(mj.values())):.3f}   ({sec:.2f} s/frame)")
+            print("    mean J per clip: " + "  ".join(f"{k} {v:.3f}" for k, v in mj.items()))
+    if args.davis_only:
+        return
     for name, tr in (("flow (DIS)", FlowChainTracker()), ("Lucas-Kanade", LucasKanadeTracker())):
         q = tracker_quality(tr, demo)
         print(f"tracker {name:<13} demo: median {q['median_px']:.2f} px, mean {q['mean_px']:.2f} px, "

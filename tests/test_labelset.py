@@ -184,3 +184,22 @@ def test_atomic_write_never_falls_back_to_copy_on_exdev(tmp_path, monkeypatch):
 def test_atomic_write_refuses_nan():
     with pytest.raises(ValueError):
         atomic.atomic_write_json("/nonexistent/never.json", {"x": float("nan")})
+
+
+def test_results_get_the_users_umask_not_owner_only(tmp_path):
+    """Files written atomically are readable by the group and others under the usual umask 022 (0644), and
+    follow a stricter umask when the user sets one."""
+    import os
+    import stat
+
+    from s2d.io.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "report.md", "x")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+        os.umask(0o077)
+        q = atomic_write_text(tmp_path / "private.md", "x")
+        assert stat.S_IMODE(q.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

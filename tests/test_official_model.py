@@ -11,7 +11,7 @@ import torch
 from s2d.errors import ConfigError
 from s2d.models import VideoMask2Former
 from s2d.models.position import sine_2d, sine_3d
-from s2d.models.weights import load_pretrained, official_to_s2d, read_checkpoint, s2d_to_official, to_official
+from s2d.models.weights import official_to_s2d, read_checkpoint, s2d_to_official, to_official
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "videomask2former"
 PAPER = dict(backbone="resnet50", hidden_dim=256, mask_dim=256, num_queries=100, nheads=8, dim_feedforward=2048,
              dec_layers=9, enc_layers=6, enc_dim_feedforward=1024, enc_points=4, dropout=0.3)

@@ -6,6 +6,10 @@ itself is fsync'ed so the rename survives a power cut. A crash at any point leav
 new one, never half of one, and never a temp file that a reader would mistake for a result (temp names start
 with ``.tmp-`` and end in ``.partial``).
 
+Final files get the mode an ordinary ``open(..., "w")`` would give them (0666 less the user's umask, so 0644
+by default): ``mkstemp`` creates its temp file 0600, which would keep results from colleagues on a shared
+cluster.
+
 We never fall back to copying when ``os.replace`` fails (e.g. EXDEV across filesystems): a copy-in-place is
 not atomic, so the error propagates and no final file appears.
 """
@@ -20,6 +24,13 @@ from typing import Any
 
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".partial"
+
+
+def _file_mode() -> int:
+    """0666 less the process umask (read without changing it for longer than the call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -44,6 +55,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,22 +62,7 @@ def make_producer(cfg: Any, ds: Dataset):
 
         return produce
 
-    from s2d.masks.frame_masks import color_feature_fn, frame_masks
-
-    maskcut_fn = None
-    if m.source in ("maskcut", "motion_maskcut"):
-        if m.features == "dino":
-            from s2d.masks.dino import dino_feature_fn, load_dino
-
-            model, report = load_dino(m.dino_checkpoint, m.dino_arch)
-            log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"],
-                     report["patch"], m.dino_checkpoint, report["loaded"], len(report["unexpected"]))
-            feats = dino_feature_fn(model)
-        else:
-            feats = color_feature_fn(m.patch)
-
-        def maskcut_fn(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return frame_masks(frame, feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
+    maskcut_fn = maskcut_producer(m) if m.source in ("maskcut", "motion_maskcut") else None
 
     if m.source == "maskcut":
         def produce(r: VideoRecord) -> VideoLabels:
@@ -106,6 +91,22 @@ def make_producer(cfg: Any, ds: Dataset):
         return frames_to_labels(ds.skeleton(r.name), per_frame)
 
     return produce
+
+
+def maskcut_producer(m: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """MaskCut on colour features or on a local DINO checkpoint: frame -> (masks (K, H, W), scores (K,))."""
+    from s2d.masks.frame_masks import color_feature_fn, frame_masks
+
+    if m.features == "dino":
+        from s2d.masks.dino import dino_feature_fn, load_dino
+
+        model, report = load_dino(m.dino_checkpoint, m.dino_arch)
+        log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"], report["patch"],
+                 m.dino_checkpoint, report["loaded"], len(report["unexpected"]))
+        feats = dino_feature_fn(model)
+    else:
+        feats = color_feature_fn(m.patch)
+    return lambda frame: frame_masks(frame, feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
 
 
 def frame_bar(r: VideoRecord, progress: bool):
