@@ -7,7 +7,9 @@
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -53,10 +55,32 @@ def _dispatch(cfg) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         module = importlib.import_module(VERBS[cfg.stage][0])
         module.run(cfg, run_dir)
-    except S2DError as e:
-        log.error("%s", e)
-        print(f"s2d {cfg.stage}: error: {e}", file=sys.stderr)
+    except (S2DError, OSError) as e:
+        if os.environ.get("S2D_DEBUG"):
+            raise
+        msg = str(e) if isinstance(e, S2DError) else _os_error(e)
+        _to_log_files(f"s2d {cfg.stage}: error: {msg}")
+        print(f"s2d {cfg.stage}: error: {msg}\n(S2D_DEBUG=1 shows the full traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def _os_error(e: OSError) -> str:
+    """A failed read or write as one line: what, where, and what to do about the common causes."""
+    where = f" {e.filename}" if e.filename else ""
+    hint = {errno.ENOSPC: "free space or point paths.output_root=... at a larger disk; a rerun resumes",
+            errno.EDQUOT: "free space or point paths.output_root=... elsewhere; a rerun resumes",
+            errno.EACCES: "choose a folder you can write, e.g. paths.output_root=$HOME/s2d-outputs",
+            errno.EROFS: "choose a writable folder, e.g. paths.output_root=$HOME/s2d-outputs"}.get(e.errno, "")
+    return f"{e.strerror or e}{':' if where else ''}{where}" + (f" ({hint})" if hint else "")
+
+
+def _to_log_files(msg: str) -> None:
+    """The error goes to the run's log file too, but not to the console a second time."""
+    root = logging.getLogger()
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, msg, (), None)
+    for h in root.handlers:
+        if isinstance(h, logging.FileHandler):
+            h.handle(record)
 
 
 def main(argv: list[str] | None = None) -> None:

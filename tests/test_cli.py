@@ -63,3 +63,30 @@ def test_eval_verb_on_davis(davis_root, tmp_path):
             f"eval.predictions={preds}", f"eval.out={tmp_path}/m2", f"paths.output_root={tmp_path}", cwd=tmp_path)
     assert r.returncode == 1 and "preds.json: invalid JSON at line 1" in r.stderr
     assert not (tmp_path / "m2" / "metrics.json").exists()
+
+
+def test_errors_are_one_line_once_and_name_the_cause(tmp_path):
+    """A config error is printed once (not again as a log line) with the debug switch named; file-system errors
+    become one line with the path and what to do."""
+    import errno
+
+    from s2d.cli import _os_error
+
+    r = s2d("data", "data.short_side=-1", f"paths.output_root={tmp_path}", cwd=tmp_path)
+    lines = [ln for ln in r.stderr.splitlines() if "data.short_side" in ln]
+    assert r.returncode == 1 and len(lines) == 1 and "S2D_DEBUG=1" in r.stderr and "Traceback" not in r.stderr
+    full = OSError(errno.ENOSPC, "No space left on device", "/scratch/out/labelset.json")
+    assert _os_error(full) == ("No space left on device: /scratch/out/labelset.json (free space or point "
+                               "paths.output_root=... at a larger disk; a rerun resumes)")
+    ro = PermissionError(errno.EACCES, "Permission denied", "/shared/outputs")
+    assert "/shared/outputs" in _os_error(ro) and "paths.output_root=$HOME/s2d-outputs" in _os_error(ro)
+
+
+def test_example_config_with_a_relative_shared_path_works_from_any_folder(davis_root, tmp_path):
+    r = s2d("data", "experiment=davis2016", "data.short_side=48", "data.videos=[car-shadow]",
+            f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "car-shadow" in r.stdout
+    r = s2d("data", "data=davis", "data.root=not/here", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 1 and "data.root not/here does not exist (a relative path is read from the working " \
+                                 "directory" in r.stderr

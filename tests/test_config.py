@@ -78,6 +78,9 @@ def test_wrong_type_fails(compose):
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
     ("model.pretrained_which=ema", "model.pretrained_which"),
     ("predict.topk=0", "predict.topk"),
+    ("label.nms_iou=2.0", "label.nms_iou"),
+    ("demo.score_thr=-1", "demo.score_thr"),
+    ("train.clip_length=0", "train.clip_length"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
     cfg = compose(override)

@@ -176,3 +176,21 @@ def test_stride_and_max_frames_cap_every_video(davis_root, demo_videos_root):
     for a, b in zip(mp4, every):
         assert len(a.video) == 4
         np.testing.assert_array_equal(a.video.frames(), b.video.frames([0, 2, 4, 6]))
+
+
+def test_davis_annotations_missing_or_empty_are_warned_not_a_traceback(davis_root, tmp_path, caplog):
+    import logging
+
+    from s2d.data.sources import open_dataset
+
+    for seq in ("blackswan", "car-shadow"):
+        shutil.copytree(davis_root / seq / "JPEGImages", tmp_path / seq / "JPEGImages")
+        (tmp_path / seq / "Annotations").mkdir()
+    for f in sorted((davis_root / "car-shadow" / "Annotations").glob("*.png"))[:30]:
+        shutil.copy(f, tmp_path / "car-shadow" / "Annotations" / f.name)
+    with caplog.at_level(logging.WARNING, logger="s2d.data.sources"):
+        ds = open_dataset("davis", tmp_path, short_side=48)
+    msgs = " | ".join(r.getMessage() for r in caplog.records)
+    assert "'blackswan': no annotation PNG" in msgs and "no ground truth" in msgs
+    assert "'car-shadow': 10 of 40 frames have no annotation PNG" in msgs and "frame 30" in msgs
+    assert ds["blackswan"].gt is None and ds["car-shadow"].gt.length == 40

@@ -349,4 +349,17 @@ def validate_config(cfg: Any) -> None:
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")
+    _require(0.0 <= la.nms_iou <= 1.0, "label.nms_iou", f"must be within [0, 1], got {la.nms_iou}")
+    _require(0.0 <= la.link_iou <= 1.0, "label.link_iou", f"must be within [0, 1], got {la.link_iou}")
+    _require(0.0 <= la.eval_score_thr <= 1.0, "label.eval_score_thr",
+             f"must be within [0, 1], got {la.eval_score_thr}")
+    _require(tr.clip_length >= 1, "train.clip_length", f"must be >= 1, got {tr.clip_length}")
+    _require(tr.num_workers >= 0, "train.num_workers", f"must be >= 0, got {tr.num_workers}")
+    _require(len(tr.crop_size) == 2 and min(tr.crop_size) >= 32, "train.crop_size",
+             f"must be [H, W] with both >= 32, got {list(tr.crop_size)}")
+    dv = cfg.demo
+    _require(0.0 <= dv.score_thr <= 1.0, "demo.score_thr", f"must be within [0, 1], got {dv.score_thr}")
+    _require(dv.short_side >= 16, "demo.short_side", f"must be >= 16, got {dv.short_side}")
+    _require(dv.max_frames is None or dv.max_frames >= 1, "demo.max_frames", f"must be >= 1, got {dv.max_frames}")
+    _require(dv.fps > 0, "demo.fps", f"must be positive, got {dv.fps}")
     _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

@@ -11,6 +11,7 @@ Every frame file is checked before any work starts; missing ones are listed by v
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +25,8 @@ from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolder
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import read_labelset_json
+
+log = logging.getLogger(__name__)
 
 KINDS = ("demo", "ytvis", "davis", "frames", "mp4")
 
@@ -164,6 +167,16 @@ def open_davis(root: Path, resize: Resize | None = None) -> list[VideoRecord]:
             by_stem = {p.stem: p for p in ann_dir.iterdir() if p.suffix.lower() == ".png"}
             maps: list[np.ndarray | None] = [
                 read_davis_mask(by_stem[f.stem], name, t) if f.stem in by_stem else None for t, f in enumerate(frames)]
+            missing = [t for t, m in enumerate(maps) if m is None]
+            if len(missing) == len(frames):
+                log.warning("DAVIS sequence '%s': no annotation PNG in %s matches a frame name; the sequence has "
+                            "no ground truth", name, ann_dir)
+                records.append(VideoRecord(video, vid))
+                continue
+            if missing:
+                log.warning("DAVIS sequence '%s': %d of %d frames have no annotation PNG in %s (first: frame %d, "
+                            "%s); they count as unlabelled", name, len(missing), len(frames), ann_dir, missing[0],
+                            frames[missing[0]].name)
             first = next(m for m in maps if m is not None)
             h, w = first.shape
             ids = sorted({int(i) for m in maps if m is not None for i in np.unique(m)} - {0, 255})
@@ -239,7 +252,8 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     if kind not in KINDS:
         raise S2DError(f"data.kind '{kind}' is not one of {KINDS}")
     if not root.exists():
-        raise S2DError(f"data.root {root} does not exist")
+        hint = "" if root.is_absolute() else f" (a relative path is read from the working directory {Path.cwd()})"
+        raise S2DError(f"data.root {root} does not exist{hint}; point data.root=/absolute/path at your data")
     resize = Resize(short_side, max_side) if (short_side or max_side) else None
     if kind in ("ytvis", "demo"):
         ann = Path(ann_file) if ann_file else root / "annotations.json"

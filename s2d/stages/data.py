@@ -15,11 +15,20 @@ def demo_config(cfg: Any) -> DemoConfig:
     return DemoConfig(**{k: cfg.data.demo[k] for k in DemoConfig.__dataclass_fields__})
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where conf/ lives in a source checkout
+
+
 def data_root(cfg: Any) -> Path:
+    """The data folder. A relative data.root is read from the working directory; when nothing is there but the
+    path exists next to the installed project (the shipped examples name ../shared/data/...), that one is used,
+    so example configs work from any working directory."""
     if cfg.data.kind == "demo" and cfg.data.root is None:
         dc = demo_config(cfg)
         return Path(cfg.paths.artifacts) / "data" / f"demo-{demo_fingerprint(dc)}"
-    return Path(cfg.data.root)
+    root = Path(cfg.data.root)
+    if not root.is_absolute() and not root.exists() and (PROJECT_ROOT / root).exists():
+        return (PROJECT_ROOT / root).resolve()
+    return root
 
 
 def load_data(cfg: Any) -> Dataset:
