@@ -30,6 +30,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "predict": ("s2d.stages.predict", "a model (model.pretrained=...) on a data set -> YouTube-VIS results json"),
 }
 
+# verbs whose results in the run folder belong to one data set (see stages.common.claim_run_folder)
+CLAIMING = ("run", "masks", "keymasks", "distill", "final", "predict")
+
 log = logging.getLogger("s2d")
 
 
@@ -53,6 +56,10 @@ def _dispatch(cfg) -> None:
     try:
         validate_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if cfg.stage in CLAIMING:
+            from s2d.stages.common import claim_run_folder
+
+            claim_run_folder(cfg, run_dir)
         module = importlib.import_module(VERBS[cfg.stage][0])
         module.run(cfg, run_dir)
     except (S2DError, OSError) as e:

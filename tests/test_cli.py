@@ -90,3 +90,31 @@ def test_example_config_with_a_relative_shared_path_works_from_any_folder(davis_
     r = s2d("data", "data=davis", "data.root=not/here", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
     assert r.returncode == 1 and "data.root not/here does not exist (a relative path is read from the working " \
                                  "directory" in r.stderr
+
+
+def test_demo_without_a_model_lists_the_runs_that_have_one(tmp_path):
+    from s2d.stages.demo import trained_runs_hint
+
+    runs = tmp_path / "runs"
+    assert "run `s2d run` first" in trained_runs_hint(runs)
+    for name in ("davis2016-seed0", "mine-seed1"):
+        ck = runs / name / "checkpoints" / "final-abc"
+        ck.mkdir(parents=True)
+        (ck / "last.ckpt").write_bytes(b"x")
+    hint = trained_runs_hint(runs)
+    assert "davis2016-seed0, mine-seed1" in hint and "name=<name> seed=<seed>" in hint
+
+
+def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
+    """Two data sets under one name: the second command is refused, naming what differs and the way out."""
+    out = f"paths.output_root={tmp_path}/out"
+    r = s2d("masks", "name=x", "debug=fast", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "out" / "runs" / "x-seed0" / "data_identity.json").read_text())["kind"] == "demo"
+    r = s2d("masks", "name=x", "debug=fast", "data=davis", f"data.root={davis_root}", "data.videos=[car-shadow]",
+            "data.max_frames=3", out, cwd=tmp_path)
+    assert r.returncode == 1 and "holds results for other data" in r.stderr and "data.kind" in r.stderr
+    assert "own name=" in r.stderr
+    r = s2d("masks", "name=y", "debug=fast", "data=davis", f"data.root={davis_root}", "data.videos=[car-shadow]",
+            "data.max_frames=3", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

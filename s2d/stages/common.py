@@ -81,3 +81,34 @@ def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[Vi
 
         wait_for(lambda: not missing(), root, lambda: str(missing()[:10]), started)
     return store.finalize(ds.names, info)
+
+
+DATA_IDENTITY = "data_identity.json"
+
+
+def claim_run_folder(cfg: Any, run_dir: Path) -> None:
+    """A run folder holds the results of one data set. The first command records which (kind, root, annotation
+    file, resolution, frame selection); a later command in the same folder on other data is refused with the
+    way out, instead of mixing two data sets' reports and checkpoints."""
+    import json
+
+    from s2d.stages.data import data_root
+
+    d = cfg.data
+    ident = {"kind": d.kind, "root": str(data_root(cfg).resolve()) if (d.root or d.kind != "demo") else None,
+             "ann_file": d.ann_file, "short_side": d.short_side, "max_side": d.max_side,
+             "videos": list(d.videos) if d.videos else None, "max_videos": d.max_videos, "stride": d.stride,
+             "max_frames": d.max_frames,
+             "demo": {k: d.demo[k] for k in d.demo} if d.kind == "demo" and d.root is None else None}
+    path = run_dir / DATA_IDENTITY
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if before is not None and before != ident:
+            changed = sorted(k for k in ident if before.get(k) != ident[k])
+            raise S2DError(f"run folder {run_dir} holds results for other data ({', '.join(f'data.{k}' for k in changed)}"
+                           f" differ: {', '.join(f'{before.get(k)!r} there' for k in changed[:2])}); give this run "
+                           f"its own name=... (the folder is <name>-seed<seed>)")
+    atomic_write_json(path, ident, indent=1)

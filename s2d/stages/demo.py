@@ -34,6 +34,17 @@ def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> Path:
     return path
 
 
+def trained_runs_hint(runs: Path) -> str:
+    """What to do when this run has no final model: the runs that have one (s2d demo uses the run named by
+    name= and seed=), or how to make one."""
+    found = sorted({p.parents[2].name for p in runs.glob("*/checkpoints/final-*/last.ckpt")})
+    if not found:
+        return "run `s2d run` first (with the same name=... as here) or give demo.checkpoint=PATH"
+    pick = ", ".join(found[:8]) + (" ..." if len(found) > 8 else "")
+    return (f"runs with a final model in {runs}: {pick}. Name one with name=<name> seed=<seed> (the run folder is "
+            "<name>-seed<seed>), or give demo.checkpoint=PATH")
+
+
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.data.sources import open_dataset
     from s2d.inference.video_predict import predict_video
@@ -50,7 +61,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         found = sorted((run_dir / "checkpoints").glob("final-*/last.ckpt"), key=lambda p: p.stat().st_mtime)
         ckpt = found[-1] if found else run_dir / "checkpoints" / "final-*" / "last.ckpt"
     if not ckpt.exists():
-        raise S2DError(f"no trained model at {ckpt}: run `s2d run` first or give demo.checkpoint=PATH")
+        raise S2DError(f"no trained model at {ckpt}: " + trained_runs_hint(Path(cfg.paths.runs)))
     kind = "mp4" if video_path.is_file() else "frames"
     ds = open_dataset(kind, video_path, short_side=d.short_side)
     model = load_model(cfg, ckpt, "teacher")
