@@ -27,6 +27,10 @@ def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
     assert "sparse keymasks" in report and "IoU linker" in report
     assert "dense labelset (distilled teacher)" in report and "final model" in report
     assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "stages.png").exists()
+    for name in ("demo_00", "demo_01"):  # every video drawn, dense labels and final predictions as gifs too
+        assert (run_dir / "pictures" / f"{name}.png").exists() and f"pictures/{name}.png" in report
+        assert (run_dir / "overlays" / f"{name}_dense.gif").exists()
+        assert (run_dir / "overlays" / f"{name}_final.gif").exists()
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["complete"] and 0 <= m["metrics"]["sparse keymasks"]["AP50"] <= 100
     overlays = list((tmp_path / "out" / "artifacts").glob("keymasks-*/overlays/*.gif"))
@@ -173,3 +177,27 @@ def test_ddp_through_the_command_line_uses_one_run_folder_and_one_wandb_run(tmp_
 
     (ckpt,) = (run_dir / "checkpoints").glob("distill-*/last.ckpt")
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
+
+
+def test_run_without_ground_truth_still_shows_every_stage(tmp_path, demo_videos_root):
+    """A folder of mp4s (no annotations): the report has no metrics but draws keymasks, dense labels and final
+    predictions, and writes their overlay gifs."""
+    # 4 training steps make no confident teacher: label.score_thr=0 keeps its queries for the dense labelset
+    r = run_s2d("run", "debug=fast", "data=mp4", f"data.root={demo_videos_root / 'apple'}", "data.short_side=96",
+                "data.max_frames=16", "data.stride=2", "label.score_thr=0.0", f"paths.output_root={tmp_path}/out",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
+    report = (run_dir / "report.md").read_text()
+    assert "No ground truth, so no metrics" in report
+    assert "rows, top to bottom: sparse keymasks, dense labels, final model" in report
+    assert (run_dir / "pictures" / "apple.png").exists()
+    assert (run_dir / "overlays" / "apple_dense.gif").exists() and (run_dir / "overlays" / "apple_final.gif").exists()
+
+
+def test_nothing_to_train_on_is_one_line_naming_the_way_out(tmp_path, demo_videos_root):
+    r = run_s2d("run", "debug=fast", "data=mp4", f"data.root={demo_videos_root / 'apple'}", "data.short_side=64",
+                "data.max_frames=4", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "distill: the sparse labelset has no instance in any of its 1 video(s)" in r.stderr
+    assert "data.max_frames" in r.stderr

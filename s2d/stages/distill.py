@@ -198,6 +198,14 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
     if resume is not None and step == cfg.train.max_steps and not cfg.resume.checkpoint:
         log.info("%s: finished checkpoint found (%d steps), skipping", stage, step)
         return resume
+    if not any(v.instances for v in labels):
+        why = ("the masks found nothing that moves or stands out (see the keymasks summary.md): try more frames "
+               "(data.max_frames, data.stride), a larger data.short_side, or other masks (masks=motion_maskcut, "
+               "masks=imported)") if mode == "sparse" else (
+              f"no prediction of the distilled teacher reached label.score_thr={cfg.label.score_thr}: train the "
+              "distill stage longer (train.max_steps) or lower label.score_thr")
+        raise S2DError(f"{stage}: the {mode} labelset has no instance in any of its {len(labels)} video(s), so "
+                       f"there is nothing to train on; {why}")
     module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl")
     if resume is not None:
         if ckpt is None:

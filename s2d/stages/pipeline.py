@@ -63,6 +63,49 @@ def _stage_picture(path: Path, ds, name: str, layers: dict) -> None:
     save_png(path, grid(rows))
 
 
+REPORT_VIDEOS = 6  # videos drawn in the report (the first ones by name); every video has its gifs in overlays/
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def _pictures(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
+    """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
+    overlay gifs of the dense labels and the final model's predictions."""
+    from s2d.viz import overlay, palette, save_gif
+
+    lines = ["## What each stage found", ""]
+    names = ds.names[:REPORT_VIDEOS]
+    for i, name in enumerate(names):
+        r = ds[name]
+        layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
+                  "dense labels": dense[name] if dense is not None else None,
+                  "final model": final_pred[name] if final_pred is not None else None}
+        pic = Path("pictures") / f"{_safe(name)}.png"
+        _stage_picture(run_dir / pic, ds, name, layers)
+        if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
+            _stage_picture(run_dir / "stages.png", ds, name, layers)
+        rows = ", ".join(k for k, v in layers.items() if v is not None)
+        lines += [f"`{name}` — rows, top to bottom: {rows}", "", f"![{name}]({pic.as_posix()})", ""]
+        gifs = []
+        for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
+            if vl is None:
+                continue
+            frames = r.video.frames()
+            m = vl.masks()  # (N, T, H, W)
+            colors = palette(max(len(m), 1))
+            drawn = [overlay(f, m[:, t], colors[:len(m)]) for t, f in enumerate(frames)]
+            gif = Path("overlays") / f"{_safe(name)}_{label}.gif"
+            save_gif(run_dir / gif, drawn[:: max(1, len(drawn) // 40)])
+            gifs.append(f"[{label}]({gif.as_posix()})")
+        if gifs:
+            lines += ["Overlay gifs: " + ", ".join(gifs), ""]
+    if len(ds) > len(names):
+        lines += [f"({len(ds) - len(names)} more videos are not drawn here.)", ""]
+    return lines
+
+
 def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, float]]) -> bool:
     """The report's numbers (one row per stage), its pictures and the resolved config as one W&B run
     (id from ``wandb_run_id``, job_type "report"). Returns False, with a warning, when W&B cannot start."""
@@ -167,15 +210,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
                   "have no identity across frames); — = undefined (no object in that area range).", "",
                   format_table(metrics), "", "![metrics](metrics.png)", ""]
         _bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
-        first = ds.names[0]
-        layers = {"ground truth": gt[first], "keymasks": keymasks[first],
-                  "dense labels": dense[first] if dense is not None else None,
-                  "final model": final_pred[first] if final_pred is not None else None}
-        _stage_picture(run_dir / "stages.png", ds, first, layers)
-        shown = ", ".join(k for k, v in layers.items() if v is not None)
-        lines += [f"Rows, top to bottom: {shown}, on `{first}`:", "", "![stages](stages.png)", ""]
     else:
-        lines += ["No ground truth: no metrics. Look at the overlays.", ""]
+        lines += ["No ground truth, so no metrics: the pictures below and the overlay gifs show what each stage "
+                  "found.", ""]
+    lines += _pictures(run_dir, ds, keymasks, dense, final_pred)
     summary = (km_dir / "summary.md").read_text()
     lines += ["## Keymask discovery per video", "", summary, "",
               f"Overlay gifs: `{km_dir / 'overlays'}`", ""]
