@@ -201,3 +201,12 @@ def test_nothing_to_train_on_is_one_line_naming_the_way_out(tmp_path, demo_video
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "distill: the sparse labelset has no instance in any of its 1 video(s)" in r.stderr
     assert "data.max_frames" in r.stderr
+
+
+def test_empty_dense_labelset_skips_the_final_stage_and_still_reports(tmp_path):
+    r = run_s2d("run", "debug=fast", "label.score_thr=1.0", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "final: skipped, the dense labelset is empty" in r.stdout + r.stderr
+    report = (tmp_path / "out" / "runs" / "debug-fast-seed0" / "report.md").read_text()
+    assert "| final | skipped: the dense labelset is empty" in report
+    assert "| sparse keymasks |" in report and "| final model |" not in report

@@ -174,8 +174,14 @@ def run(cfg: Any, run_dir: Path) -> dict:
         dense, label_dir, label_fp = label_stage.compute(cfg, ds, distill_ckpt, data_fp)
         timings["label"] = time.perf_counter() - t
         t = time.perf_counter()
-        final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", label_fp, init=distill_ckpt)
-        final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+        if any(v.instances for v in dense):
+            final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", label_fp, init=distill_ckpt)
+            final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+        else:  # nothing to train on: say so and still write the report of the stages that ran
+            final_ckpt = pred_dir = None
+            log.warning("final: skipped, the dense labelset is empty (no prediction of the distilled teacher reached "
+                        "label.score_thr=%s); train the distill stage longer (train.max_steps) or lower "
+                        "label.score_thr", cfg.label.score_thr)
         timings["final"] = time.perf_counter() - t
 
     rank, world = job_rank_world()
@@ -191,7 +197,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if learn:
         lines += [f"| distill | `{distill_ckpt}` | {timings['distill']:.1f} |",
                   f"| label | `{label_dir}` | {timings['label']:.1f} |",
-                  f"| final | `{final_ckpt}`, predictions `{pred_dir}` | {timings['final']:.1f} |"]
+                  f"| final | `{final_ckpt}`, predictions `{pred_dir}` | {timings['final']:.1f} |" if final_ckpt else
+                  "| final | skipped: the dense labelset is empty (no teacher prediction reached label.score_thr) | — |"]
     lines += [""]
     metrics: dict[str, dict[str, float]] = {}
     if ds.has_gt:
@@ -203,6 +210,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         metrics["sparse keymasks"] = score(gt, keymasks, voids)
         if dense is not None:
             metrics["dense labelset (distilled teacher)"] = score(gt, dense, voids)
+        if final_pred is not None:
             metrics["final model"] = score(gt, final_pred, voids)
         lines += ["## Class-agnostic results against the ground truth", "",
                   "Video AP/AR over tubes (YouTube-VIS protocol, 128²/256² area bounds) and DAVIS-2017 "
