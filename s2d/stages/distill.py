@@ -129,6 +129,7 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
         from s2d.lit.fault_injector import FaultInjector
 
         callbacks.append(FaultInjector(cfg.fault.kind, cfg.fault.step, cfg.fault.rank))
+    quiet_lightning()
     plugins: list = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # RequeueOnSignal does it, at a step boundary
@@ -140,6 +141,39 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
                      # validation every N optimizer steps, across epoch boundaries (epochs are short)
                      val_check_interval=t.val_every_n_steps, check_val_every_n_epoch=None if t.val_every_n_steps else 1,
                      limit_val_batches=1.0 if t.val_every_n_steps else 0)
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning's advert, and its note on *saving* full checkpoints ("`weights_only` was not set"), which reads
+    as if checkpoints were loaded unsafely (they are loaded with weights_only=True)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return "litlogger" not in msg and "`weights_only` was not set" not in msg
+
+
+# Lightning warnings that are wrong for this suite: the teacher is in eval mode on purpose, resuming is decided
+# here (not by Lightning's "last"), and the pytree deprecation is Lightning's own business.
+_MISLEADING = (r".*fit\(ckpt_path=None\)` was called without a model", r".*fit\(ckpt_path=\"last\"\) is set, but there is",
+               r".*module\(s\) in eval mode at the start of training", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def quiet_lightning() -> None:
+    """Lightning's lines once (through the run's own logging, console and log file), without its adverts and
+    without warnings that do not apply here."""
+    import warnings
+
+    root_prints = bool(logging.getLogger().handlers)  # Hydra configured it: console and the run's log file
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        if root_prints:  # Lightning's own stderr handler would print every line a second time
+            lg.handlers.clear()
+            lg.propagate = True
+    for h in logging.getLogger().handlers:  # filters on handlers see records propagated from every child logger
+        if not any(isinstance(f, _DropAdverts) for f in h.filters):
+            h.addFilter(_DropAdverts())
+    for msg in _MISLEADING:
+        warnings.filterwarnings("ignore", message=msg)
 
 
 def best_checkpoint(ckpt_dir: Path, monitor: str, mode: str = "max"):
@@ -222,7 +256,7 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         module.teacher.load_state_dict(teacher)
     tr = trainer(cfg, run_dir, stage, folder)
     try:
-        tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None)
+        tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None, weights_only=True)
         # periodic checkpoints may not fall on the last step: the final state is always written as last.ckpt
         tr.save_checkpoint(last)
     except SIGTERMException:
