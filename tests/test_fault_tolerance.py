@@ -456,6 +456,27 @@ def test_nan_on_one_rank_stops_both_ranks_at_that_step(sparse_data, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ddp
 @pytest.mark.timeout(240)
+def test_nan_predictions_on_one_rank_stop_both_through_the_matcher(sparse_data, tmp_path):
+    """N1 without a backdoor: a weight of rank 1's student becomes NaN at step 2, so its predictions are NaN.
+    The criterion's one collective carries that news: rank 1 names its outputs, rank 0 the other rank; both stop
+    at step 2 and nobody waits in a collective (before, rank 1's matcher raised before the collective and rank 0
+    waited for it)."""
+    from s2d.lit.fault_injector import FaultInjector
+
+    _, data = _data(sparse_data)
+    with pytest.raises(Exception, match="non-finite loss at step 2"):
+        _ddp_fit(_ddp_module(tmp_path), data, tmp_path, 5, [FaultInjector("nan_weights", step=2, rank=1)])
+    r0, r1 = _rank_reports(tmp_path)
+    assert len(r0["losses"]) == len(r1["losses"]) == 2
+    e0, e1 = ((tmp_path / f"rank{r}.error").read_text() for r in (0, 1))
+    assert e1.startswith("FloatingPointError: non-finite loss at step 2")
+    assert "non-finite predictions (the model's outputs contain NaN/inf)" in e1 and "videos [" in e1
+    assert e0.startswith("FloatingPointError: non-finite loss at step 2") and "non-finite predictions on 1 other rank" in e0
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+@pytest.mark.timeout(240)
 def test_a_rank_without_any_instance_trains_on_without_a_hang(sparse_data, tmp_path):
     """N4: rank 1 has no target instances in any step (only the "no object" class term is left): both ranks
     stay finite, run the normaliser's collective every step, finish all steps and end with the same weights

@@ -334,8 +334,10 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
-    _require(cfg.fault.kind in (None, "raise", "nan", "sigusr1", "sigterm", "sigkill"), "fault.kind",
-             f"'{cfg.fault.kind}' is not raise|nan|sigusr1|sigterm|sigkill")
+    from s2d.lit.fault_injector import KINDS as FAULTS
+
+    _require(cfg.fault.kind is None or cfg.fault.kind in FAULTS, "fault.kind",
+             f"'{cfg.fault.kind}' is not {'|'.join(FAULTS)}")
     _require(cfg.eval.workers is None or cfg.eval.workers >= 1, "eval.workers",
              f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
     _require(cfg.train.on_error in ("raise", "substitute"), "train.on_error",

@@ -66,17 +66,23 @@ class DistillationModule(L.LightningModule):
         out = self.student(clips)
         gens = self._generators(batch)
         context = f"step {self.global_step}, videos {batch['videos']}"
-        terms = {f"sparse/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
-        if self.hparams.distill_weight > 0:
-            dist_t = self.teacher_targets(clips)
-            gens = self._generators(batch)
-            terms.update({f"distill/{k}": self.hparams.distill_weight * v
-                          for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
-        loss = sum(terms.values())
+        failure = None
+        try:
+            terms = {f"sparse/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
+            if self.hparams.distill_weight > 0:
+                dist_t = self.teacher_targets(clips)
+                gens = self._generators(batch)
+                terms.update({f"distill/{k}": self.hparams.distill_weight * v
+                              for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
+            loss = sum(terms.values())
+        except FloatingPointError as e:
+            # the matcher refused non-finite predictions on this rank: the other ranks must hear of it in the
+            # collective below, or they would wait for this one forever
+            failure, terms, loss = str(e), {}, out["pred_logits"].sum() * float("nan")
         if getattr(self, "inject_nan_at", None) == self.global_step:  # FaultInjector(kind="nan")
             terms["injected_nan"] = loss * float("nan")
             loss = terms["injected_nan"]
-        self._check_finite(loss, terms, batch)
+        self._check_finite(loss, terms, batch, failure)
         main = {k: v for k, v in terms.items() if "_aux" not in k}
         self.log_dict({f"train/{k}": v.detach() for k, v in main.items()}, batch_size=clips.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=clips.shape[0])
@@ -84,14 +90,15 @@ class DistillationModule(L.LightningModule):
             self.log("data/substituted", float(batch["substituted"]), reduce_fx="sum", batch_size=clips.shape[0])
         return loss
 
-    def _check_finite(self, loss: torch.Tensor, terms: dict, batch: dict) -> None:
+    def _check_finite(self, loss: torch.Tensor, terms: dict, batch: dict, failure: str | None = None) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(bad)  # every rank learns that some rank went non-finite: all stop, none hangs
         if bad.item() > 0:
             bad_terms = sorted(k for k, v in terms.items() if not torch.isfinite(v))
+            where = failure or bad_terms or "finite here, NaN on another rank"
             raise FloatingPointError(f"non-finite loss at step {self.global_step} (stage {type(self).__name__}, "
-                                     f"rank {self.global_rank}): terms {bad_terms or 'finite here, NaN on another rank'}"
+                                     f"rank {self.global_rank}): {'' if failure else 'terms '}{where}"
                                      f"; videos {batch['videos']}, frames {batch['frames']}")
 
     def optimizer_step(self, *args, **kwargs) -> None:

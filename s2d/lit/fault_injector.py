@@ -3,6 +3,8 @@ survives it: ``s2d distill debug=fault fault.kind=raise|nan|sigusr1|sigterm faul
 
   raise    an exception in the training loop at step k (the run stops; a rerun resumes)
   nan      the loss of step k becomes NaN on rank r: every rank stops at that step with an error naming it
+  nan_weights  one weight of rank r's student becomes NaN at step k, so its predictions are NaN: the loss's
+           collective tells every rank, all stop at that step, rank r naming its outputs
   sigusr1  SIGUSR1 to this process at step k (SLURM's pre-timeout signal: Lightning checkpoints and requeues)
   sigterm  SIGTERM to this process at step k (SLURM's time limit, scancel: stop after the step, checkpoint)
   sigkill  SIGKILL to this process at step k (a node failure: nothing runs, the last periodic checkpoint counts)
@@ -14,7 +16,7 @@ import signal
 
 import lightning as L
 
-KINDS = ("raise", "nan", "sigusr1", "sigterm", "sigkill")
+KINDS = ("raise", "nan", "nan_weights", "sigusr1", "sigterm", "sigkill")
 
 
 class FaultInjector(L.Callback):
@@ -30,6 +32,11 @@ class FaultInjector(L.Callback):
             raise RuntimeError(f"FaultInjector: injected failure at step {self.step} on rank {self.rank}")
         if self.kind == "nan":
             module.inject_nan_at = self.step
+        elif self.kind == "nan_weights":  # a blown-up weight: NaN reaches the predictions and the loss
+            import torch
+
+            with torch.no_grad():
+                module.student.decoder.mask_embed.layers[-1].bias.fill_(float("nan"))
         elif self.kind == "sigusr1":
             os.kill(os.getpid(), signal.SIGUSR1)
         elif self.kind == "sigterm":

@@ -20,14 +20,16 @@ from s2d.losses.matcher import HungarianMatcher
 from s2d.losses.point_sample import point_sample, uncertain_points
 
 
-def global_count(n: float | torch.Tensor, device) -> torch.Tensor:
+def global_count(n: float | torch.Tensor, device, flag: bool = False) -> tuple[torch.Tensor, int]:
     """A count summed over DDP ranks, divided by the world size (DDP averages gradients over ranks, so each
-    rank normalises by its share), clamped to >= 1. Runs the collective on every rank, always."""
-    t = torch.as_tensor(n, dtype=torch.float32, device=device).reshape(1).clone()
+    rank normalises by its share), clamped to >= 1, and how many ranks raised ``flag``. One collective on every
+    rank, always: the flag rides along so that every rank learns of a failure at the same point."""
+    t = torch.tensor([float(n), float(flag)], dtype=torch.float32, device=device)
+    world = 1
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
-        t = t / dist.get_world_size()
-    return t.clamp(min=1.0)
+        world = dist.get_world_size()
+    return (t[:1] / world).clamp(min=1.0), int(t[1].item())
 
 
 class VideoSetCriterion:
@@ -68,7 +70,7 @@ class VideoSetCriterion:
                     best = (inter / union.clamp(min=1)).max(1).values               # (Q,)
                     weight[b, unmatched & (best <= self.cutler_iou)] = 0.0
         ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")  # (B, Q)
-        return (ce * weight).sum() / global_count(weight.sum().detach(), logits.device)
+        return (ce * weight).sum() / global_count(weight.sum().detach(), logits.device)[0]
 
     def _mask_losses(self, masks, targets, indices, num_instances, generators):
         """Per (instance, frame) point-sampled BCE and Dice, weighted by the DropLoss rule, summed per clip."""
@@ -106,8 +108,15 @@ class VideoSetCriterion:
         over DDP ranks samples the same points as one process.
         """
         device = outputs["pred_masks"].device
-        num = global_count(sum(len(t) for t in targets), device)  # collective on every rank, always
         layers = [outputs] + (list(outputs.get("aux_outputs", [])) if self.deep_supervision else [])
+        finite = all(bool(torch.isfinite(o["pred_masks"]).all() and torch.isfinite(o["pred_logits"]).all())
+                     for o in layers)
+        # collective on every rank, always; a rank with NaN/inf predictions stops every rank right here
+        num, bad_ranks = global_count(sum(len(t) for t in targets), device, flag=not finite)
+        if bad_ranks:
+            raise FloatingPointError(f"criterion{(' ' + context) if context else ''}: non-finite predictions "
+                                     + ("(the model's outputs contain NaN/inf)" if not finite else
+                                        f"on {bad_ranks} other rank(s)"))
         losses: dict[str, torch.Tensor] = {}
         for i, out in enumerate(layers):
             indices = self.matcher(out["pred_logits"], out["pred_masks"], targets, generators, context)
