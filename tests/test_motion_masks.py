@@ -10,12 +10,13 @@ from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks, smo
 H, W = 120, 160
 
 
-def _texture(h, w, seed):
-    """Smoothed noise with strong gradients: trackable everywhere, like natural texture."""
+def _texture(h, w, seed, tint=(1.0, 1.0, 1.0)):
+    """Smoothed noise with strong gradients: trackable everywhere, like natural texture; ``tint`` gives an
+    object its own colours (an object coloured exactly like the scenery is the known limit of GrabCut)."""
     rng = np.random.default_rng(seed)
     img = cv2.GaussianBlur(rng.uniform(0, 255, (h, w, 3)).astype(np.float32), (0, 0), 2.0)
     img = (img - img.min()) / (img.max() - img.min()) * 255
-    return img.astype(np.uint8)
+    return (img * np.asarray(tint, np.float32)).clip(0, 255).astype(np.uint8)
 
 
 def _camera(t, kind, rng):
@@ -38,7 +39,8 @@ def sequence(camera="static", objects=(), T=16, seed=0):
     frame coordinates; an object moves (vx, vy) px per frame relative to the scenery until ``stop_at``."""
     rng = np.random.default_rng(seed)
     world = _texture(2 * H, 2 * W, seed)
-    tex = [_texture(40, 40, seed + 10 + i) for i in range(len(objects))]
+    tints = [(1.0, 0.35, 0.3), (0.3, 0.45, 1.0), (0.35, 1.0, 0.4)]
+    tex = [_texture(40, 40, seed + 10 + i, tints[i % 3]) for i in range(len(objects))]
     frames = np.zeros((T, H, W, 3), np.uint8)
     masks = np.zeros((len(objects), T, H, W), bool)
     for t in range(T):

@@ -294,7 +294,7 @@ def validate_config(cfg: Any) -> None:
     for key in ("smooth_beta", "border", "max_moving"):
         _require(0.0 <= mo[key] < 1.0, f"masks.motion.{key}", f"must be within [0, 1), got {mo[key]}")
     _require(-1.0 <= mo.min_score <= 1.0, "masks.motion.min_score", f"must be within [-1, 1], got {mo.min_score}")
-    for key in ("grid", "band", "grabcut_iters", "ring"):
+    for key in ("grid", "band", "grabcut_iters", "ring", "max_movers"):
         _require(mo[key] >= 1, f"masks.motion.{key}", f"must be >= 1, got {mo[key]}")
     _require(m.features in ("color", "dino"), "masks.features", f"'{m.features}' is not color|dino")
     _require(1 <= m.max_masks <= 100, "masks.max_masks", f"must be within 1..100, got {m.max_masks}")

@@ -14,12 +14,12 @@ Per video (frames (T, H, W, 3) uint8):
      reliability 0. The prior is averaged over time along the flow (two-sided recursive average, weight
      ``smooth_beta`` per step, frames weighted by reliability), so unreliable frames are filled from their
      neighbours and single-frame noise fades.
-  5. GrabCut per connected component of the candidate region, in the bounding box of a band around it
-     (definite foreground: smoothed prior above 0.8, eroded; probable foreground above 0.5), to snap to image
-     edges; a component GrabCut would mostly erase keeps its motion region.
+  5. GrabCut in the bounding box of a band around the candidate region (definite foreground: smoothed prior
+     above 0.8, eroded; probable foreground above 0.5), to snap to image edges. It also removes weak motion
+     regions whose colours are the scenery's; the price: an object coloured exactly like its background is lost.
   6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
-     are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to ``max_masks``
-     per frame (``masks.max_masks``, like ``min_area``); they never overlap.
+     are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to
+     ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
 frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Known limits:
@@ -53,6 +53,7 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     grabcut_iters: int = 3
     ring: int = 10                 # px: ring around an instance for its contrast score
     min_score: float = 0.1         # contrast below this is not an object
+    max_movers: int = 3            # motion instances per frame at most (more components are mostly noise)
 
 
 @dataclass
@@ -191,24 +192,6 @@ def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: 
     return out
 
 
-def refine(frame: np.ndarray, soft: np.ndarray, p: MotionParams, scale: float, min_px: int) -> np.ndarray:
-    """Candidate region (smoothed prior > 0.5) snapped to image edges, one connected component at a time: each
-    gets its own GrabCut colour models in its own band, so two objects do not share (and fight over) one
-    model. Motion is the evidence and GrabCut only the edge: a component GrabCut would shrink below half its
-    size is kept as the motion region."""
-    cand = soft > 0.5
-    n, lab = cv2.connectedComponents(cand.astype(np.uint8), connectivity=8)
-    out = np.zeros_like(cand)
-    band, erode = max(1, int(round(p.band * scale))), max(1, int(round(3 * scale)))
-    for i in range(1, n):
-        comp = lab == i
-        if comp.sum() < max(1, min_px // 2):
-            continue
-        part = _grabcut(frame, np.where(comp, soft, 0.0), band, p.grabcut_iters, erode)
-        out |= part if part.sum() >= 0.5 * comp.sum() else comp
-    return out
-
-
 def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002
               ) -> tuple[np.ndarray, np.ndarray]:
     """One frame: smoothed prior (H, W) -> masks (K, H, W) bool (disjoint) and contrast scores (K,), best first;
@@ -216,7 +199,8 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
     H, W = soft.shape
     scale = min(H, W) / REF_SHORT_SIDE
     min_px = max(1, int(min_area * H * W))
-    region = refine(frame, soft, p, scale, min_px)
+    region = _grabcut(frame, soft, max(1, int(round(p.band * scale))), p.grabcut_iters,
+                      max(1, int(round(3 * scale))))
     n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     ring_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(1, int(round(p.ring * scale))) + 1,) * 2)
     masks, scores = [], []
@@ -252,7 +236,7 @@ def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_ar
     ev = motion_evidence(frames, fwd, bwd, p)
     out = []
     for t in range(len(frames)):
-        out.append(instances(frames[t], ev.smoothed[t], p, max_masks, min_area))
+        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area))
         if progress is not None:
             progress(1)
     return out, ev
