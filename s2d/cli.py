@@ -71,13 +71,30 @@ def _dispatch(cfg) -> None:
         sys.exit(1)
 
 
+def _unwritable_output(overrides: list[str]) -> str | None:
+    """Hydra creates the run folder before any s2d code runs, and a failure there is a traceback: check first
+    that the output root (``paths.output_root``, default ./outputs) can be created and written."""
+    import tempfile
+
+    roots = [a.split("=", 1)[1] for a in overrides if a.startswith("paths.output_root=")]
+    root = Path(roots[-1] if roots else "outputs")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        return f"the output folder cannot be written: {_os_error(e)}"
+    return None
+
+
 def _os_error(e: OSError) -> str:
     """A failed read or write as one line: what, where, and what to do about the common causes."""
     where = f" {e.filename}" if e.filename else ""
     hint = {errno.ENOSPC: "free space or point paths.output_root=... at a larger disk; a rerun resumes",
             errno.EDQUOT: "free space or point paths.output_root=... elsewhere; a rerun resumes",
             errno.EACCES: "choose a folder you can write, e.g. paths.output_root=$HOME/s2d-outputs",
-            errno.EROFS: "choose a writable folder, e.g. paths.output_root=$HOME/s2d-outputs"}.get(e.errno, "")
+            errno.EROFS: "choose a writable folder, e.g. paths.output_root=$HOME/s2d-outputs",
+            errno.ENOTDIR: "a file stands where a folder should be; choose another paths.output_root=..."}.get(e.errno, "")
     return f"{e.strerror or e}{':' if where else ''}{where}" + (f" ({hint})" if hint else "")
 
 
@@ -114,6 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     if verb == "demo" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
         rest = [f"demo.video={rest[0]}", *rest[1:]]  # `s2d demo VIDEO.mp4` reads as a path, not an override
     # argv[0] stays the real program: the DDP launcher re-executes it for the other ranks
+    problem = _unwritable_output(rest)
+    if problem:
+        print(f"s2d {verb}: error: {problem}", file=sys.stderr)
+        sys.exit(1)
     # stage= joins the other overrides: argparse (inside Hydra) reads one run of positional arguments, so
     # `s2d run experiment=x --cfg job` must not become `experiment=x --cfg job stage=run`
     first = next((i for i, a in enumerate(rest) if "=" in a and not a.startswith("-")), len(rest))

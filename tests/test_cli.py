@@ -118,3 +118,10 @@ def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
     r = s2d("masks", "name=y", "debug=fast", "data=davis", f"data.root={davis_root}", "data.videos=[car-shadow]",
             "data.max_frames=3", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = s2d("data", f"paths.output_root={tmp_path}/afile/out", cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "the output folder cannot be written: Not a directory" in r.stderr and "paths.output_root" in r.stderr
