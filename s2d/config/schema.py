@@ -359,6 +359,28 @@ def validate_config(cfg: Any) -> None:
     _require(tr.num_workers >= 0, "train.num_workers", f"must be >= 0, got {tr.num_workers}")
     _require(len(tr.crop_size) == 2 and min(tr.crop_size) >= 32, "train.crop_size",
              f"must be [H, W] with both >= 32, got {list(tr.crop_size)}")
+    for key in ("class_weight", "mask_weight", "dice_weight", "cutler_iou"):
+        _require(lo[key] >= 0, f"loss.{key}", f"must be >= 0, got {lo[key]}")
+    _require(0.0 <= lo.no_object_weight <= 1.0, "loss.no_object_weight",
+             f"must be within [0, 1], got {lo.no_object_weight}")
+    op = cfg.optim
+    _require(op.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {op.weight_decay}")
+    _require(op.backbone_lr_mult >= 0, "optim.backbone_lr_mult", f"must be >= 0, got {op.backbone_lr_mult}")
+    _require(op.gamma > 0, "optim.gamma", f"must be positive, got {op.gamma}")
+    _require(all(m >= 1 for m in op.milestones) and list(op.milestones) == sorted(set(op.milestones)),
+             "optim.milestones", f"must be increasing steps >= 1, got {list(op.milestones)}")
+    di = cfg.distill
+    _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
+             "distill weights must be >= 0")
+    _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
+    _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
+             "log_every_n_steps and checkpoint_every_n_steps must be >= 1")
+    _require(len(tr.crop_scale) == 2 and 0 < tr.crop_scale[0] <= tr.crop_scale[1] <= 1, "train.crop_scale",
+             f"must be [lo, hi] with 0 < lo <= hi <= 1, got {list(tr.crop_scale)}")
+    _require(0 <= tr.rotation <= 180 and tr.fallback_radius >= 0, "train.rotation",
+             "rotation must be within 0..180 degrees and fallback_radius >= 0")
+    _require(t.window_len >= 2, "tracker.window_len", f"must be >= 2, got {t.window_len}")
+    _require(cfg.fault.step >= 0 and cfg.fault.rank >= 0, "fault.step", "step and rank must be >= 0")
     dv = cfg.demo
     _require(0.0 <= dv.score_thr <= 1.0, "demo.score_thr", f"must be within [0, 1], got {dv.score_thr}")
     _require(dv.short_side >= 16, "demo.short_side", f"must be >= 16, got {dv.short_side}")
