@@ -285,3 +285,17 @@ def test_predict_verb_writes_results_at_the_original_size_and_scores_them(tmp_pa
     assert scores == sorted(scores, reverse=True)
     assert set(result["metrics"]) >= {"AP", "AP50", "J&F-Mean"}
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["metrics"]["AP"] == result["metrics"]["AP"]
+
+
+def test_targets_are_padded_like_the_frames():
+    """A 40 x 56 clip is padded to 64 x 64: its target masks get the same zero rows and columns (bottom, right),
+    so the loss compares each prediction cell with the pixels it sees; divisible clips are left alone."""
+    m = VideoMask2Former(**SMALL)
+    t = torch.ones(2, 3, 40, 56)
+    (p,) = m.pad_targets([t], (40, 56))
+    assert p.shape == (2, 3, 64, 64) and p[..., :40, :56].all() and p.sum() == t.sum()
+    same = torch.ones(1, 3, 64, 96)
+    assert m.pad_targets([same], (64, 96))[0] is same
+    with torch.no_grad():
+        out = m.eval()(torch.rand(1, 3, 3, 40, 56))
+    assert out["pred_masks"].shape[-2:] == (16, 16)  # the prediction grid covers the padded 64 x 64 input

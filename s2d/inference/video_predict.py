@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from s2d.labelset import rle
 from s2d.labelset.types import Instance
 from s2d.models import VideoMask2Former
+from s2d.models.video_mask2former import masks_at
 
 
 @dataclass
@@ -52,9 +52,9 @@ def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float
     out = model(x)
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
     keep = torch.nonzero(scores >= score_thr).flatten()
-    m = out["pred_masks"][0, keep]                                           # (K, T, h, w)
-    if len(keep):
-        m = F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)
+    m = out["pred_masks"][0, keep]                                           # (K, T, h, w) on the padded grid
+    if len(keep):  # back to the frames: resize to the padded input, crop the padding, resize to ``size``
+        m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, getattr(model, "size_divisibility", 1))
     return (m > 0).cpu().numpy(), scores[keep].cpu().numpy()
 
 

@@ -64,6 +64,7 @@ class DistillationModule(L.LightningModule):
         torch.manual_seed(_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
         clips, targets = batch["clips"], batch["targets"]
         out = self.student(clips)
+        targets = self.student.pad_targets(targets, out["image_size"])  # frames not divisible by 32 were padded
         gens = self._generators(batch)
         context = f"step {self.global_step}, videos {batch['videos']}"
         failure = None

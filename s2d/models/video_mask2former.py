@@ -24,6 +24,23 @@ PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
 
 
+def masks_at(mask_logits: torch.Tensor, image_size: tuple[int, int], out_size: tuple[int, int],
+             size_divisibility: int = 32) -> torch.Tensor:
+    """(..., h, w) logits on the padded stride-4 grid -> (..., *out_size) logits: resized to the padded input,
+    cropped to the image, resized to ``out_size`` (all bilinear, align_corners=False), as the official inference
+    post-processing does. Without padding (divisibility <= 1) this is one resize."""
+    lead = mask_logits.shape[:-2]
+    m = mask_logits.reshape(1, -1, *mask_logits.shape[-2:]).float()
+    d = max(size_divisibility, 1)
+    H, W = image_size
+    padded = (H + (-H % d), W + (-W % d))
+    if padded != (H, W):
+        m = F.interpolate(m, size=padded, mode="bilinear", align_corners=False)[..., :H, :W]
+    if (m.shape[-2], m.shape[-1]) != tuple(out_size):
+        m = F.interpolate(m, size=out_size, mode="bilinear", align_corners=False)
+    return m.reshape(*lead, *out_size)
+
+
 class VideoMask2Former(nn.Module):
     def __init__(self, backbone: str = "resnet50", hidden_dim: int = 256, mask_dim: int = 256, num_queries: int = 100,
                  nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 9, enc_layers: int = 6,
@@ -57,18 +74,17 @@ class VideoMask2Former(nn.Module):
 
     def masks_at(self, mask_logits: torch.Tensor, image_size: tuple[int, int],
                  out_size: tuple[int, int]) -> torch.Tensor:
-        """(..., h, w) logits on the padded stride-4 grid -> (..., *out_size) logits: resized to the padded
-        input, cropped to the image, resized to ``out_size`` (all bilinear, align_corners=False), as the official
-        inference post-processing does."""
-        lead = mask_logits.shape[:-2]
-        m = mask_logits.reshape(1, -1, *mask_logits.shape[-2:]).float()
-        d = max(self.size_divisibility, 1)
+        """Mask logits of this model's outputs at any size the official way (see ``masks_at``)."""
+        return masks_at(mask_logits, image_size, out_size, self.size_divisibility)
+
+    def pad_targets(self, targets: list[torch.Tensor], image_size: tuple[int, int]) -> list[torch.Tensor]:
+        """Target masks (N, T, H, W) at the input size -> zero-padded like the frames, so that they line up with
+        the padded prediction grid (the official criterion pads its targets the same way)."""
+        d = self.size_divisibility
         H, W = image_size
-        padded = (H + (-H % d), W + (-W % d))
-        m = F.interpolate(m, size=padded, mode="bilinear", align_corners=False)[..., :H, :W]
-        if (H, W) != tuple(out_size):
-            m = F.interpolate(m, size=out_size, mode="bilinear", align_corners=False)
-        return m.reshape(*lead, *out_size)
+        if d <= 1 or not (H % d or W % d):
+            return targets
+        return [F.pad(t, (0, -W % d, 0, -H % d)) if t.shape[-2:] == (H, W) else t for t in targets]
 
     @classmethod
     def from_config(cls, cfg: dict, load_weights: bool = True) -> "VideoMask2Former":
