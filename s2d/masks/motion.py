@@ -22,7 +22,10 @@ Per video (frames (T, H, W, 3) uint8):
      ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
-frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Known limits:
+frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Camera motion
+over a scene with depth (parallax): mild parallax spread over the scene raises the median residual and with it
+the relative threshold; a frame where more than ``max_moving`` of the image still looks moving is treated as
+unreliable (weight 0) and filled from its neighbours, or left without masks when none is reliable. Known limits:
 static objects get no mask (``masks=motion_maskcut`` adds MaskCut's), objects moving together merge, what moves
 with an object stays with it (shadow, reflection, spray), strong parallax can make false movers.
 
