@@ -68,6 +68,20 @@ def test_temporal_droploss_ignores_empty_frames_exactly():
     assert float(again["loss_mask"]) < float(half["loss_mask"]) < float(plain["loss_mask"])
 
 
+def test_temporal_droploss_weights_hand_computed():
+    """Two instances x three frames: instance 0 has a keymask on frames 0 and 2, instance 1 only on frame 1.
+    The paper's indicator 1(|m| > 0) -> [1, 0, 1, 0, 1, 0] (instance-major); drop_rate 0.25 keeps 0.75 of an
+    empty pair's loss; drop_rate 0 drops nothing."""
+    from s2d.losses.temporal_droploss import temporal_droploss_weights
+
+    t = torch.zeros(2, 3, 4, 4)
+    t[0, 0, 1, 1] = t[0, 2, 0, 0] = 1
+    t[1, 1, 2:, 2:] = 1
+    assert temporal_droploss_weights(t).tolist() == [1, 0, 1, 0, 1, 0]
+    assert temporal_droploss_weights(t, 0.25).tolist() == [1, 0.75, 1, 0.75, 1, 0.75]
+    assert temporal_droploss_weights(t, 0.0).tolist() == [1.0] * 6
+
+
 def test_everything_dropped_is_a_finite_zero_with_gradients():
     out = _outputs()
     crit = VideoSetCriterion(class_weight=0.0, num_points=32)

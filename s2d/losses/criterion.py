@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from s2d.losses.matcher import HungarianMatcher
 from s2d.losses.point_sample import point_sample, uncertain_points
+from s2d.losses.temporal_droploss import temporal_droploss_weights
 
 
 def global_count(n: float | torch.Tensor, device, flag: bool = False) -> tuple[torch.Tensor, int]:
@@ -91,8 +92,7 @@ class VideoSetCriterion:
             prob = ps.sigmoid()
             dice = 1 - (2 * (prob * pt).sum(1) + 1) / (prob.sum(1) + pt.sum(1) + 1)    # (n*T,)
             if self.variant == "temporal":
-                present = (tgt.flatten(2).sum(-1) > 0).flatten().float()                # (n*T,)
-                w = present + (1 - present) * (1 - self.drop_rate)
+                w = temporal_droploss_weights(tgt, self.drop_rate)                     # (n*T,)
             else:
                 w = torch.ones_like(bce)
             # the method's sum over frames of 1(|m| > 0) * L per instance, summed over instances

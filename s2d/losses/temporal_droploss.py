@@ -1,0 +1,18 @@
+"""Temporal DropLoss, the loss of S2D's sparse-to-dense distillation.
+
+Paper definition (S2D, Sick et al. 2025): for a matched instance i with pseudo-label masks m_i^t over the clip's
+frames t, L_TempDrop(i) = sum_t 1(|m_i^t| > 0) * L_mask(mhat_i^t, m_i^t): an (instance, frame) pair whose
+pseudo-label is empty (no keymask there) contributes no loss, so the model is free to propagate the instance into
+frames without a keymask instead of being taught that the object is absent. ``drop_rate`` generalises the
+indicator for the ablation: an empty pair keeps weight 1 - drop_rate (1 = the paper, 0 = no dropping).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def temporal_droploss_weights(targets: torch.Tensor, drop_rate: float = 1.0) -> torch.Tensor:
+    """targets (n, T, H, W) matched pseudo-label masks -> (n * T,) weights of the per-(instance, frame) mask
+    losses, instance-major: 1 where the mask is non-empty, 1 - drop_rate where it is empty."""
+    present = (targets.flatten(2).sum(-1) > 0).flatten().float()  # (n*T,)
+    return present + (1 - present) * (1 - drop_rate)
