@@ -173,9 +173,16 @@ def test_stride_and_max_frames_cap_every_video(davis_root, demo_videos_root):
     np.testing.assert_array_equal(c.gt.masks(), r.gt.masks()[:, 0:15:3])
     mp4 = open_dataset("mp4", demo_videos_root, short_side=48, stride=2, max_frames=4)
     every = open_dataset("mp4", demo_videos_root, short_side=48, max_frames=8)
+    import cv2
+
     for a, b in zip(mp4, every):
         assert len(a.video) == 4
         np.testing.assert_array_equal(a.video.frames(), b.video.frames([0, 2, 4, 6]))
+        # the size in the file, although the container resizes while it decodes
+        cap = cv2.VideoCapture(str(a.video.source.path))
+        stored = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        cap.release()
+        assert a.video.original_size == stored and min(a.video.size) == 48
 
 
 def test_davis_annotations_missing_or_empty_are_warned_not_a_traceback(davis_root, tmp_path, caplog):

@@ -103,6 +103,7 @@ class ContainerSource:
         self.resize = resize
         self.stride = stride
         self.max_frames = max_frames
+        self.native_size: tuple[int, int] | None = None  # (H, W) in the file, before the working resize
         self._frames: list[np.ndarray] | None = None
         if not self.path.exists():
             raise MissingFrameError("video file does not exist", video_id=video_id, path=self.path)
@@ -151,6 +152,7 @@ class ContainerSource:
         return self.max_frames is not None and len(frames) >= self.max_frames
 
     def _fit(self, img: np.ndarray) -> np.ndarray:
+        self.native_size = self.native_size or img.shape[:2]
         return img if self.resize is None else resize_frame(img, self.resize.target(*img.shape[:2]))
 
     def _load(self) -> list[np.ndarray]:
@@ -245,10 +247,11 @@ class Video:
 
     @property
     def original_size(self) -> tuple[int, int]:
+        """(H, W) of the frames as stored (a container resizes while decoding, so it keeps its own record)."""
         if self._orig_size is None:
             self[0]
         assert self._orig_size is not None
-        return self._orig_size
+        return getattr(self.source, "native_size", None) or self._orig_size
 
     def frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """(T, H, W, 3) uint8 for ``indices`` (all frames by default)."""

@@ -45,18 +45,17 @@ def run(cfg: Any, run_dir: Path) -> dict:
     device = _device(cfg.predict.device)
     model = VideoMask2Former.from_config(dict(cfg.model)).eval().to(device)
     ds = load_data(cfg)
-    # the same videos at their original resolution: output size, video ids and ground truth to score against
+    # ground truth is scored at the original resolution: only then is the data set opened a second time
     full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, ds.names,
-                        cfg.data.stride, cfg.data.max_frames)
-    gt = full.gt_labelset()
+                        cfg.data.stride, cfg.data.max_frames) if ds.has_gt else None
+    gt = full.gt_labelset() if full is not None else None
     # class-agnostic: every prediction gets the first declared category, so the reference counts it
     category = min(int(c["id"]) for c in gt.categories) if gt is not None else 1
     videos = []
     for r in tqdm(list(ds), desc="predict", unit="video", disable=not cfg.progress):
-        orig = full[r.name]
-        H0, W0 = orig.video.size
+        H0, W0 = r.video.original_size
         masks, scores = predict_topk(model, r.video.frames(), cfg.predict.topk, (H0, W0), device)
-        v = VideoLabels(r.name, H0, W0, len(r.video), orig.video.frame_names(), [], orig.id)
+        v = VideoLabels(r.name, H0, W0, len(r.video), r.video.frame_names(), [], r.id)
         v.instances = [Instance([rle.encode(m) for m in tube], float(s), category) for tube, s in zip(masks, scores)]
         videos.append(v)
     pred = Labelset(videos)
@@ -65,7 +64,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     log.info("predictions of %d videos written to %s", len(videos), out)
     result: dict = {"predictions": str(out)}
     if gt is not None:
-        voids = {r.name: r.void for r in full if r.void is not None}
+        voids = {r.name: r.void for r in full if r.void is not None}  # type: ignore[union-attr]
         metrics = score(gt, pred, voids, cfg.eval.davis_jf, workers=cfg.eval.workers)
         atomic_write_json(run_dir / "metrics.json", {"predictions": str(out), "metrics": metrics}, indent=1)
         table = format_table({out.name: metrics})
