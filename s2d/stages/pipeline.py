@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from s2d.version import code_version
-from s2d.io.atomic import atomic_write_json, atomic_write_text
+from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.stages.common import section
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,6 @@ def _bar_plot(path: Path, rows: dict[str, dict[str, float]], keys: tuple[str, ..
     import io
 
     import matplotlib.pyplot as plt
-
-    from s2d.io.atomic import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(keys), 3.2), dpi=110)
     width = 0.8 / max(len(rows), 1)
@@ -85,14 +83,15 @@ def _pictures(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
         pic = Path("pictures") / f"{_safe(name)}.png"
         _stage_picture(run_dir / pic, ds, name, layers)
         if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
-            _stage_picture(run_dir / "stages.png", ds, name, layers)
+            atomic_write_bytes(run_dir / "stages.png", (run_dir / pic).read_bytes())
         rows = ", ".join(k for k, v in layers.items() if v is not None)
         lines += [f"`{name}` — rows, top to bottom: {rows}", "", f"![{name}]({pic.as_posix()})", ""]
         gifs = []
+        frames = None
         for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
             if vl is None:
                 continue
-            frames = r.video.frames()
+            frames = r.video.frames() if frames is None else frames  # decoded once for both gifs
             m = vl.masks()  # (N, T, H, W)
             colors = palette(max(len(m), 1))
             drawn = [overlay(f, m[:, t], colors[:len(m)]) for t, f in enumerate(frames)]
