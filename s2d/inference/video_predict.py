@@ -44,12 +44,16 @@ def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
     return [(s, s + window) for s in starts]
 
 
+def _clip(frames: np.ndarray, device: str) -> torch.Tensor:
+    """frames (T, H, W, 3) uint8 -> one clip (1, T, 3, H, W) in [0, 1] on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float().to(device) / 255
+
+
 @torch.no_grad()
 def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float, size: tuple[int, int],
                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size`` and scores (K,) of queries >= score_thr."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float().to(device) / 255
-    out = model(x)
+    out = model(_clip(frames, device))
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
     keep = torch.nonzero(scores >= score_thr).flatten()
     m = out["pred_masks"][0, keep]                                           # (K, T, h, w) on the padded grid
@@ -133,8 +137,7 @@ def predict_topk(model: VideoMask2Former, frames: np.ndarray, topk: int, out_siz
 
     frames (T, H, W, 3) uint8 at the model's input size -> masks (K, T, *out_size) bool, scores (K,) descending.
     """
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)[None].float().to(device) / 255
-    out = model(x)
+    out = model(_clip(frames, device))
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                  # (Q,)
     top = torch.topk(scores, min(topk, len(scores))).indices                 # sorted by score, descending
     logits = model.masks_at(out["pred_masks"][0, top], out["image_size"], out_size)  # (K, T, H0, W0)
