@@ -27,7 +27,6 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from s2d.io.atomic import atomic_write_bytes
-
 from s2d.labelset.types import VideoLabels
 
 log = logging.getLogger(__name__)

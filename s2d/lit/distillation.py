@@ -77,8 +77,8 @@ class DistillationModule(L.LightningModule):
                               for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
             loss = sum(terms.values())
         except FloatingPointError as e:
-            # the matcher refused non-finite predictions on this rank: the other ranks must hear of it in the
-            # collective below, or they would wait for this one forever
+            # the loss refused non-finite predictions (the criterion on every rank at once, or the matcher on
+            # this rank alone): the collective below tells the other ranks, so none waits for this one
             failure, terms, loss = str(e), {}, out["pred_logits"].sum() * float("nan")
         if getattr(self, "inject_nan_at", None) == self.global_step:  # FaultInjector(kind="nan")
             terms["injected_nan"] = loss * float("nan")
