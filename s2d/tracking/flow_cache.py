@@ -10,6 +10,7 @@ cache is on or off.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import cv2
@@ -59,8 +60,6 @@ class FlowCache:
             except (OSError, ValueError, KeyError):  # a damaged entry is recomputed, never trusted
                 path.unlink(missing_ok=True)
         fwd, bwd = compute_flows(gray, self.preset)
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, fwd=fwd, bwd=bwd)
         atomic_write_bytes(path, buf.getvalue())
