@@ -182,7 +182,7 @@ def test_stride_and_max_frames_cap_every_video(davis_root, demo_videos_root):
         cap = cv2.VideoCapture(str(a.video.source.path))
         stored = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         cap.release()
-        assert a.video.original_size == stored and min(a.video.size) == 48
+        assert a.video.stored_size == stored and min(a.video.size) == 48
 
 
 def test_davis_annotations_missing_or_empty_are_warned_not_a_traceback(davis_root, tmp_path, caplog):
@@ -201,3 +201,10 @@ def test_davis_annotations_missing_or_empty_are_warned_not_a_traceback(davis_roo
     assert "'blackswan': no annotation PNG" in msgs and "no ground truth" in msgs
     assert "'car-shadow': 10 of 40 frames have no annotation PNG" in msgs and "frame 30" in msgs
     assert ds["blackswan"].gt is None and ds["car-shadow"].gt.length == 40
+
+
+def test_stored_size_of_a_container_is_read_with_its_first_frame(demo_videos_root):
+    from s2d.data.sources import open_dataset
+
+    v = open_dataset("mp4", demo_videos_root / "apple", short_side=90, max_frames=2)["apple"].video
+    assert v.stored_size == (720, 1296) and v.original_size == (90, 162)

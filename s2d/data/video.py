@@ -247,11 +247,17 @@ class Video:
 
     @property
     def original_size(self) -> tuple[int, int]:
-        """(H, W) of the frames as stored (a container resizes while decoding, so it keeps its own record)."""
         if self._orig_size is None:
             self[0]
         assert self._orig_size is not None
-        return getattr(self.source, "native_size", None) or self._orig_size
+        return self._orig_size
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(H, W) of the frames in the files. ``original_size`` is what the source hands over, which a container
+        has already resized while decoding; it keeps its own record of the size in the file."""
+        decoded = self.original_size  # reads the first frame, which is when a container learns its size
+        return getattr(self.source, "native_size", None) or decoded
 
     def frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """(T, H, W, 3) uint8 for ``indices`` (all frames by default)."""

@@ -53,7 +53,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     category = min(int(c["id"]) for c in gt.categories) if gt is not None else 1
     videos = []
     for r in tqdm(list(ds), desc="predict", unit="video", disable=not cfg.progress):
-        H0, W0 = r.video.original_size
+        H0, W0 = r.video.stored_size
         masks, scores = predict_topk(model, r.video.frames(), cfg.predict.topk, (H0, W0), device)
         v = VideoLabels(r.name, H0, W0, len(r.video), r.video.frame_names(), [], r.id)
         v.instances = [Instance([rle.encode(m) for m in tube], float(s), category) for tube, s in zip(masks, scores)]
