@@ -127,7 +127,7 @@ class LossSchema:  # VideoSetCriterion arguments
     dice_weight: float = 5.0
     no_object_weight: float = 0.1
     num_points: int = 2048
-    variant: str = "temporal"          # temporal (S2D) | cutler (IoU DropLoss) | plain
+    variant: str = "temporal"          # temporal (S2D; drop_rate=0 drops nothing) | cutler (IoU DropLoss)
     drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
     cutler_iou: float = 0.01
     deep_supervision: bool = True
@@ -174,13 +174,13 @@ class DistillSchema:
     teacher_score: float = 0.75
     distill_weight: float = 1.0
     distill_class_weight: float = 0.0
+    distill_warmup: int = 0  # steps before the distillation term starts (a teacher trained from scratch is random)
 
 
 @dataclass
 class LabelSchema:
     score_thr: float = 0.75            # teacher queries kept for the dense labelset
-    nms: bool = True                   # optional tube NMS ...
-    nms_iou: float = 0.75              # ... at this tube IoU
+    nms_iou: Optional[float] = 0.75    # tube NMS at this tube IoU (null: no NMS)
     window: int = 12                   # frames per inference window (long videos are clip-stitched)
     overlap: int = 2                   # frames shared by consecutive windows, used to link them
     link_iou: float = 0.5
@@ -228,6 +228,11 @@ class TableSchema:
 
 
 @dataclass
+class FinalSchema:  # stage "final" (no YAML group: these defaults are the only definition)
+    rounds: int = 1                    # self-training rounds: teacher -> dense labelset -> student, N times
+
+
+@dataclass
 class S2DConfig:
     stage: str = "run"
     name: str = "default"
@@ -248,6 +253,7 @@ class S2DConfig:
     train: TrainSchema = field(default_factory=TrainSchema)
     distill: DistillSchema = field(default_factory=DistillSchema)
     label: LabelSchema = field(default_factory=LabelSchema)
+    final: FinalSchema = field(default_factory=FinalSchema)
     demo: DemoVideoSchema = field(default_factory=DemoVideoSchema)
     logger: LoggerSchema = field(default_factory=LoggerSchema)
     fault: FaultSchema = field(default_factory=FaultSchema)
@@ -317,7 +323,7 @@ def validate_config(cfg: Any) -> None:
     _require(k.stitch_gap >= 0, "keymasks.stitch_gap", f"must be >= 0 (0: off), got {k.stitch_gap}")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     lo = cfg.loss
-    _require(lo.variant in ("temporal", "cutler", "plain"), "loss.variant", f"'{lo.variant}' is not temporal|cutler|plain")
+    _require(lo.variant in ("temporal", "cutler"), "loss.variant", f"'{lo.variant}' is not temporal|cutler")
     _require(0.0 <= lo.drop_rate <= 1.0, "loss.drop_rate", f"must be within [0, 1], got {lo.drop_rate}")
     _require(lo.num_points >= 1, "loss.num_points", "must be >= 1")
     _require(cfg.model.hidden_dim % cfg.model.nheads == 0, "model.hidden_dim",
@@ -351,7 +357,8 @@ def validate_config(cfg: Any) -> None:
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")
-    _require(0.0 <= la.nms_iou <= 1.0, "label.nms_iou", f"must be within [0, 1], got {la.nms_iou}")
+    _require(la.nms_iou is None or 0.0 <= la.nms_iou <= 1.0, "label.nms_iou",
+             f"must be within [0, 1] or null (no NMS), got {la.nms_iou}")
     _require(0.0 <= la.link_iou <= 1.0, "label.link_iou", f"must be within [0, 1], got {la.link_iou}")
     _require(0.0 <= la.eval_score_thr <= 1.0, "label.eval_score_thr",
              f"must be within [0, 1], got {la.eval_score_thr}")
@@ -372,6 +379,8 @@ def validate_config(cfg: Any) -> None:
     di = cfg.distill
     _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
              "distill weights must be >= 0")
+    _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
+    _require(di.distill_warmup >= 0, "distill.distill_warmup", f"must be >= 0 steps, got {di.distill_warmup}")
     _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
     _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              "log_every_n_steps and checkpoint_every_n_steps must be >= 1")

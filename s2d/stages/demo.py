@@ -69,7 +69,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     for r in ds:
         frames = r.video.frames(range(min(len(r.video), d.max_frames)) if d.max_frames else None)
         tubes = predict_video(model, frames, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou,
-                              cfg.label.nms_iou if cfg.label.nms else None)
+                              cfg.label.nms_iou)
         colors = palette(max(len(tubes), 1))
         drawn = []
         for t, f in enumerate(frames):

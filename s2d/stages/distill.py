@@ -34,7 +34,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     torch.manual_seed(cfg.seed)
     lab = cfg.label
     val = {"score_thr": lab.eval_score_thr, "window": lab.window, "overlap": lab.overlap,
-           "link_iou": lab.link_iou, "nms_iou": lab.nms_iou if lab.nms else None}
+           "link_iou": lab.link_iou, "nms_iou": lab.nms_iou}
     module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
                  seed=cfg.seed, val=val)
     return module, data

@@ -49,5 +49,5 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> tuple[Labelset, 
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "label", fp)
     model = load_model(cfg, ckpt, "teacher")
-    nms = cfg.label.nms_iou if cfg.label.nms else None
+    nms = cfg.label.nms_iou
     return predictions(cfg, ds, model, cfg.label.score_thr, nms, "label", fp, root), root, fp
