@@ -5,7 +5,7 @@ variant="temporal" (S2D's Temporal DropLoss): an (instance, frame) pair whose ta
   model may propagate the instance into frames without a keymask.
 variant="cutler" (CutLER's DropLoss, the comparison): every frame counts in the mask losses, and the
   no-object loss of an unmatched prediction whose best IoU with every target is <= ``cutler_iou`` is dropped.
-variant="plain": no dropping at all.
+Dropping nothing at all is variant="temporal" with ``drop_rate=0`` (``loss=no_droploss``).
 Losses are normalised by the number of target instances summed over all DDP ranks, clamped to >= 1; the
 all-reduce runs on every rank even when a rank has no targets, so no rank hangs. A batch in which everything
 is dropped gives a finite zero loss that still has a graph (every parameter gets a zero gradient).
@@ -38,13 +38,13 @@ class VideoSetCriterion:
                  no_object_weight: float = 0.1, num_points: int = 12544, variant: str = "temporal",
                  drop_rate: float = 1.0, cutler_iou: float = 0.01, deep_supervision: bool = True,
                  matcher: HungarianMatcher | None = None):
-        if variant not in ("temporal", "cutler", "plain"):
-            raise ValueError(f"loss variant '{variant}' is not temporal|cutler|plain")
+        if variant not in ("temporal", "cutler"):
+            raise ValueError(f"loss variant '{variant}' is not temporal|cutler")
         self.class_weight, self.mask_weight, self.dice_weight = class_weight, mask_weight, dice_weight
         self.no_object_weight, self.num_points = no_object_weight, num_points
         self.variant, self.drop_rate, self.cutler_iou = variant, drop_rate, cutler_iou
         self.deep_supervision = deep_supervision
-        self.matcher = matcher or HungarianMatcher(0.0, mask_weight, dice_weight, num_points)
+        self.matcher = matcher or HungarianMatcher(mask_weight, dice_weight, num_points)
 
     def _class_loss(self, logits, masks, targets, indices):
         """Weighted cross-entropy, normalised by the weight summed over all ranks (batch-split invariant)."""

@@ -1,4 +1,5 @@
-"""Hungarian matching of predicted tubes to target tubes on point-sampled BCE + Dice costs over all frames.
+"""Hungarian matching of predicted tubes to target tubes on point-sampled BCE + Dice costs over all frames
+(the method's class cost is 0: the pseudo-labels carry no class, so the masks alone decide).
 
 Costs never reach SciPy when they are not finite: a NaN/inf cost raises FloatingPointError naming the clip,
 the cost term and the shapes (a NaN from the model would otherwise surface as SciPy's bare ValueError).
@@ -29,15 +30,15 @@ def batch_dice_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
 
 
 class HungarianMatcher:
-    def __init__(self, cost_class: float = 0.0, cost_mask: float = 5.0, cost_dice: float = 5.0,
-                 num_points: int = 12544):
-        self.cost_class, self.cost_mask, self.cost_dice, self.num_points = cost_class, cost_mask, cost_dice, num_points
+    def __init__(self, cost_mask: float = 5.0, cost_dice: float = 5.0, num_points: int = 12544):
+        self.cost_mask, self.cost_dice, self.num_points = cost_mask, cost_dice, num_points
 
     @torch.no_grad()
     def __call__(self, pred_logits: torch.Tensor, pred_masks: torch.Tensor, targets: list[torch.Tensor],
                  generators: list[torch.Generator] | None = None, context: str = ""
                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """pred_logits (B, Q, 2), pred_masks (B, Q, T, h, w), targets[b] (N_b, T, h, w) -> [(pred idx, tgt idx)]."""
+        """pred_logits (B, Q, 2) (unused: class cost 0), pred_masks (B, Q, T, h, w), targets[b] (N_b, T, h, w)
+        -> [(pred idx, tgt idx)] per clip."""
         out = []
         B, Q, T = pred_masks.shape[:3]
         for b in range(B):
@@ -50,8 +51,6 @@ class HungarianMatcher:
             pm = point_sample(pred_masks[b].float(), coords.expand(Q, -1, -1)).flatten(1)   # (Q, T*P)
             tm = point_sample(tgt, coords.expand(len(tgt), -1, -1)).flatten(1)             # (N, T*P)
             terms = {"mask": self.cost_mask * batch_bce_cost(pm, tm), "dice": self.cost_dice * batch_dice_cost(pm, tm)}
-            if self.cost_class:
-                terms["class"] = -self.cost_class * pred_logits[b].float().softmax(-1)[:, :1].expand(-1, len(tgt))
             for name, c in terms.items():
                 if not torch.isfinite(c).all():
                     raise FloatingPointError(f"matcher{(' ' + context) if context else ''}: non-finite {name} cost "
