@@ -103,7 +103,7 @@ class ClipDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
-            raise ConfigError("data.batch_size", f"global batch {self.batch_size} is not divisible by the "
+            raise ConfigError("train.batch_size", f"global batch {self.batch_size} is not divisible by the "
                               f"{world} processes")
         self.dataset = ClipDataset(self.videos, self.labels, self.clip_length, self.mode, self.fallback_radius,
                                    augment=self.augment, seed=self.seed, on_error=self.on_error,

@@ -10,7 +10,7 @@ query point goes in every frame and whether it is visible there (``true_tracks``
 that to measure position error and visibility accuracy.
 
 ``make_demo_video`` is pure (arrays in memory). ``write_demo_dataset`` writes a YouTube-VIS set (PNG frames,
-``annotations.json``, ``motion.npz``) with atomic writes and a manifest written last.
+``annotations.json``) with atomic writes and a manifest written last.
 """
 from __future__ import annotations
 
@@ -240,7 +240,6 @@ def write_demo_dataset(root: str | Path, cfg: DemoConfig = DemoConfig()) -> Path
             pass
         manifest.unlink()  # a different config or a corrupt manifest: regenerate everything
     videos = []
-    motion = {}
     for v in make_demo_videos(cfg):
         names = []
         for t, frame in enumerate(v.frames):
@@ -255,21 +254,7 @@ def write_demo_dataset(root: str | Path, cfg: DemoConfig = DemoConfig()) -> Path
         # Objects that never become visible are not ground truth anyone could find.
         vl.instances = [inst for inst in vl.instances if inst.frames_with_mask]
         videos.append(vl)
-        motion[f"{v.name}/homographies"] = v.homographies
-        motion[f"{v.name}/labels"] = v.labels
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **motion)
-    atomic_write_bytes(root / "motion.npz", buf.getvalue())
     atomic_write_json(root / "annotations.json", labelset_to_json(Labelset(videos, info={"demo": asdict(cfg)})))
     atomic_write_json(manifest, {"fingerprint": fp, "config": asdict(cfg), "videos": [v.name for v in videos]})
     return root
 
-
-def load_demo_motion(root: str | Path, name: str) -> DemoVideo:
-    """The true motion of a written demo video (frames are not loaded: they are read through ``Video``)."""
-    with np.load(Path(root) / "motion.npz") as z:
-        labels = z[f"{name}/labels"]
-        hs = z[f"{name}/homographies"]
-    return DemoVideo(name, np.zeros((0,), np.uint8), labels, hs)
