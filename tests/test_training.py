@@ -62,7 +62,7 @@ def test_temporal_droploss_ignores_empty_frames_exactly():
     again = crit(out2, [tgt], gens())
     assert float(full["loss_mask"]) == pytest.approx(float(again["loss_mask"]), abs=1e-6)
     assert float(full["loss_dice"]) == pytest.approx(float(again["loss_dice"]), abs=1e-6)
-    plain = VideoSetCriterion(class_weight=0.0, num_points=32, variant="plain")(out2, [tgt], gens())
+    plain = VideoSetCriterion(class_weight=0.0, num_points=32, drop_rate=0.0)(out2, [tgt], gens())
     assert float(plain["loss_mask"]) > float(again["loss_mask"]) + 1.0   # without dropping they are penalised
     half = VideoSetCriterion(class_weight=0.0, num_points=32, drop_rate=0.5)(out2, [tgt], gens())
     assert float(again["loss_mask"]) < float(half["loss_mask"]) < float(plain["loss_mask"])
@@ -109,7 +109,7 @@ def test_cutler_variant_drops_background_loss_of_isolated_predictions():
     logits = torch.zeros(1, 3, 2)
     logits[0, 1] = torch.tensor([5.0, -5.0])           # query 1 confidently says "object"
     l_cut = crit._class_loss(logits, out["pred_masks"], [tgt], idx)
-    l_plain = VideoSetCriterion(class_weight=1.0, num_points=64, variant="plain", no_object_weight=1.0)._class_loss(
+    l_plain = VideoSetCriterion(class_weight=1.0, num_points=64, drop_rate=0.0, no_object_weight=1.0)._class_loss(
         logits, out["pred_masks"], [tgt], idx)
     # plain: (ln2 [q0] + CE(q1 says object, is bg) + ln2 [q2]) / 3 ; cutler: (ln2 + ln2) / 2
     assert float(l_cut) == pytest.approx(np.log(2), abs=1e-5)
@@ -234,7 +234,7 @@ def test_batch_not_divisible_by_world_size_is_refused(sparse_data):
 
     dm = KeymaskSparseDataModule(*sparse_data, batch_size=3)
     dm.trainer = FakeTrainer()
-    with pytest.raises(ConfigError, match="data.batch_size.*not divisible by the 2 processes"):
+    with pytest.raises(ConfigError, match="train.batch_size.*not divisible by the 2 processes"):
         dm.setup("fit")
 
 
@@ -355,3 +355,84 @@ def test_fault_injector_stops_the_run_with_a_named_error(sparse_data, tmp_path, 
     module, data = _module_and_data(sparse_data)
     with pytest.raises(error, match=match):
         _trainer(tmp_path, 1, callbacks=[FaultInjector(kind, step=1)], enable_checkpointing=False).fit(module, data)
+
+
+class TermRecorder(L.Callback):
+    """The names of the loss terms each step logged."""
+
+    def __init__(self):
+        self.terms: dict[int, set[str]] = {}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.terms[trainer.global_step - 1] = {k for k in trainer.callback_metrics if k.startswith("train/")}
+
+
+def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_path):
+    """distill.distill_warmup=k: steps 0..k-1 train on the keymasks alone, step k on adds the teacher's term
+    (a teacher of 0.5 threshold and momentum 0.9 gives targets from the first step, so only the warm-up keeps
+    them out)."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.lit.distillation import DistillationModule
+
+    ds, gt = sparse_data
+    torch.manual_seed(0)
+    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.0, distill_warmup=3, seed=0)
+    data = KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)))
+    rec = TermRecorder()
+    L.Trainer(max_steps=5, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+              enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),
+              callbacks=[rec]).fit(module, data)
+    assert sorted(rec.terms) == [0, 1, 2, 3, 4]
+    for step, names in rec.terms.items():
+        has_distill = any(n.startswith("train/distill/") for n in names)
+        assert has_distill == (step >= 3), (step, sorted(names))
+        assert "train/sparse/loss_mask" in names
+
+
+def _count_worker(rank: int, port: int, q) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from s2d.losses.criterion import global_count
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        # one target in the whole batch, on rank 1 only: each rank divides by half of max(1, 1)
+        share, _ = global_count(1.0 if rank == 1 else 0.0, "cpu")
+        none, _ = global_count(0.0, "cpu")  # no target anywhere: still a finite share
+        many, flags = global_count(6.0, "cpu", flag=rank == 0)
+        q.put((rank, (float(share), float(none), float(many), flags)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+@pytest.mark.timeout(120)
+def test_loss_normaliser_on_two_ranks_averages_to_the_one_process_value():
+    """Fewer targets than ranks: dividing each rank's sum by (max(total, 1) / world) makes the mean over ranks
+    (what DDP's averaged gradient follows) equal to the one-process loss sum / max(total, 1)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from s2d.losses.criterion import global_count
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_count_worker, args=(r, port, q)) for r in range(2)]
+    for p in procs:
+        p.start()
+    out = dict(q.get(timeout=100) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    for rank in (0, 1):
+        assert out[rank] == (0.5, 0.5, 6.0, 1)
+    # the loss: 7.0 on the rank with the target, 0 on the other -> mean (7/0.5 + 0) / 2 = 7 = one process's 7 / 1
+    assert (7.0 / out[1][0] + 0.0) / 2 == 7.0 / float(global_count(1.0, "cpu")[0])

@@ -3,8 +3,11 @@ and ``DenseModule`` (stage 3: the final model on the dense labelset, with option
 
 The teacher is an exponential moving average of the student (momentum 0.999 per step), sees the same
 augmented clip, and its queries with foreground score >= 0.75 and mask logits > 0 become dense targets for the
-student. Randomness in a step (dropout, point sampling) is seeded by (seed, global step, clip), so a resumed
-run continues the same loss sequence and a batch split over ranks equals one process.
+student. From scratch (the demo, no pretrained weights) the teacher starts random, so ``distill_warmup`` steps of
+keymask loss alone come first: a random teacher's confident blobs would otherwise be learned as objects.
+Point sampling is seeded by (seed, global step, clip): a resumed run continues the same loss sequence and a batch
+split over ranks samples the same points as one process. Dropout is seeded by (seed, global step, rank), so
+with dropout on (``model.dropout`` > 0) a DDP run is reproducible but not equal to one process.
 A non-finite loss on any rank stops every rank at that step with an error naming the step, the loss terms
 and the videos.
 """
@@ -32,9 +35,12 @@ def _seed(*parts: int) -> int:
 
 
 class DistillationModule(L.LightningModule):
+    LABELS = "sparse"  # which labelset the stage trains on: the prefix of its loss terms in the logs
+
     def __init__(self, model: dict[str, Any], loss: dict[str, Any], optim: dict[str, Any],
                  ema_momentum: float = 0.999, teacher_score: float = 0.75, distill_weight: float = 1.0,
-                 distill_class_weight: float = 0.0, seed: int = 0, val: dict[str, Any] | None = None):
+                 distill_class_weight: float = 0.0, distill_warmup: int = 0, seed: int = 0,
+                 val: dict[str, Any] | None = None):
         """``val``: whole-video inference settings for validation (score_thr, window, overlap, link_iou,
         nms_iou); validation scores the EMA teacher, the model that labels the videos."""
         super().__init__()
@@ -69,8 +75,8 @@ class DistillationModule(L.LightningModule):
         context = f"step {self.global_step}, videos {batch['videos']}"
         failure = None
         try:
-            terms = {f"sparse/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
-            if self.hparams.distill_weight > 0:
+            terms = {f"{self.LABELS}/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
+            if self.hparams.distill_weight > 0 and self.global_step >= self.hparams.distill_warmup:
                 dist_t = self.teacher_targets(clips)
                 gens = self._generators(batch)
                 terms.update({f"distill/{k}": self.hparams.distill_weight * v
@@ -84,12 +90,25 @@ class DistillationModule(L.LightningModule):
             terms["injected_nan"] = loss * float("nan")
             loss = terms["injected_nan"]
         self._check_finite(loss, terms, batch, failure)
-        main = {k: v for k, v in terms.items() if "_aux" not in k}
-        self.log_dict({f"train/{k}": v.detach() for k, v in main.items()}, batch_size=clips.shape[0])
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=clips.shape[0])
+        main = {f"train/{k}": v.detach() for k, v in terms.items() if "_aux" not in k}
+        main["train/loss"] = loss.detach()
+        main = self._rank_mean(main)
+        self.log_dict({k: v for k, v in main.items() if k != "train/loss"}, batch_size=clips.shape[0])
+        self.log("train/loss", main["train/loss"], prog_bar=True, batch_size=clips.shape[0])
         if batch.get("substituted"):  # clips replaced because a frame was unreadable (train.on_error=substitute)
             self.log("data/substituted", float(batch["substituted"]), reduce_fx="sum", batch_size=clips.shape[0])
         return loss
+
+    @staticmethod
+    def _rank_mean(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each rank's loss is its share of the global batch's loss: the mean over ranks is the loss of the whole
+        batch, so the logged numbers do not depend on the number of processes (one collective for all)."""
+        if not (dist.is_available() and dist.is_initialized()) or not values:
+            return values
+        names = sorted(values)  # the same order on every rank (every rank computes the same terms)
+        t = torch.stack([values[k].float() for k in names])
+        dist.all_reduce(t)
+        return dict(zip(names, t / dist.get_world_size()))
 
     def _check_finite(self, loss: torch.Tensor, terms: dict, batch: dict, failure: str | None = None) -> None:
         bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=loss.device)
@@ -152,3 +171,5 @@ class DistillationModule(L.LightningModule):
 
 class DenseModule(DistillationModule):
     """The final model on the dense labelset; ``distill_weight`` > 0 adds a round of EMA self-distillation."""
+
+    LABELS = "dense"

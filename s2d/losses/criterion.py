@@ -22,15 +22,17 @@ from s2d.losses.temporal_droploss import temporal_droploss_weights
 
 
 def global_count(n: float | torch.Tensor, device, flag: bool = False) -> tuple[torch.Tensor, int]:
-    """A count summed over DDP ranks, divided by the world size (DDP averages gradients over ranks, so each
-    rank normalises by its share), clamped to >= 1, and how many ranks raised ``flag``. One collective on every
-    rank, always: the flag rides along so that every rank learns of a failure at the same point."""
+    """A count summed over DDP ranks and clamped to >= 1, then divided by the world size (DDP averages gradients
+    over ranks, so each rank normalises by its share), and how many ranks raised ``flag``. Clamping the sum, not
+    the share, keeps a batch with fewer targets than ranks equal to one process (one target on 2 ranks: each
+    divides by 0.5, the average over ranks is the sum over 1). One collective on every rank, always: the flag
+    rides along so that every rank learns of a failure at the same point."""
     t = torch.tensor([float(n), float(flag)], dtype=torch.float32, device=device)
     world = 1
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
         world = dist.get_world_size()
-    return (t[:1] / world).clamp(min=1.0), int(t[1].item())
+    return t[:1].clamp(min=1.0) / world, int(t[1].item())
 
 
 class VideoSetCriterion:
