@@ -23,7 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
     "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
     "distill": ("s2d.stages.distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
-    "final": ("s2d.stages.final", "dense labelset from the teacher, then the final model (runs earlier stages)"),
+    "final": ("s2d.stages.pipeline", "dense labelset from the teacher, then the final model (runs earlier stages)"),
     "demo": ("s2d.stages.demo", "draw the final model's instances on a video: s2d demo VIDEO.mp4"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
     "eval": ("s2d.stages.evaluate", "score a YouTube-VIS predictions json: video AP/AR and DAVIS J&F"),

@@ -75,7 +75,7 @@ def test_frame_masks_on_demo_frame():
 
 
 def _fake_dino_checkpoint(path, wrap=True):
-    from s2d.masks.dino import DinoViT
+    from s2d.models.dino import DinoViT
 
     model = DinoViT("vit_tiny", patch=8, base_grid=4)
     sd = {f"backbone.{k}": v for k, v in model.state_dict().items()}
@@ -84,7 +84,7 @@ def _fake_dino_checkpoint(path, wrap=True):
 
 
 def test_dino_checkpoint_loads_and_gives_features(tmp_path):
-    from s2d.masks.dino import dino_feature_fn, load_dino
+    from s2d.models.dino import dino_feature_fn, load_dino
 
     ref = _fake_dino_checkpoint(tmp_path / "dino.pth")
     model, report = load_dino(tmp_path / "dino.pth", "vit_tiny")
@@ -97,7 +97,7 @@ def test_dino_checkpoint_loads_and_gives_features(tmp_path):
 
 
 def test_dino_errors_name_the_key(tmp_path):
-    from s2d.masks.dino import load_dino
+    from s2d.models.dino import load_dino
 
     with pytest.raises(ConfigError, match="masks.dino_checkpoint.*does not exist"):
         load_dino(tmp_path / "nope.pth")
@@ -166,7 +166,7 @@ def test_import_missing_frame_is_listed(tiny_demo, tmp_path, compose):
 
 
 def test_import_png_label_maps(tiny_demo, tmp_path):
-    from s2d.io.mask_import import ImportedMasks
+    from s2d.masks.imported import ImportedMasks
 
     lab = np.zeros((64, 80, 3), np.uint8)
     lab[5:20, 5:20] = (255, 0, 0)

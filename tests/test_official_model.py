@@ -239,7 +239,7 @@ def test_padding_to_32_and_official_mask_postprocessing():
 def test_dino_vit8_names_and_shapes_are_the_official_checkpoints(arch, dim, tmp_path):
     """The key list of ``dino_deitsmall8_pretrain.pth`` / ``dino_vitbase8_pretrain.pth`` as the official
     VisionTransformer(patch_size=8, img 224, num_classes=0) defines it: 4 + 12 x 12 + 2 tensors."""
-    from s2d.masks.dino import DinoViT, load_dino
+    from s2d.models.dino import DinoViT, load_dino
 
     expected = {"cls_token": (1, 1, dim), "pos_embed": (1, 28 * 28 + 1, dim),
                 "patch_embed.proj.weight": (dim, 3, 8, 8), "patch_embed.proj.bias": (dim,),

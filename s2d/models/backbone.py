@@ -63,7 +63,7 @@ class DinoBackbone(nn.Module):
 
     def __init__(self, arch: str):
         super().__init__()
-        from s2d.masks.dino import DinoViT
+        from s2d.models.dino import DinoViT
 
         self.vit = DinoViT(arch, patch=8)
         dim = self.vit.norm.normalized_shape[0]

@@ -1,5 +1,7 @@
-"""Stage "final": the model trained on the dense labelset with one round of EMA self-distillation, started
-from the distilled teacher; then its predictions on every video (for evaluation)."""
+"""Stage "final": the model trained on the dense labelset with EMA self-distillation, started from the distilled
+teacher; then its predictions on every video (for evaluation). ``final.rounds`` = N repeats label -> train N times
+(each round's teacher labels the videos for the next). ``s2d final`` is the pipeline (``s2d.stages.pipeline``)
+up to this stage; this module holds what is particular to it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,17 +12,22 @@ from s2d.io.atomic import sha256_file
 from s2d.stages.common import artifact_dir, section
 
 
+def round_stage(r: int) -> str:
+    """The learning stage of self-training round r: its checkpoint folder, CSV logs and W&B run."""
+    return "final" if r == 1 else f"final-round{r}"
+
+
+def round_row(r: int) -> str:
+    """The report's row for round r's dense labelset (round 1 is the method's dense labelset)."""
+    return "dense labelset (distilled teacher)" if r == 1 else f"dense labelset round {r} (final model {r - 1})"
+
+
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str):
     from s2d.stages.label import load_model, predictions
 
     fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "predict", fp)
     model = load_model(cfg, ckpt, "teacher")
-    nms = cfg.label.nms_iou if cfg.label.nms else None
+    nms = cfg.label.nms_iou
     return predictions(cfg, ds, model, cfg.label.eval_score_thr, nms, "predict", fp, root), root
 
-
-def run(cfg: Any, run_dir: Path) -> dict:
-    from s2d.stages.pipeline import run as run_pipeline
-
-    return run_pipeline(cfg, run_dir)

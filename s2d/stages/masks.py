@@ -44,7 +44,7 @@ def make_producer(cfg: Any, ds: Dataset):
     m = cfg.masks
     progress = bool(cfg.progress)
     if m.source == "import":
-        from s2d.io.mask_import import ImportedMasks, check_coverage
+        from s2d.masks.imported import ImportedMasks, check_coverage
         from s2d.masks.paint import paint_non_overlapping
 
         imported = ImportedMasks(m.import_path, m.import_format)
@@ -98,7 +98,7 @@ def maskcut_producer(m: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndar
     from s2d.masks.frame_masks import color_feature_fn, frame_masks
 
     if m.features == "dino":
-        from s2d.masks.dino import dino_feature_fn, load_dino
+        from s2d.models.dino import dino_feature_fn, load_dino
 
         model, report = load_dino(m.dino_checkpoint, m.dino_arch)
         log.info("masks: DINO %s/%d loaded from %s (%d tensors, %d unexpected)", report["arch"], report["patch"],
