@@ -206,7 +206,33 @@ def test_empty_dense_labelset_skips_the_final_stage_and_still_reports(tmp_path):
     r = run_s2d("run", "debug=fast", "label.score_thr=1.0", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
     # (debug=fast itself keeps every teacher query, label.score_thr=0, so that its smoke runs reach every stage)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "final: skipped, the dense labelset is empty" in r.stdout + r.stderr
+    assert "final: round 1 skipped, its dense labelset is empty" in r.stdout + r.stderr
     report = (tmp_path / "out" / "runs" / "debug-fast-seed0" / "report.md").read_text()
-    assert "| final | skipped: the dense labelset is empty" in report
+    assert "| final (round 1) | skipped: the dense labelset is empty" in report
     assert "| sparse keymasks |" in report and "| final model |" not in report
+
+
+@pytest.mark.slow
+def test_self_training_rounds_keep_every_labelset_and_the_report_shows_curves_and_gains(tmp_path):
+    """final.rounds=2: the distilled teacher labels the videos, a model trains on them, its teacher labels them
+    again and a second model trains on that; both labelsets are scored, both learning stages drawn."""
+    r = run_s2d("run", "debug=fast", "final.rounds=2", "train.log_every_n_steps=1", "train.val_every_n_steps=2",
+                f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "out" / "runs" / "debug-fast-seed0"
+    m = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+    assert "dense labelset (distilled teacher)" in m and "dense labelset round 2 (final model 1)" in m
+    assert "final model" in m
+    ckpts = sorted(p.parent.name.split("-")[0] for p in (run_dir / "checkpoints").glob("*/last.ckpt"))
+    assert ckpts == ["distill", "final", "final"]  # final-<fp> and final-round2-<fp>
+    assert len(list((run_dir / "checkpoints").glob("final-round2-*/last.ckpt"))) == 1
+    labelsets = {p.parent.name for p in (tmp_path / "out" / "artifacts").glob("label-*/MANIFEST.json")}
+    assert len(labelsets) == 2
+    report = (run_dir / "report.md").read_text()
+    assert "| label (round 2) |" in report and "| final (round 2) |" in report
+    assert "- distill: " in report and "- final round 1: " in report and "- final: " in report
+    assert "over sparse keymasks" in report
+    for stage in ("distill", "final", "final-round2"):
+        assert (run_dir / "curves" / f"{stage}.png").stat().st_size > 5000, stage
+        assert f"curves/{stage}.png" in report
+    assert "diagnostic" in report

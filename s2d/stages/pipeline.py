@@ -13,6 +13,7 @@ import numpy as np
 
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from s2d.report.gains import gain_lines
 from s2d.stages.common import section
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,37 @@ def _pictures(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
     return lines
 
 
+def _gain_steps(rounds: list[dict], has_final: bool) -> list[tuple[str, str, str]]:
+    from s2d.stages.final import round_row
+
+    steps = [("distill", round_row(1), "sparse keymasks")]
+    steps += [(f"final round {r - 1}", round_row(r), round_row(r - 1)) for r in range(2, len(rounds) + 1)]
+    if has_final:
+        steps += [("final", "final model", round_row(len(rounds))), ("the learned stages together", "final model",
+                                                                   "sparse keymasks")]
+    return steps
+
+
+def _curves(run_dir: Path, stages: list[str]) -> list[str]:
+    """Report section: one learning-curve picture per learning stage, from its CSV logs."""
+    from s2d.report.curves import plot_curves, read_curves
+
+    lines = ["## Learning curves", "",
+             "Training loss terms per stage (moving average, log scale). The red line, when present, is the "
+             "teacher's video AP50 against the ground truth every train.val_every_n_steps steps: a diagnostic "
+             "for you, never used by the run (no checkpoint, threshold or stop depends on it).", ""]
+    drawn = False
+    for stage in stages:
+        curves = read_curves(run_dir / "logs" / stage)
+        if not curves:
+            continue
+        pic = Path("curves") / f"{stage}.png"
+        atomic_write_bytes(run_dir / pic, plot_curves(curves, f"{stage}: training loss"))
+        lines += [f"`{stage}`", "", f"![{stage}]({pic.as_posix()})", ""]
+        drawn = True
+    return lines if drawn else []
+
+
 def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, float]]) -> bool:
     """The report's numbers (one row per stage), its pictures and the resolved config as one W&B run
     (id from ``wandb_run_id``, job_type "report"). Returns False, with a warning, when W&B cannot start."""
@@ -161,6 +193,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     timings["keymasks"] = time.perf_counter() - t
     learn = cfg.stage in ("run", "final", "label")  # `s2d run` and the later verbs include the learning stages
     dense = final_pred = None
+    rounds: list[dict] = []  # per self-training round: its dense labelset, where it is, the model trained on it
     if learn:
         from s2d.stages import distill as distill_stage
         from s2d.stages import final as final_stage
@@ -169,19 +202,28 @@ def run(cfg: Any, run_dir: Path) -> dict:
         t = time.perf_counter()
         distill_ckpt = distill_stage.train(cfg, run_dir, "distill", ds, keymasks, "sparse", km_fp)
         timings["distill"] = time.perf_counter() - t
-        t = time.perf_counter()
-        dense, label_dir, label_fp = label_stage.compute(cfg, ds, distill_ckpt, data_fp)
-        timings["label"] = time.perf_counter() - t
-        t = time.perf_counter()
-        if any(v.instances for v in dense):
-            final_ckpt = distill_stage.train(cfg, run_dir, "final", ds, dense, "dense", label_fp, init=distill_ckpt)
+        # self-training rounds (final.rounds): the current teacher labels every video, a student trained on
+        # those dense labels (starting from the teacher) becomes the next teacher; every round's labelset is kept
+        teacher = distill_ckpt
+        final_ckpt = pred_dir = None
+        for r in range(1, cfg.final.rounds + 1):
+            t = time.perf_counter()
+            labels_r, label_dir, label_fp = label_stage.compute(cfg, ds, teacher, data_fp)
+            timings[f"label{r}"] = time.perf_counter() - t
+            rounds.append({"labels": labels_r, "dir": label_dir, "ckpt": None})
+            if not any(v.instances for v in labels_r):  # nothing to train on: say so, report what ran
+                log.warning("final: round %d skipped, its dense labelset is empty (no prediction of the teacher "
+                            "reached label.score_thr=%s); train longer (train.max_steps) or lower label.score_thr",
+                            r, cfg.label.score_thr)
+                break
+            t = time.perf_counter()
+            teacher = distill_stage.train(cfg, run_dir, final_stage.round_stage(r), ds, labels_r, "dense", label_fp,
+                                          init=teacher)
+            timings[f"final{r}"] = time.perf_counter() - t
+            rounds[-1]["ckpt"] = final_ckpt = teacher
+        dense = rounds[0]["labels"]
+        if final_ckpt is not None:
             final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
-        else:  # nothing to train on: say so and still write the report of the stages that ran
-            final_ckpt = pred_dir = None
-            log.warning("final: skipped, the dense labelset is empty (no prediction of the distilled teacher reached "
-                        "label.score_thr=%s); train the distill stage longer (train.max_steps) or lower "
-                        "label.score_thr", cfg.label.score_thr)
-        timings["final"] = time.perf_counter() - t
 
     rank, world = job_rank_world()
     if rank != 0:  # several tasks of one job ran the stages together; one of them scores and reports
@@ -194,10 +236,16 @@ def run(cfg: Any, run_dir: Path) -> dict:
              f"| masks | `{masks_dir}` | {timings['masks']:.1f} |",
              f"| keymasks | `{km_dir}` | {timings['keymasks']:.1f} |"]
     if learn:
-        lines += [f"| distill | `{distill_ckpt}` | {timings['distill']:.1f} |",
-                  f"| label | `{label_dir}` | {timings['label']:.1f} |",
-                  f"| final | `{final_ckpt}`, predictions `{pred_dir}` | {timings['final']:.1f} |" if final_ckpt else
-                  "| final | skipped: the dense labelset is empty (no teacher prediction reached label.score_thr) | — |"]
+        lines += [f"| distill | `{distill_ckpt}` | {timings['distill']:.1f} |"]
+        for r, rd in enumerate(rounds, 1):
+            lines += [f"| label (round {r}) | `{rd['dir']}` | {timings[f'label{r}']:.1f} |"]
+            if rd["ckpt"] is not None:
+                lines += [f"| final (round {r}) | `{rd['ckpt']}` | {timings[f'final{r}']:.1f} |"]
+            else:
+                lines += [f"| final (round {r}) | skipped: the dense labelset is empty (no teacher prediction "
+                          "reached label.score_thr) | — |"]
+        if pred_dir is not None:
+            lines += [f"| predict | `{pred_dir}` | — |"]
     lines += [""]
     metrics: dict[str, dict[str, float]] = {}
     if ds.has_gt:
@@ -207,8 +255,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
         metrics["single-frame masks (per frame)"] = {k: (100 * v if v >= 0 else v) for k, v in fa.items()}
         metrics["single-frame masks + IoU linker"] = score(gt, baseline, voids)
         metrics["sparse keymasks"] = score(gt, keymasks, voids)
-        if dense is not None:
-            metrics["dense labelset (distilled teacher)"] = score(gt, dense, voids)
+        for r, rd in enumerate(rounds, 1):
+            metrics[final_stage.round_row(r)] = score(gt, rd["labels"], voids)
         if final_pred is not None:
             metrics["final model"] = score(gt, final_pred, voids)
         lines += ["## Class-agnostic results against the ground truth", "",
@@ -217,6 +265,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
                   "have no identity across frames); — = undefined (no object in that area range).", "",
                   format_table(metrics), "", "![metrics](metrics.png)", ""]
         _bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
+        gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
+        if gains:
+            lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
+    if learn:
+        lines += _curves(run_dir, ["distill"] + [final_stage.round_stage(r) for r, rd in enumerate(rounds, 1)
+                                                 if rd["ckpt"] is not None])
     else:
         lines += ["No ground truth, so no metrics: the pictures below and the overlay gifs show what each stage "
                   "found.", ""]

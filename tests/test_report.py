@@ -1,0 +1,48 @@
+"""The report's learning curves and per-stage gain lines."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s2d.report.curves import plot_curves, read_curves, smooth
+from s2d.report.gains import gain_lines
+
+
+def test_gain_lines_hand_computed():
+    metrics = {"sparse keymasks": {"AP50": 40.0, "AP": 10.0, "J&F-Mean": 50.0},
+               "dense": {"AP50": 52.5, "AP": 9.0, "J&F-Mean": -1.0},           # -1: undefined, left out
+               "final model": {"AP50": 60.0, "AP": 20.0, "J&F-Mean": 55.5}}
+    lines = gain_lines(metrics, [("distill", "dense", "sparse keymasks"), ("final", "final model", "dense"),
+                                 ("missing", "nowhere", "dense")])
+    assert lines == ["- distill: +12.5 AP50, -1.0 AP over sparse keymasks",
+                     "- final: +7.5 AP50, +11.0 AP over dense"]
+
+
+def _csv(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(str(x) for x in r) for r in rows) + "\n")
+
+
+def test_curves_merge_resumed_launches_by_step_and_draw(tmp_path):
+    log = tmp_path / "logs" / "distill"
+    head = ["epoch", "step", "train/loss", "train/sparse/loss_mask", "val/AP50"]
+    _csv(log / "version_0" / "metrics.csv", head, [[0, 4, 9.0, 3.0, ""], [0, 9, 8.0, 2.5, ""], [1, 14, 99.0, 9.0, ""]])
+    # the resumed launch (version_1) repeats step 14 (it restarted from step 10) and goes on; version_10 sorts
+    # after version_2 by number, not by text
+    _csv(log / "version_1" / "metrics.csv", head, [[1, 14, 7.0, 2.0, ""], [1, 19, 6.0, 1.5, ""], [1, 19, "", "", 0.25]])
+    _csv(log / "version_10" / "metrics.csv", head, [[2, 24, 5.0, 1.0, ""]])
+    _csv(log / "version_2" / "metrics.csv", head, [[2, 24, 55.0, 1.0, ""]])
+    c = read_curves(log)
+    assert c["train/loss"][0].tolist() == [4, 9, 14, 19, 24]
+    assert c["train/loss"][1].tolist() == [9.0, 8.0, 7.0, 6.0, 5.0]
+    assert c["val/AP50"][0].tolist() == [19] and c["val/AP50"][1].tolist() == [0.25]
+    png = plot_curves(c, "distill")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert read_curves(tmp_path / "nothing") == {}
+
+
+def test_smooth_is_a_centred_mean_that_keeps_constants_and_length():
+    v = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert smooth(v, 3).tolist() == pytest.approx([1.5, 2.0, 3.0, 4.0, 4.5])
+    assert smooth(np.full(7, 2.0), 5).tolist() == pytest.approx([2.0] * 7)
+    assert smooth(v, 1).tolist() == v.tolist()
