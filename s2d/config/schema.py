@@ -12,6 +12,9 @@ from typing import Any, List, Optional
 
 from s2d.data.demo import DemoConfig
 from s2d.errors import ConfigError
+from s2d.keymasks.discover import KeymaskParams
+from s2d.lit.params import DistillParams
+from s2d.losses.criterion import LossParams
 from s2d.masks.motion import MotionParams
 
 
@@ -67,21 +70,7 @@ class TrackerSchema:
 
 
 @dataclass
-class KeymasksSchema:
-    grid: int = 50                     # query grid over the frame
-    gamma_thr: float = 0.3             # visible if > gamma_thr of the mask's points are
-    vis_eps: float = 0.2               # visibility DBSCAN (hamming)
-    vis_min_samples: int = 5
-    member_frac: float = 0.5           # cluster visible at t if > this fraction of members is
-    range_frac: float = 0.3            # candidate: visible on > this fraction of a range
-    lambda_j: float = 0.5              # match if point-mask Jaccard > lambda_J
-    one_to_many_j: float = 0.25
-    one_to_many_frames: int = 5
-    filter_one_to_many: bool = False
-    prop_grid_min: int = 25
-    prop_grid_max: int = 50
-    prop_px_per_cell: float = 800.0
-    stitch_gap: int = 15               # join disjoint instances a tracker lost between, up to this many frames apart
+class KeymasksSchema(KeymaskParams):  # every discovery setting is KeymaskParams' (s2d/keymasks/discover.py)
     baseline_iou: float = 0.5          # the IoU-linker baseline reported beside the keymasks
     overlays: bool = True              # write an overlay gif per video
 
@@ -120,17 +109,7 @@ class ModelSchema:  # VideoMask2Former constructor arguments, plus the two pretr
     pretrained_which: str = "teacher"  # teacher | student, for files that hold both
 
 
-@dataclass
-class LossSchema:  # VideoSetCriterion arguments
-    class_weight: float = 2.0
-    mask_weight: float = 5.0
-    dice_weight: float = 5.0
-    no_object_weight: float = 0.1
-    num_points: int = 2048
-    variant: str = "temporal"          # temporal (S2D; drop_rate=0 drops nothing) | cutler (IoU DropLoss)
-    drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
-    cutler_iou: float = 0.01
-    deep_supervision: bool = True
+LossSchema = LossParams  # every loss setting is defined in s2d/losses/criterion.py
 
 
 @dataclass
@@ -168,13 +147,7 @@ class TrainSchema:
     monitor_mode: str = "max"
 
 
-@dataclass
-class DistillSchema:
-    ema_momentum: float = 0.99
-    teacher_score: float = 0.75
-    distill_weight: float = 1.0
-    distill_class_weight: float = 0.0
-    distill_warmup: int = 0  # steps before the distillation term starts (a teacher trained from scratch is random)
+DistillSchema = DistillParams  # every distillation setting is defined in s2d/lit/params.py
 
 
 @dataclass

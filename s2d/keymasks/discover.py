@@ -26,8 +26,10 @@ from s2d.keymasks.visibility import cluster_visibility, visibility_vectors
 from s2d.tracking.base import PointTracker, Tracks
 
 
-@dataclass(frozen=True)
+@dataclass
 class KeymaskParams:
+    """Every keymask setting and its default, defined here once: the config's ``keymasks`` section is this
+    dataclass (``s2d.config.schema.KeymasksSchema`` adds only what the stage around it needs)."""
     grid: int = 50                  # query grid over the frame (step 1)
     gamma_thr: float = 0.3          # a mask is visible at t if more than this fraction of its points is
     vis_eps: float = 0.2            # visibility DBSCAN (Hamming)
@@ -82,11 +84,11 @@ def track_queries(tracker: PointTracker, frames: np.ndarray, queries: np.ndarray
 
 
 def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
-                      tracker: PointTracker, params: KeymaskParams = KeymaskParams(),
+                      tracker: PointTracker, params: KeymaskParams | None = None,
                       batched: bool = True) -> KeymaskResult:
     """frames (T, H, W, 3) uint8; frame_masks[t] (K_t, H, W) bool disjoint; frame_scores[t] (K_t,)."""
     T, H, W = frames.shape[:3]
-    p = params
+    p = params if params is not None else KeymaskParams()
     counts = np.array([len(m) for m in frame_masks], np.int64)
     offsets = np.r_[0, np.cumsum(counts)][:-1]
     masks = [m for fm in frame_masks for m in fm]

@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from s2d.inference.video_predict import predict_video, tube_instances
 from s2d.labelset.types import VideoLabels
+from s2d.lit.params import DistillParams
 from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
@@ -38,8 +39,10 @@ class DistillationModule(L.LightningModule):
     LABELS = "sparse"  # which labelset the stage trains on: the prefix of its loss terms in the logs
 
     def __init__(self, model: dict[str, Any], loss: dict[str, Any], optim: dict[str, Any],
-                 ema_momentum: float = 0.999, teacher_score: float = 0.75, distill_weight: float = 1.0,
-                 distill_class_weight: float = 0.0, distill_warmup: int = 0, seed: int = 0,
+                 ema_momentum: float = DistillParams.ema_momentum, teacher_score: float = DistillParams.teacher_score,
+                 distill_weight: float = DistillParams.distill_weight,
+                 distill_class_weight: float = DistillParams.distill_class_weight,
+                 distill_warmup: int = DistillParams.distill_warmup, seed: int = 0,
                  val: dict[str, Any] | None = None):
         """``val``: whole-video inference settings for validation (score_thr, window, overlap, link_iou,
         nms_iou); validation scores the EMA teacher, the model that labels the videos."""

@@ -12,6 +12,8 @@ is dropped gives a finite zero loss that still has a graph (every parameter gets
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -35,18 +37,32 @@ def global_count(n: float | torch.Tensor, device, flag: bool = False) -> tuple[t
     return t[:1].clamp(min=1.0) / world, int(t[1].item())
 
 
+@dataclass
+class LossParams:
+    """Every loss setting and its default, defined here once: the config's ``loss`` section is this dataclass.
+    The defaults are the short CPU schedule's; the method uses 12544 points (``experiment=paper``)."""
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    no_object_weight: float = 0.1
+    num_points: int = 2048             # points per mask for the losses and the matching
+    variant: str = "temporal"          # temporal (S2D; drop_rate=0 drops nothing) | cutler (IoU DropLoss)
+    drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
+    cutler_iou: float = 0.01           # CutLER: no-object loss dropped for predictions with max IoU <= this
+    deep_supervision: bool = True
+
+
 class VideoSetCriterion:
-    def __init__(self, class_weight: float = 2.0, mask_weight: float = 5.0, dice_weight: float = 5.0,
-                 no_object_weight: float = 0.1, num_points: int = 12544, variant: str = "temporal",
-                 drop_rate: float = 1.0, cutler_iou: float = 0.01, deep_supervision: bool = True,
-                 matcher: HungarianMatcher | None = None):
-        if variant not in ("temporal", "cutler"):
-            raise ValueError(f"loss variant '{variant}' is not temporal|cutler")
-        self.class_weight, self.mask_weight, self.dice_weight = class_weight, mask_weight, dice_weight
-        self.no_object_weight, self.num_points = no_object_weight, num_points
-        self.variant, self.drop_rate, self.cutler_iou = variant, drop_rate, cutler_iou
-        self.deep_supervision = deep_supervision
-        self.matcher = matcher or HungarianMatcher(mask_weight, dice_weight, num_points)
+    def __init__(self, matcher: HungarianMatcher | None = None, **settings):
+        """``settings``: any fields of ``LossParams`` (the rest keep its defaults); an unknown one is refused."""
+        p = LossParams(**settings)
+        if p.variant not in ("temporal", "cutler"):
+            raise ValueError(f"loss variant '{p.variant}' is not temporal|cutler")
+        self.class_weight, self.mask_weight, self.dice_weight = p.class_weight, p.mask_weight, p.dice_weight
+        self.no_object_weight, self.num_points = p.no_object_weight, p.num_points
+        self.variant, self.drop_rate, self.cutler_iou = p.variant, p.drop_rate, p.cutler_iou
+        self.deep_supervision = p.deep_supervision
+        self.matcher = matcher or HungarianMatcher(p.mask_weight, p.dice_weight, p.num_points)
 
     def _class_loss(self, logits, masks, targets, indices):
         """Weighted cross-entropy, normalised by the weight summed over all ranks (batch-split invariant)."""
