@@ -1,0 +1,61 @@
+"""Several ranks generating one set (A4): the videos split, one manifest, a failing rank stops the others; rank and
+world from the launcher's variables."""
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from s2d.lit.distillation import DistillationModule
+from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
+from _faults import _two_ranks, four_videos  # noqa: F401
+
+
+def test_two_ranks_split_the_videos_and_rank0_writes_one_manifest(four_videos, tmp_path):
+    """A4: every video generated exactly once, by the rank it belongs to; one ledger per rank; one manifest;
+    both ranks return the whole set, identical to a single-process run."""
+    from s2d.labelset.store import read_labelset
+
+    root, calls = _two_ranks(tmp_path, four_videos)
+    assert sorted(v for _, v in calls) == ["demo_00", "demo_01", "demo_02", "demo_03"]
+    assert {v: r for r, v in calls} == {"demo_00": "0", "demo_01": "1", "demo_02": "0", "demo_03": "1"}
+    assert sorted(p.name for p in root.glob("ledger*")) == ["ledger.rank0.jsonl", "ledger.rank1.jsonl"]
+    names = ["demo_00", "demo_01", "demo_02", "demo_03"]
+    assert json.loads((root / "result0").read_text()) == json.loads((root / "result1").read_text()) == names
+    assert [v.name for v in read_labelset(root, "fp1")] == names
+    # a later single-process run (e.g. the evaluation) finds the set complete and does nothing
+    _, calls_again = _two_ranks(tmp_path, four_videos)
+    assert calls_again == calls
+
+
+def test_a_failing_rank_stops_the_other_instead_of_a_hang(four_videos, tmp_path):
+    root, _ = _two_ranks(tmp_path, four_videos, fail_video="demo_03")
+    assert "demo_03" in (root / "error1").read_text()
+    assert "failed.rank1.json: another rank failed on ['demo_03']" in (root / "error0").read_text()
+    assert not (root / "MANIFEST.json").exists()
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, (0, 1)),
+    ({"RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),                              # torchrun
+    ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, (1, 2)),                        # Lightning's DDP launcher
+    ({"SLURM_NTASKS": "4", "SLURM_PROCID": "3"}, (3, 4)),                    # srun, 4 tasks
+    ({"SLURM_NTASKS": "4", "SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}, (0, 1)),  # one task of 4 started
+    ({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}, (0, 1)),
+])
+def test_rank_and_world_come_from_the_launcher(monkeypatch, env, expected):
+    from s2d.io.job_ranks import job_rank_world
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert job_rank_world() == expected
