@@ -123,7 +123,7 @@ class OptimSchema:
 
 @dataclass
 class TrainSchema:
-    max_steps: int = 400
+    max_steps: int = 1200              # per learning stage (the CPU demo schedule; experiment=paper: 32k)
     batch_size: int = 4                # global, over all processes
     clip_length: int = 3
     num_workers: int = 0
@@ -353,7 +353,8 @@ def validate_config(cfg: Any) -> None:
     _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
              "distill weights must be >= 0")
     _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
-    _require(di.distill_warmup >= 0, "distill.distill_warmup", f"must be >= 0 steps, got {di.distill_warmup}")
+    _require(0.0 <= di.distill_warmup < 1.0, "distill.distill_warmup",
+             f"must be a fraction of train.max_steps within [0, 1), got {di.distill_warmup}")
     _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
     _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              "log_every_n_steps and checkpoint_every_n_steps must be >= 1")
