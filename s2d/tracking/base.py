@@ -3,7 +3,7 @@ the tracker together in ONE call (the authors' code calls the tracker once per m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -33,3 +33,32 @@ def check_queries(queries: np.ndarray, num_frames: int, height: int, width: int)
                    or (q[:, 2] > height - 0.5).any()):
         raise ValueError("query point outside the frame")
     return q
+
+
+# advance(t, next_t, points (n, 2), lost (n,) bool) -> (points at next_t (n, 2), still tracked (n,) bool)
+Advance = Callable[[int, int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def sweep(q: np.ndarray, order: list[int], points: np.ndarray, visible: np.ndarray, advance: Advance,
+          dtype=np.float32) -> None:
+    """One sweep of a frame-to-frame tracker along ``order`` (increasing or decreasing frame index), filling
+    ``points`` (T, N, 2) and ``visible`` (T, N) in place. A query joins the sweep at its own frame and from then
+    on moves with every step; a point ``advance`` reports as not tracked stays invisible for the rest of the
+    sweep (the tracker decides how a lost point still moves). The bookkeeping every tracker shares; the
+    trackers differ only in ``advance``."""
+    start = q[:, 0].astype(int)
+    alive = np.zeros(len(q), bool)   # joined this sweep
+    lost = np.zeros(len(q), bool)
+    cur = np.zeros((len(q), 2), dtype)
+    for t, nxt in zip(order, order[1:] + [None]):
+        born = start == t
+        cur[born] = q[born, 1:]
+        alive |= born
+        points[t, alive] = cur[alive]
+        visible[t, alive] = ~lost[alive]
+        if nxt is None or not alive.any():
+            continue
+        idx = np.flatnonzero(alive)
+        moved, ok = advance(t, nxt, cur[idx], lost[idx])
+        lost[idx[~ok]] = True
+        cur[idx] = moved

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from s2d.tracking.base import Tracks, check_queries
+from s2d.tracking.base import Tracks, check_queries, sweep
 from s2d.tracking.flow_cache import PRESET, FlowCache
 
 
@@ -39,31 +39,20 @@ class FlowChainTracker:
         self.fb_threshold = fb_threshold
         self.cache = cache if cache is not None else FlowCache(None, preset)
 
-    def _sweep(self, q: np.ndarray, steps: list[tuple[int, int, np.ndarray, np.ndarray]], shape: tuple[int, int],
-               points: np.ndarray, visible: np.ndarray, order: list[int]) -> None:
+    def _advance(self, flows: dict[int, tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]):
+        """A step t -> next: move by the flow (f), check by the flow back (g); every point moves with the flow,
+        a failed check or leaving the frame marks it lost."""
         h, w = shape
-        start = q[:, 0].astype(int)
-        alive = np.zeros(len(q), bool)
-        lost = np.zeros(len(q), bool)
-        cur = np.zeros((len(q), 2), np.float64)
-        step_of = {a: (b, f, g) for a, b, f, g in steps}
-        for t in order:
-            born = start == t
-            cur[born] = q[born, 1:]
-            alive |= born
-            points[t, alive] = cur[alive]
-            visible[t, alive] = ~lost[alive]
-            if t not in step_of or not alive.any():
-                continue
-            _, f, g = step_of[t]
-            idx = np.flatnonzero(alive)
-            p = cur[idx]
+
+        def advance(t: int, nxt: int, p: np.ndarray, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            f, g = flows[t]
             moved = p + _sample(f, p)
             back = moved + _sample(g, moved)
             ok = (np.linalg.norm(back - p, axis=1) < self.fb_threshold) & (moved[:, 0] >= -0.5) & \
                 (moved[:, 0] <= w - 0.5) & (moved[:, 1] >= -0.5) & (moved[:, 1] <= h - 0.5)
-            lost[idx[~ok]] = True
-            cur[idx] = moved
+            return moved, ok
+
+        return advance
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
         T, H, W = frames.shape[:3]
@@ -72,8 +61,8 @@ class FlowChainTracker:
         fwd, bwd = self.cache.flows(gray)  # (T-1, H, W, 2) each
         points = np.zeros((T, len(q), 2), np.float32)
         visible = np.zeros((T, len(q)), bool)
-        forward = [(t, t + 1, fwd[t], bwd[t]) for t in range(T - 1)]
-        backward = [(t + 1, t, bwd[t], fwd[t]) for t in range(T - 1)]
-        self._sweep(q, forward, (H, W), points, visible, list(range(T)))
-        self._sweep(q, backward, (H, W), points, visible, list(range(T - 1, -1, -1)))
+        forward = {t: (fwd[t], bwd[t]) for t in range(T - 1)}          # t -> t + 1
+        backward = {t + 1: (bwd[t], fwd[t]) for t in range(T - 1)}     # t + 1 -> t
+        sweep(q, list(range(T)), points, visible, self._advance(forward, (H, W)), np.float64)
+        sweep(q, list(range(T - 1, -1, -1)), points, visible, self._advance(backward, (H, W)), np.float64)
         return Tracks(points, visible)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from s2d.tracking.base import Tracks, check_queries
+from s2d.tracking.base import Tracks, check_queries, sweep
 from s2d.tracking.flow_chain import _sample
 
 
@@ -45,34 +45,20 @@ class LucasKanadeTracker:
         flow = self._dis.calc(g0, g1, None)
         return p + _sample(flow, p.astype(np.float64)).astype(np.float32)
 
-    def _sweep(self, gray: list[np.ndarray], q: np.ndarray, points: np.ndarray, visible: np.ndarray,
-               order: list[int]) -> None:
-        """Track along ``order`` (increasing or decreasing frame index), filling points/visible in place.
+    def _advance(self, gray: list[np.ndarray]):
+        """A step t -> next: tracked points move by pyramidal LK (and may be lost); lost ones are carried by
+        the dense flow, so a point that comes back into view is still in the right place."""
 
-        A query joins the sweep at its own frame; from then on it moves with every step of the sweep.
-        """
-        start = q[:, 0].astype(int)
-        alive = np.zeros(len(q), bool)   # joined this sweep
-        lost = np.zeros(len(q), bool)
-        cur = np.zeros((len(q), 2), np.float32)
-        for t, nxt in zip(order, order[1:] + [None]):
-            born = start == t
-            cur[born] = q[born, 1:]
-            alive |= born
-            points[t, alive] = cur[alive]
-            visible[t, alive] = ~lost[alive]
-            if nxt is None or not alive.any():
-                continue
-            act = np.flatnonzero(alive & ~lost)
-            carried = alive & lost  # lost before this step: carried by the dense flow
-            new = cur.copy()
+        def advance(t: int, nxt: int, p: np.ndarray, lost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            moved, ok = p.copy(), np.ones(len(p), bool)
+            act = np.flatnonzero(~lost)
             if len(act):
-                p1, ok_act = self._step(gray[t], gray[nxt], cur[act])
-                new[act] = p1
-                lost[act[~ok_act]] = True
-            if carried.any():
-                new[carried] = self._carry(gray[t], gray[nxt], cur[carried])
-            cur = new
+                moved[act], ok[act] = self._step(gray[t], gray[nxt], p[act])
+            if lost.any():
+                moved[lost] = self._carry(gray[t], gray[nxt], p[lost])
+            return moved, ok
+
+        return advance
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
         T, H, W = frames.shape[:3]
@@ -80,6 +66,6 @@ class LucasKanadeTracker:
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
         points = np.zeros((T, len(q), 2), np.float32)
         visible = np.zeros((T, len(q)), bool)
-        self._sweep(gray, q, points, visible, list(range(T)))
-        self._sweep(gray, q, points, visible, list(range(T - 1, -1, -1)))
+        sweep(q, list(range(T)), points, visible, self._advance(gray))
+        sweep(q, list(range(T - 1, -1, -1)), points, visible, self._advance(gray))
         return Tracks(points, visible)
