@@ -107,28 +107,28 @@ def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
 
 
 def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_path, compose, monkeypatch):
-    from s2d.stages import distill
+    from s2d.stages import loggers as lg
 
     cfg = compose("debug=fast", "logger=wandb")
     run_dir = tmp_path / "run"
     monkeypatch.setenv("WANDB_MODE", "offline")
-    wb = distill.wandb_logger(cfg, run_dir, "distill")
-    assert wb is not None and wb.experiment.id == distill.wandb_run_id(cfg, run_dir, "distill")
+    wb = lg.wandb_logger(cfg, run_dir, "distill")
+    assert wb is not None and wb.experiment.id == lg.wandb_run_id(cfg, run_dir, "distill")
     assert wb.experiment.id.startswith("debug-fast-seed0-distill-")
     wb.experiment.finish()
     assert list((run_dir / "wandb").glob("offline-run-*"))
     # W3: two jobs of a sweep (same name and seed, their own folders) get their own W&B runs; a relaunch of
     # one job (same folder) gets its id back
     other = compose("debug=fast", "logger=wandb", "loss.drop_rate=0.5")
-    assert distill.wandb_run_id(other, tmp_path / "job1", "distill") != distill.wandb_run_id(cfg, run_dir, "distill")
-    assert distill.wandb_run_id(other, run_dir, "distill") == distill.wandb_run_id(cfg, run_dir, "distill")
+    assert lg.wandb_run_id(other, tmp_path / "job1", "distill") != lg.wandb_run_id(cfg, run_dir, "distill")
+    assert lg.wandb_run_id(other, run_dir, "distill") == lg.wandb_run_id(cfg, run_dir, "distill")
     # a run left open in this process (the previous job of a multirun) is finished, not written into
     import wandb
 
     stale = wandb.init(id="stale-run", dir=str(tmp_path), project="s2d")
-    wb = distill.wandb_logger(cfg, run_dir, "distill")
+    wb = lg.wandb_logger(cfg, run_dir, "distill")
     assert wb.experiment.id != stale.id and stale.id == "stale-run"
-    distill.finish_wandb()
+    lg.finish_wandb()
     assert wandb.run is None
 
     import lightning.pytorch.loggers as loggers
@@ -138,11 +138,12 @@ def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_pa
             raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(loggers, "WandbLogger", Broken)
-    assert distill.wandb_logger(cfg, run_dir, "distill") is None  # a warning, and the CSV logger carries on
+    assert lg.wandb_logger(cfg, run_dir, "distill") is None  # a warning, and the CSV logger carries on
 
 
 def test_report_goes_to_wandb_offline_with_tables_and_pictures(tmp_path, compose, monkeypatch):
-    from s2d.stages.pipeline import _bar_plot, log_report_to_wandb
+    from s2d.report.pictures import bar_plot as _bar_plot
+    from s2d.stages.loggers import log_report_to_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = compose("debug=fast", "logger=wandb")

@@ -53,7 +53,7 @@ def test_sigusr1_under_slurm_checkpoints_requeues_once_and_the_relaunch_resumes(
     np.testing.assert_allclose([second[5], second[6]], [first[5], first[6]], rtol=1e-6)
     import wandb
 
-    from s2d.stages.distill import wandb_run_id
+    from s2d.stages.loggers import wandb_run_id
 
     assert wandb.run is None  # each launch finished its W&B run; both used the one id of this run folder
     runs = {p.name.split("-", 3)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}

@@ -55,46 +55,6 @@ def validation_videos(cfg: Any, ds) -> list[str] | None:
     return names
 
 
-def wandb_run_id(cfg: Any, run_dir: Path, stage: str) -> str:
-    """<run_id>-<stage>-<hash of the run folder>: the same for every launch of one job (a requeued job keeps its
-    folder), different for the jobs of a sweep even when they share name and seed (their folders differ)."""
-    import hashlib
-
-    folder = hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:8]
-    return f"{cfg.run_id[:40]}-{stage}-{folder}".replace("/", "_")
-
-
-def finish_wandb() -> None:
-    """End the W&B run of this process, if any, so that the next stage or the next job of a sweep run in this
-    process starts its own run instead of writing into this one."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
-
-
-def wandb_logger(cfg: Any, run_dir: Path, stage: str):
-    """W&B with a stable run id (``wandb_run_id``), so a requeued or resumed job continues the same W&B run.
-    If W&B cannot start (no network, bad credentials) training goes on with the CSV logger and a warning."""
-    import os
-
-    from lightning.pytorch.loggers import WandbLogger
-
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
-    finish_wandb()
-    try:
-        wb = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run_id}/{stage}",
-                         id=wandb_run_id(cfg, run_dir, stage), resume="allow", save_dir=str(run_dir),
-                         job_type=stage, config={k: section(cfg, k) for k in ("data", "model", "loss", "optim",
-                                                                             "train", "distill", "keymasks")})
-        wb.experiment  # starts the run now, so a failure shows here and not in the middle of training
-        return wb
-    except Exception as e:  # noqa: BLE001 - any failure of an optional logger must not stop training
-        log.warning("W&B could not start (%s); continuing with the CSV logger only", e)
-        return None
-
-
 def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     """The Lightning Trainer of a learning stage. Everything it writes on its own (SLURM/exception
     checkpoints) goes to the stage's checkpoint folder, never to a folder another stage or run shares."""
@@ -110,6 +70,8 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     t = cfg.train
     loggers = [CSVLogger(str(run_dir / "logs"), name=stage)]  # one CSV folder per launch: never overwritten
     if cfg.logger.wandb:
+        from s2d.stages.loggers import wandb_logger
+
         wb = wandb_logger(cfg, run_dir, stage)
         if wb is not None:
             loggers.append(wb)
@@ -266,6 +228,8 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
                   stage, tr.global_step, folder / "on_exception.ckpt")
         raise SystemExit(143) from None
     finally:
+        from s2d.stages.loggers import finish_wandb
+
         finish_wandb()
     log.info("%s: checkpoints in %s, losses in %s", stage, last.parent, run_dir / "logs" / stage)
     return last

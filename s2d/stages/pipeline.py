@@ -9,101 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.gains import gain_lines
+from s2d.report.pictures import bar_plot, pictures_section
 from s2d.stages.common import section
 
 log = logging.getLogger(__name__)
-
-
-def _bar_plot(path: Path, rows: dict[str, dict[str, float]], keys: tuple[str, ...]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import io
-
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(keys), 3.2), dpi=110)
-    width = 0.8 / max(len(rows), 1)
-    for i, (label, r) in enumerate(rows.items()):
-        vals = [max(r.get(k, 0.0), 0.0) for k in keys]
-        ax.bar(np.arange(len(keys)) + i * width, vals, width, label=label)
-    ax.set_xticks(np.arange(len(keys)) + width * (len(rows) - 1) / 2, keys)
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=7, loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _stage_picture(path: Path, ds, name: str, layers: dict) -> None:
-    """One row per stage (ground truth first), 4 frames across, masks coloured by instance."""
-    from s2d.viz import grid, overlay, palette, save_png
-
-    r = ds[name]
-    T = len(r.video)
-    ts = sorted({0, T // 3, 2 * T // 3, T - 1})
-    frames = [r.video[t] for t in ts]
-    rows = []
-    for label, vl in layers.items():
-        if vl is None:
-            continue
-        m = vl.masks()  # (N, T, H, W)
-        colors = palette(max(len(m), 1))
-        rows.append([overlay(f, m[:, t], colors[:len(m)]) for f, t in zip(frames, ts)])
-    save_png(path, grid(rows))
-
-
-REPORT_VIDEOS = 6  # videos drawn in the report (the first ones by name); every video has its gifs in overlays/
-
-
-def _safe(name: str) -> str:
-    return name.replace("/", "_")
-
-
-def _pictures(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
-    """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
-    overlay gifs of the dense labels and the final model's predictions."""
-    from s2d.viz import overlay, palette, save_gif
-
-    lines = ["## What each stage found", ""]
-    names = ds.names[:REPORT_VIDEOS]
-    for i, name in enumerate(names):
-        r = ds[name]
-        layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
-                  "dense labels": dense[name] if dense is not None else None,
-                  "final model": final_pred[name] if final_pred is not None else None}
-        pic = Path("pictures") / f"{_safe(name)}.png"
-        _stage_picture(run_dir / pic, ds, name, layers)
-        if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
-            atomic_write_bytes(run_dir / "stages.png", (run_dir / pic).read_bytes())
-        rows = ", ".join(k for k, v in layers.items() if v is not None)
-        lines += [f"`{name}` — rows, top to bottom: {rows}", "", f"![{name}]({pic.as_posix()})", ""]
-        gifs = []
-        frames = None
-        for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
-            if vl is None:
-                continue
-            frames = r.video.frames() if frames is None else frames  # decoded once for both gifs
-            m = vl.masks()  # (N, T, H, W)
-            colors = palette(max(len(m), 1))
-            drawn = [overlay(f, m[:, t], colors[:len(m)]) for t, f in enumerate(frames)]
-            gif = Path("overlays") / f"{_safe(name)}_{label}.gif"
-            save_gif(run_dir / gif, drawn[:: max(1, len(drawn) // 40)])
-            gifs.append(f"[{label}]({gif.as_posix()})")
-        if gifs:
-            lines += ["Overlay gifs: " + ", ".join(gifs), ""]
-    if len(ds) > len(names):
-        lines += [f"({len(ds) - len(names)} more videos are not drawn here.)", ""]
-    return lines
 
 
 def _gain_steps(rounds: list[dict], has_final: bool) -> list[tuple[str, str, str]]:
@@ -135,36 +48,6 @@ def _curves(run_dir: Path, stages: list[str]) -> list[str]:
         lines += [f"`{stage}`", "", f"![{stage}]({pic.as_posix()})", ""]
         drawn = True
     return lines if drawn else []
-
-
-def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, float]]) -> bool:
-    """The report's numbers (one row per stage), its pictures and the resolved config as one W&B run
-    (id from ``wandb_run_id``, job_type "report"). Returns False, with a warning, when W&B cannot start."""
-    import os
-
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
-    try:
-        import wandb
-
-        from s2d.stages.distill import finish_wandb, wandb_run_id
-
-        finish_wandb()
-        run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, id=wandb_run_id(cfg, run_dir, "report"),
-                         name=f"{cfg.run_id}/report", job_type="report", resume="allow", dir=str(run_dir),
-                         config={k: section(cfg, k) for k in ("data", "masks", "tracker", "keymasks", "model",
-                                                             "loss", "optim", "train", "distill", "label")})
-        keys = sorted({k for r in metrics.values() for k in r})
-        run.log({"metrics": wandb.Table(columns=["stage", *keys],
-                                        data=[[st, *[r.get(k) for k in keys]] for st, r in metrics.items()])})
-        run.summary.update({f"{st}/{k}": v for st, r in metrics.items() for k, v in r.items()})
-        for name in ("metrics.png", "stages.png"):
-            if (run_dir / name).exists():
-                run.log({name.removesuffix(".png"): wandb.Image(str(run_dir / name))})
-        run.finish()
-        return True
-    except Exception as e:  # noqa: BLE001 - an optional logger must never fail the run
-        log.warning("W&B report logging failed (%s); the report is in %s", e, run_dir)
-        return False
 
 
 def run(cfg: Any, run_dir: Path) -> dict:
@@ -264,7 +147,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
                   "unsupervised J&F, in %. The first row scores every frame on its own (single-frame masks "
                   "have no identity across frames); — = undefined (no object in that area range).", "",
                   format_table(metrics), "", "![metrics](metrics.png)", ""]
-        _bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
+        bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
         gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
         if gains:
             lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
@@ -274,7 +157,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     else:
         lines += ["No ground truth, so no metrics: the pictures below and the overlay gifs show what each stage "
                   "found.", ""]
-    lines += _pictures(run_dir, ds, keymasks, dense, final_pred)
+    lines += pictures_section(run_dir, ds, keymasks, dense, final_pred)
     summary = (km_dir / "summary.md").read_text()
     lines += ["## Keymask discovery per video", "", summary, "",
               f"Overlay gifs: `{km_dir / 'overlays'}`", ""]
@@ -285,6 +168,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
                                                              "loss", "optim", "train", "distill", "label")},
                                                  "complete": True, "code_version": code_version()}, indent=1)
     if cfg.logger.wandb:
+        from s2d.stages.loggers import log_report_to_wandb
+
         log_report_to_wandb(cfg, run_dir, metrics)
     print("\n".join(lines[:8]))
     if metrics:

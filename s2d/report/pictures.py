@@ -1,0 +1,95 @@
+"""The report's pictures: a bar plot of the metrics, per video one picture with a row per stage, overlay gifs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from s2d.io.atomic import atomic_write_bytes
+
+
+def bar_plot(path: Path, rows: dict[str, dict[str, float]], keys: tuple[str, ...]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(keys), 3.2), dpi=110)
+    width = 0.8 / max(len(rows), 1)
+    for i, (label, r) in enumerate(rows.items()):
+        vals = [max(r.get(k, 0.0), 0.0) for k in keys]
+        ax.bar(np.arange(len(keys)) + i * width, vals, width, label=label)
+    ax.set_xticks(np.arange(len(keys)) + width * (len(rows) - 1) / 2, keys)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def stage_picture(path: Path, ds, name: str, layers: dict) -> None:
+    """One row per stage (ground truth first), 4 frames across, masks coloured by instance."""
+    from s2d.viz import grid, overlay, palette, save_png
+
+    r = ds[name]
+    T = len(r.video)
+    ts = sorted({0, T // 3, 2 * T // 3, T - 1})
+    frames = [r.video[t] for t in ts]
+    rows = []
+    for label, vl in layers.items():
+        if vl is None:
+            continue
+        m = vl.masks()  # (N, T, H, W)
+        colors = palette(max(len(m), 1))
+        rows.append([overlay(f, m[:, t], colors[:len(m)]) for f, t in zip(frames, ts)])
+    save_png(path, grid(rows))
+
+
+REPORT_VIDEOS = 6  # videos drawn in the report (the first ones by name); every video has its gifs in overlays/
+
+
+def safe_name(name: str) -> str:
+    return name.replace("/", "_")
+
+
+def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
+    """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
+    overlay gifs of the dense labels and the final model's predictions."""
+    from s2d.viz import overlay, palette, save_gif
+
+    lines = ["## What each stage found", ""]
+    names = ds.names[:REPORT_VIDEOS]
+    for i, name in enumerate(names):
+        r = ds[name]
+        layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
+                  "dense labels": dense[name] if dense is not None else None,
+                  "final model": final_pred[name] if final_pred is not None else None}
+        pic = Path("pictures") / f"{safe_name(name)}.png"
+        stage_picture(run_dir / pic, ds, name, layers)
+        if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
+            atomic_write_bytes(run_dir / "stages.png", (run_dir / pic).read_bytes())
+        rows = ", ".join(k for k, v in layers.items() if v is not None)
+        lines += [f"`{name}` — rows, top to bottom: {rows}", "", f"![{name}]({pic.as_posix()})", ""]
+        gifs = []
+        frames = None
+        for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
+            if vl is None:
+                continue
+            frames = r.video.frames() if frames is None else frames  # decoded once for both gifs
+            m = vl.masks()  # (N, T, H, W)
+            colors = palette(max(len(m), 1))
+            drawn = [overlay(f, m[:, t], colors[:len(m)]) for t, f in enumerate(frames)]
+            gif = Path("overlays") / f"{safe_name(name)}_{label}.gif"
+            save_gif(run_dir / gif, drawn[:: max(1, len(drawn) // 40)])
+            gifs.append(f"[{label}]({gif.as_posix()})")
+        if gifs:
+            lines += ["Overlay gifs: " + ", ".join(gifs), ""]
+    if len(ds) > len(names):
+        lines += [f"({len(ds) - len(names)} more videos are not drawn here.)", ""]
+    return lines
