@@ -275,12 +275,14 @@ class LoadReport:
 
 
 def load_pretrained(model: nn.Module, path: str | Path, which: str = "teacher", key: str = "model.pretrained",
-                    allow_missing: tuple[str, ...] = (), scope: str = "") -> LoadReport:
+                    allow_missing: tuple[str, ...] = (), scope: str = "",
+                    tensors: dict[str, torch.Tensor] | None = None) -> LoadReport:
     """Fill ``model`` (a VideoMask2Former) from ``path``; refuses naming the tensor when one the file should
     provide is missing or has another shape. A backbone-only file must fill the whole backbone and leaves the
     heads as they are; any other file must fill everything except names starting with ``allow_missing``.
-    ``scope``: only names starting with it are read from the file and required (e.g. ``"backbone."``)."""
-    sd, kind, dropped = normalise(read_checkpoint(path, key), which)
+    ``scope``: only names starting with it are read from the file and required (e.g. ``"backbone."``).
+    ``tensors``: the file's tensors when the caller has read them already (``read_checkpoint``'s result)."""
+    sd, kind, dropped = normalise(tensors if tensors is not None else read_checkpoint(path, key), which)
     own = model.state_dict()
     if scope:
         dropped += sorted(k for k in sd if not k.startswith(scope))
@@ -303,6 +305,24 @@ def load_pretrained(model: nn.Module, path: str | Path, which: str = "teacher", 
     model.load_state_dict(fill, strict=False)
     rep.loaded = sorted(fill)
     return rep
+
+
+def model_from_checkpoint(path: str | Path, which: str = "teacher", key: str = "checkpoint"):
+    """The teacher (or student) of an s2d training checkpoint, built from the model settings the checkpoint
+    stores and filled by ``load_pretrained`` (the file is read once, with ``weights_only=True``)."""
+    from s2d.models.video_mask2former import VideoMask2Former
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(key, f"file {p} does not exist")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    settings = (ckpt.get("hyper_parameters") or {}).get("model")
+    if not isinstance(settings, dict):
+        raise ConfigError(key, f"{p} is not an s2d training checkpoint (no model settings in hyper_parameters)")
+    model = VideoMask2Former.from_config(settings, load_weights=False)
+    load_pretrained(model, p, which=which, key=key, tensors={k: v for k, v in ckpt["state_dict"].items()
+                                                              if isinstance(v, torch.Tensor)})
+    return model.eval()
 
 
 def to_official(model: nn.Module, no_object_weight: float | None = 0.1) -> dict[str, torch.Tensor]:

@@ -212,10 +212,11 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         log.info("%s: resuming from %s (step %d)", stage, resume, step)
     if init is not None and resume is None:
         # start both student and teacher from the previous stage's teacher (EMA) weights
-        sd = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
-        teacher = {k[len("teacher."):]: v for k, v in sd.items() if k.startswith("teacher.")}
-        module.student.load_state_dict(teacher)
-        module.teacher.load_state_dict(teacher)
+        from s2d.models.weights import load_pretrained, read_checkpoint
+
+        tensors = read_checkpoint(init, key="init")
+        for net in (module.student, module.teacher):
+            load_pretrained(net, init, which="teacher", key="init", tensors=tensors)
     tr = trainer(cfg, run_dir, stage, folder)
     try:
         tr.fit(module, data, ckpt_path=str(resume) if resume is not None else None, weights_only=True)

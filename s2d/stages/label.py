@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
@@ -19,14 +18,10 @@ VERSION = 1
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
-    """The teacher (or student) of a DistillationModule checkpoint, loaded with weights_only=True."""
-    from s2d.models import VideoMask2Former
+    """The teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``)."""
+    from s2d.models.weights import model_from_checkpoint
 
-    sd = torch.load(ckpt, map_location="cpu", weights_only=True)
-    model = VideoMask2Former.from_config(sd["hyper_parameters"]["model"], load_weights=False)
-    prefix = f"{which}."
-    model.load_state_dict({k[len(prefix):]: v for k, v in sd["state_dict"].items() if k.startswith(prefix)})
-    return model.eval()
+    return model_from_checkpoint(ckpt, which)
 
 
 def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
