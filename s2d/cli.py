@@ -17,12 +17,12 @@ from typing import Callable
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 VERBS: dict[str, tuple[str, str]] = {
-    # verb: (module, one-line help)
+    # verb: (module[:function], one-line help); the function takes (cfg, run_dir), run by default
     "run": ("s2d.stages.pipeline", "every stage in order (masks ... final), skipping finished ones; a report"),
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
-    "masks": ("s2d.stages.masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
-    "keymasks": ("s2d.stages.keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
-    "distill": ("s2d.stages.distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
+    "masks": ("s2d.stages.chain:run_masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
+    "keymasks": ("s2d.stages.chain:run_keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
+    "distill": ("s2d.stages.chain:run_distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
     "final": ("s2d.stages.pipeline", "dense labelset from the teacher, then the final model (runs earlier stages)"),
     "demo": ("s2d.stages.demo", "draw the final model's instances on a video: s2d demo VIDEO.mp4"),
     "table": ("s2d.stages.table", "one row per finished run of a sweep (markdown), unfinished runs listed"),
@@ -60,8 +60,8 @@ def _dispatch(cfg) -> None:
             from s2d.stages.common import claim_run_folder
 
             claim_run_folder(cfg, run_dir)
-        module = importlib.import_module(VERBS[cfg.stage][0])
-        module.run(cfg, run_dir)
+        target, _, func = VERBS[cfg.stage][0].partition(":")  # module[:function], run() by default
+        getattr(importlib.import_module(target), func or "run")(cfg, run_dir)
     except (S2DError, OSError) as e:
         if os.environ.get("S2D_DEBUG"):
             raise

@@ -80,11 +80,11 @@ def test_a_changed_masks_setting_gives_new_sets_downstream_and_the_old_set_is_re
     cfg_b = compose("debug=fast", "keymasks.overlays=false", "masks.max_masks=3")
     ds = load_data(cfg_a)
     dfp = data_fingerprint(cfg_a, ds)
-    masks_a, root_a, fp_a = masks_stage.compute(cfg_a, ds, dfp)
-    masks_b, root_b, fp_b = masks_stage.compute(cfg_b, ds, dfp)
+    masks_a, root_a, fp_a, _ = masks_stage.compute(cfg_a, ds, dfp)
+    masks_b, root_b, fp_b, _ = masks_stage.compute(cfg_b, ds, dfp)
     assert fp_a != fp_b and root_a != root_b
     with pytest.raises(IncompleteSetError, match="fingerprint"):
         read_labelset(root_a, fp_b)
     km_a = keymasks_stage.compute(cfg_a, ds, masks_a, fp_a)
     km_b = keymasks_stage.compute(cfg_b, ds, masks_b, fp_b)
-    assert km_a[2] != km_b[2] and km_a[3] != km_b[3]
+    assert km_a.folder != km_b.folder and km_a.fingerprint != km_b.fingerprint

@@ -146,7 +146,7 @@ def test_import_coco_matches_frames_by_name(tiny_demo, tmp_path, compose):
     cfg = compose("data.kind=ytvis", f"data.root={tiny_demo}", "masks=imported", f"masks.import_path={p}",
                   "progress=false")
     ds = load_data(cfg)
-    ls, _, _ = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    ls = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds)).labels
     for r in ds:
         per = masks_stage.frame_masks_of(ls[r.name])
         gt = r.gt.masks()
@@ -206,7 +206,7 @@ def test_failure_on_one_video_keeps_the_others_and_rerun_redoes_only_it(tiny_dem
     masks_stage.make_producer = counting
     try:
         ds = load_data(cfg)
-        ls, out_dir, _ = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+        ls, out_dir = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))[:2]
     finally:
         masks_stage.make_producer = real
     assert calls == ["demo_01"] and ls.names == ["demo_00", "demo_01"]

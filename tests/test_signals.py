@@ -26,14 +26,14 @@ def test_sigusr1_under_slurm_checkpoints_requeues_once_and_the_relaunch_resumes(
     relaunch, as if SLURM had stopped the job right after the signal, resumes from it with the same W&B id and
     continues the losses of the uninterrupted first launch."""
     import s2d.lit.requeue as requeue
-    from s2d.stages import distill
+    from s2d.stages.chain import run_distill
 
     for k, v in SLURM_ENV.items():
         monkeypatch.setenv(k, v)
     calls = []
     monkeypatch.setattr(requeue, "call", lambda cmd: calls.append(cmd) or 0)
     run_dir = tmp_path / "run"
-    distill.run(_stage_cfg(compose, "fault.kind=sigusr1", "fault.step=3", "logger=wandb"), run_dir)
+    run_distill(_stage_cfg(compose, "fault.kind=sigusr1", "fault.step=3", "logger=wandb"), run_dir)
     folder = _stage_folder(run_dir)
     assert calls == [["scontrol", "requeue", "4242"]]
     hpc = folder / "hpc_ckpt_1.ckpt"
@@ -44,7 +44,7 @@ def test_sigusr1_under_slurm_checkpoints_requeues_once_and_the_relaunch_resumes(
         if p != hpc:
             p.unlink()
 
-    distill.run(_stage_cfg(compose, "logger=wandb"), run_dir)
+    run_distill(_stage_cfg(compose, "logger=wandb"), run_dir)
     assert calls == [["scontrol", "requeue", "4242"]]
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 6
     assert list((run_dir / "checkpoints").iterdir()) == [folder]
@@ -64,17 +64,17 @@ def test_sigusr1_under_slurm_checkpoints_requeues_once_and_the_relaunch_resumes(
 def test_sigterm_exits_143_with_a_checkpoint_and_the_next_launch_resumes(compose, tmp_path):
     """P2: SIGTERM at step 3 (time limit): the step finishes, on_exception.ckpt holds step 4, exit code 143; the
     next launch resumes there and reproduces the losses of an uninterrupted run."""
-    from s2d.stages import distill
+    from s2d.stages.chain import run_distill
 
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
-    distill.run(_stage_cfg(compose), ref_dir)
+    run_distill(_stage_cfg(compose), ref_dir)
     (ref,) = _losses_by_step(ref_dir)
     with pytest.raises(SystemExit) as exc:
-        distill.run(_stage_cfg(compose, "fault.kind=sigterm", "fault.step=3"), run_dir)
+        run_distill(_stage_cfg(compose, "fault.kind=sigterm", "fault.step=3"), run_dir)
     assert exc.value.code == 143
     folder = _stage_folder(run_dir)
     assert torch.load(folder / "on_exception.ckpt", weights_only=True)["global_step"] == 4
-    distill.run(_stage_cfg(compose), run_dir)
+    run_distill(_stage_cfg(compose), run_dir)
     first, second = _losses_by_step(run_dir)
     assert sorted(first) == [1, 2, 3, 4] and sorted(second) == [5, 6]
     np.testing.assert_allclose([{**first, **second}[s] for s in range(1, 7)], [ref[s] for s in range(1, 7)],

@@ -103,6 +103,27 @@ class VideoMask2Former(nn.Module):
             logging.getLogger(__name__).info("model.pretrained: %s", report.summary())
         return model
 
+    @classmethod
+    def from_checkpoint(cls, path, which: str = "teacher", key: str = "checkpoint") -> "VideoMask2Former":
+        """The teacher (or student) of an s2d training checkpoint, built from the model settings the checkpoint
+        stores and filled by ``s2d.models.weights.load_pretrained`` (the file is read once, weights only)."""
+        from pathlib import Path
+
+        from s2d.errors import ConfigError
+        from s2d.models.weights import load_pretrained
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(key, f"file {p} does not exist")
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        settings = (ckpt.get("hyper_parameters") or {}).get("model")
+        if not isinstance(settings, dict):
+            raise ConfigError(key, f"{p} is not an s2d training checkpoint (no model settings in hyper_parameters)")
+        model = cls.from_config(settings, load_weights=False)
+        load_pretrained(model, p, which=which, key=key,
+                        tensors={k: v for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)})
+        return model.eval()
+
     @staticmethod
     def scores(pred_logits: torch.Tensor) -> torch.Tensor:
         """(B, Q, 2) -> (B, Q) foreground probability."""

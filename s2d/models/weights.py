@@ -307,24 +307,6 @@ def load_pretrained(model: nn.Module, path: str | Path, which: str = "teacher", 
     return rep
 
 
-def model_from_checkpoint(path: str | Path, which: str = "teacher", key: str = "checkpoint"):
-    """The teacher (or student) of an s2d training checkpoint, built from the model settings the checkpoint
-    stores and filled by ``load_pretrained`` (the file is read once, with ``weights_only=True``)."""
-    from s2d.models.video_mask2former import VideoMask2Former
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(key, f"file {p} does not exist")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    settings = (ckpt.get("hyper_parameters") or {}).get("model")
-    if not isinstance(settings, dict):
-        raise ConfigError(key, f"{p} is not an s2d training checkpoint (no model settings in hyper_parameters)")
-    model = VideoMask2Former.from_config(settings, load_weights=False)
-    load_pretrained(model, p, which=which, key=key, tensors={k: v for k, v in ckpt["state_dict"].items()
-                                                              if isinstance(v, torch.Tensor)})
-    return model.eval()
-
-
 def to_official(model: nn.Module, no_object_weight: float | None = 0.1) -> dict[str, torch.Tensor]:
     """The model's tensors in official checkpoint names (``{"model": ...}`` of a detectron2 file), with the
     loss buffer ``criterion.empty_weight`` = [1, no_object_weight] unless that is None."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
@@ -19,6 +19,13 @@ from s2d.labelset.store import LabelsetStore, read_labelset
 from s2d.labelset.types import Labelset, VideoLabels
 
 log = logging.getLogger(__name__)
+
+
+class StageOutput(NamedTuple):
+    labels: Labelset               # the stage's labelset
+    folder: Path                   # its artifact folder
+    fingerprint: str               # identifies it; downstream fingerprints include it
+    baseline: Labelset | None = None  # the keymask stage's IoU-linker baseline, reported beside it
 
 
 def section(cfg: Any, key: str) -> dict:

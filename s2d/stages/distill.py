@@ -234,15 +234,3 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         finish_wandb()
     log.info("%s: checkpoints in %s, losses in %s", stage, last.parent, run_dir / "logs" / stage)
     return last
-
-
-def run(cfg: Any, run_dir: Path) -> dict:
-    from s2d.stages import keymasks as keymasks_stage
-    from s2d.stages import masks as masks_stage
-    from s2d.stages.data import data_fingerprint, load_data
-
-    ds = load_data(cfg)
-    validation_videos(cfg, ds)
-    masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-    sparse, _, _, km_fp = keymasks_stage.compute(cfg, ds, masks, masks_fp)
-    return {"checkpoint": str(train(cfg, run_dir, "distill", ds, sparse, "sparse", km_fp))}

@@ -9,7 +9,7 @@ from typing import Any
 
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
-from s2d.stages.common import artifact_dir, section
+from s2d.stages.common import StageOutput, artifact_dir, section
 
 
 def round_stage(r: int) -> str:
@@ -22,12 +22,13 @@ def round_row(r: int) -> str:
     return "dense labelset (distilled teacher)" if r == 1 else f"dense labelset round {r} (final model {r - 1})"
 
 
-def predict(cfg: Any, ds, ckpt: Path, data_fp: str):
+def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
+    """The final model's predictions on every video (kept down to label.eval_score_thr, for evaluation)."""
     from s2d.stages.label import load_model, predictions
 
     fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "predict", fp)
     model = load_model(cfg, ckpt, "teacher")
-    nms = cfg.label.nms_iou
-    return predictions(cfg, ds, model, cfg.label.eval_score_thr, nms, "predict", fp, root), root
+    return StageOutput(predictions(cfg, ds, model, cfg.label.eval_score_thr, cfg.label.nms_iou, "predict", fp, root),
+                       root, fp)
 

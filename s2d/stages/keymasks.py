@@ -11,7 +11,6 @@ import numpy as np
 
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
-from s2d.version import code_version
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.keymasks import KeymaskParams, discover_keymasks
 from s2d.keymasks.discover import sparse_instances
@@ -19,7 +18,7 @@ from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
-from s2d.stages.common import flow_cache_dir, artifact_dir, run_per_video, section
+from s2d.stages.common import StageOutput, flow_cache_dir, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -43,7 +42,8 @@ def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | N
     save_gif(path, out)
 
 
-def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> tuple[Labelset, Labelset, Path, str]:
+def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutput:
+    """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``."""
     from s2d.stages.masks import frame_masks_of
     from s2d.tracking.factory import make_tracker
 
@@ -86,28 +86,4 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> tuple[Labe
     table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n" + "".join(
         "| " + " | ".join(str(r.get(k, "")) for k in keys) + " |\n" for r in rows)
     atomic_write_text(root / "summary.md", table)
-    return ls, baseline, root, fp
-
-
-def run(cfg: Any, run_dir: Path) -> dict:
-    from s2d.stages.data import data_fingerprint, load_data
-    from s2d.stages.evaluate import format_table, score
-    from s2d.stages import masks as masks_stage
-
-    ds = load_data(cfg)
-    masks, _, masks_fp = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-    ls, baseline, root, _ = compute(cfg, ds, masks, masks_fp)
-    print((root / "summary.md").read_text())
-    result: dict = {"labelset": str(root)}
-    if ds.has_gt:
-        gt = ds.gt_labelset()
-        rows = {"single-frame masks + IoU linker": score(gt, baseline, with_jf=False),
-                "sparse keymasks": score(gt, ls, with_jf=False)}
-        table = format_table(rows)
-        print(table)
-        atomic_write_json(run_dir / "metrics.json", {"stage": "keymasks", "config": section(cfg, "keymasks"),
-                                                      "metrics": rows, "complete": True, "code_version": code_version()})
-        atomic_write_text(run_dir / "metrics.md", table)
-        result["metrics"] = rows
-    log.info("keymasks: overlays in %s", root / "overlays")
-    return result
+    return StageOutput(ls, root, fp, baseline)

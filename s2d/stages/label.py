@@ -11,7 +11,7 @@ from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
 from s2d.labelset.types import Labelset, VideoLabels
-from s2d.stages.common import artifact_dir, run_per_video, section
+from s2d.stages.common import StageOutput, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -19,9 +19,9 @@ VERSION = 1
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
     """The teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``)."""
-    from s2d.models.weights import model_from_checkpoint
+    from s2d.models import VideoMask2Former
 
-    return model_from_checkpoint(ckpt, which)
+    return VideoMask2Former.from_checkpoint(ckpt, which)
 
 
 def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
@@ -40,9 +40,8 @@ def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | Non
     return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
 
 
-def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> tuple[Labelset, Path, str]:
+def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "label", fp)
     model = load_model(cfg, ckpt, "teacher")
-    nms = cfg.label.nms_iou
-    return predictions(cfg, ds, model, cfg.label.score_thr, nms, "label", fp, root), root, fp
+    return StageOutput(predictions(cfg, ds, model, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root), root, fp)

@@ -11,8 +11,8 @@ import numpy as np
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset import rle as rle_utils
-from s2d.labelset.types import Instance, Labelset, VideoLabels
-from s2d.stages.common import artifact_dir, flow_cache_dir, run_per_video, section
+from s2d.labelset.types import Instance, VideoLabels
+from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when the stage's output for the same config changes
@@ -120,26 +120,9 @@ def masks_fingerprint(cfg: Any, data_fp: str) -> str:
     return fingerprint("masks", VERSION, data_fp, section(cfg, "masks"))
 
 
-def compute(cfg: Any, ds: Dataset, data_fp: str) -> tuple[Labelset, Path, str]:
+def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
     fp = masks_fingerprint(cfg, data_fp)
     root = artifact_dir(cfg, "masks", fp)
     ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
                        info={"stage": "masks", "config": section(cfg, "masks")})
-    return ls, root, fp
-
-
-def run(cfg: Any, run_dir: Path) -> dict:
-    from s2d.stages.data import data_fingerprint, load_data
-
-    ds = load_data(cfg)
-    ls, root, _ = compute(cfg, ds, data_fingerprint(cfg, ds))
-    n = sum(len(v.instances) for v in ls)
-    frames = sum(v.length for v in ls)
-    print(f"masks: {n} masks on {frames} frames ({n / max(frames, 1):.2f} per frame) -> {root}")
-    if ds.has_gt:
-        from s2d.evaluation.frame_ap import frame_ap
-
-        s = frame_ap(ds.gt_labelset(), ls)
-        print(f"masks: frame-level class-agnostic AP {100 * s['AP']:.1f}, AP50 {100 * s['AP50']:.1f}, "
-              f"AR10 {100 * s['AR10']:.1f}")
-    return {"labelset": str(root)}
+    return StageOutput(ls, root, fp)

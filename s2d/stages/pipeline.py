@@ -53,28 +53,16 @@ def _curves(run_dir: Path, stages: list[str]) -> list[str]:
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.evaluation.frame_ap import frame_ap
     from s2d.io.job_ranks import job_rank_world
-    from s2d.stages import keymasks as keymasks_stage
-    from s2d.stages import masks as masks_stage
-    from s2d.stages.data import data_fingerprint, load_data
+    from s2d.stages.chain import upstream
     from s2d.stages.evaluate import format_table, score
 
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    ds = load_data(cfg)
-    if cfg.stage in ("run", "final", "label"):
-        from s2d.stages.distill import validation_videos
-
-        validation_videos(cfg, ds)  # refuse validation without ground truth before any work
-    data_fp = data_fingerprint(cfg, ds)
-    timings["data"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    masks, masks_dir, masks_fp = masks_stage.compute(cfg, ds, data_fp)
-    timings["masks"] = time.perf_counter() - t
-    t = time.perf_counter()
-    keymasks, baseline, km_dir, km_fp = keymasks_stage.compute(cfg, ds, masks, masks_fp)
-    timings["keymasks"] = time.perf_counter() - t
     learn = cfg.stage in ("run", "final", "label")  # `s2d run` and the later verbs include the learning stages
+    up = upstream(cfg, through="keymasks", check_validation=learn)  # validation without ground truth: refused now
+    ds, data_fp, timings = up.ds, up.data_fp, dict(up.seconds)
+    masks, masks_dir = up.masks.labels, up.masks.folder
+    keymasks, baseline, km_dir, km_fp = up.keymasks.labels, up.keymasks.baseline, up.keymasks.folder, \
+        up.keymasks.fingerprint
     dense = final_pred = None
     rounds: list[dict] = []  # per self-training round: its dense labelset, where it is, the model trained on it
     if learn:
@@ -91,7 +79,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         final_ckpt = pred_dir = None
         for r in range(1, cfg.final.rounds + 1):
             t = time.perf_counter()
-            labels_r, label_dir, label_fp = label_stage.compute(cfg, ds, teacher, data_fp)
+            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, ds, teacher, data_fp)
             timings[f"label{r}"] = time.perf_counter() - t
             rounds.append({"labels": labels_r, "dir": label_dir, "ckpt": None})
             if not any(v.instances for v in labels_r):  # nothing to train on: say so, report what ran
@@ -106,7 +94,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
             rounds[-1]["ckpt"] = final_ckpt = teacher
         dense = rounds[0]["labels"]
         if final_ckpt is not None:
-            final_pred, pred_dir = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+            final_pred, pred_dir, _, _ = final_stage.predict(cfg, ds, final_ckpt, data_fp)
 
     rank, world = job_rank_world()
     if rank != 0:  # several tasks of one job ran the stages together; one of them scores and reports
@@ -151,12 +139,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
         gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
         if gains:
             lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
-    if learn:
-        lines += _curves(run_dir, ["distill"] + [final_stage.round_stage(r) for r, rd in enumerate(rounds, 1)
-                                                 if rd["ckpt"] is not None])
     else:
         lines += ["No ground truth, so no metrics: the pictures below and the overlay gifs show what each stage "
                   "found.", ""]
+    if learn:
+        lines += _curves(run_dir, ["distill"] + [final_stage.round_stage(r) for r, rd in enumerate(rounds, 1)
+                                                 if rd["ckpt"] is not None])
     lines += pictures_section(run_dir, ds, keymasks, dense, final_pred)
     summary = (km_dir / "summary.md").read_text()
     lines += ["## Keymask discovery per video", "", summary, "",
