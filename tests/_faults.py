@@ -40,7 +40,7 @@ def _data(sparse_data, num_workers=0, seed=0, lr=1e-3):
 
     torch.manual_seed(seed)
     optim = {**OPTIM, "lr": lr, "milestones": [3], "gamma": 0.5}  # the LR changes before the interruption
-    module = DistillationModule(TINY, LOSS, optim, ema_momentum=0.9, teacher_score=0.5, seed=seed)
+    module = DistillationModule(TINY, LOSS, optim, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=seed)
     data = KeymaskSparseDataModule(*sparse_data, batch_size=2, seed=seed, num_workers=num_workers,
                                    augment=AugmentConfig(size=(48, 64)))
     return module, data
@@ -142,7 +142,7 @@ def _rank_reports(folder):
 
 def _ddp_module(tmp_path, empty_rank=None, **kw):
     torch.manual_seed(0)
-    module = _DDPModule(TINY, LOSS, {**OPTIM}, ema_momentum=0.9, teacher_score=0.5, seed=0, **kw)
+    module = _DDPModule(TINY, LOSS, {**OPTIM}, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0, **kw)
     module.folder, module.empty_rank = str(tmp_path), empty_rank
     return module
 
@@ -248,7 +248,7 @@ def _oracle_expected(sparse_data):
 
 def _oracle_module():
     torch.manual_seed(0)
-    return OracleOnFirstVideo(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=0)
+    return OracleOnFirstVideo(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0)
 
 
 class NaNAtSecondValidation(OracleOnFirstVideo):

@@ -58,7 +58,7 @@ def test_unreadable_frame_raises_or_is_substituted_and_quarantined(tmp_path):
                 self.pairs.append((batch["substituted"], float(trainer.callback_metrics["data/substituted"])))
 
     torch.manual_seed(0)
-    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=0)
+    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0)
     data = KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
                                    on_error="substitute", quarantine=str(tmp_path / "q2.jsonl"))
     logged = Logged()

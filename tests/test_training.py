@@ -151,7 +151,7 @@ def _module_and_data(sparse_data, batch_size=2, seed=0, mode="sparse"):
     ds, gt = sparse_data
     torch.manual_seed(seed)
     cls, dm = (DistillationModule, KeymaskSparseDataModule) if mode == "sparse" else (DenseModule, DenseVideoDataModule)
-    module = cls(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=seed)
+    module = cls(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=seed)
     data = dm(ds, gt, batch_size=batch_size, seed=seed, augment=AugmentConfig(size=(48, 64)))
     return module, data
 
@@ -368,7 +368,7 @@ class TermRecorder(L.Callback):
 
 
 def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_path):
-    """distill.distill_warmup=0.6 of 5 steps: steps 0..2 train on the keymasks alone, step 3 on adds the teacher's term
+    """distill.distill_warmup=3: steps 0..2 train on the keymasks alone, step 3 on adds the teacher's term
     (a teacher of 0.5 threshold and momentum 0.9 gives targets from the first step, so only the warm-up keeps
     them out)."""
     from s2d.data.clips import AugmentConfig
@@ -377,7 +377,7 @@ def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_pa
 
     ds, gt = sparse_data
     torch.manual_seed(0)
-    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.0, distill_warmup=0.6, seed=0)
+    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.0, distill_warmup=3, seed=0)
     data = KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)))
     rec = TermRecorder()
     L.Trainer(max_steps=5, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,

@@ -36,7 +36,7 @@ def test_a_nan_validation_metric_never_becomes_the_best_checkpoint(sparse_data, 
     from s2d.stages.distill import best_checkpoint
 
     torch.manual_seed(0)
-    module = NaNAtSecondValidation(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, seed=0)
+    module = NaNAtSecondValidation(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0)
     best = best_checkpoint(tmp_path / "ck", "val/AP")
     trace = ValTrace()
     _val_fit(tmp_path, module, _val_data(sparse_data), 4, [trace, best])

@@ -353,8 +353,12 @@ def validate_config(cfg: Any) -> None:
     _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
              "distill weights must be >= 0")
     _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
-    _require(0.0 <= di.distill_warmup < 1.0, "distill.distill_warmup",
-             f"must be a fraction of train.max_steps within [0, 1), got {di.distill_warmup}")
+    _require(di.distill_warmup >= 0, "distill.distill_warmup", f"must be >= 0 steps, got {di.distill_warmup}")
+    if di.distill_weight > 0 and di.distill_warmup >= cfg.train.max_steps:
+        import logging
+
+        logging.getLogger("s2d").warning("distill.distill_warmup=%d >= train.max_steps=%d: the teacher's term never "
+                                         "runs", di.distill_warmup, cfg.train.max_steps)
     _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
     _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              "log_every_n_steps and checkpoint_every_n_steps must be >= 1")

@@ -4,8 +4,7 @@ and ``DenseModule`` (stage 3: the final model on the dense labelset, with option
 The teacher is an exponential moving average of the student (momentum 0.999 per step), sees the same
 augmented clip, and its queries with foreground score >= 0.75 and mask logits > 0 become dense targets for the
 student. From scratch (the demo, no pretrained weights) the teacher starts random, so ``distill_warmup`` steps of
-keymask loss alone come first (a share of the schedule): a random teacher's confident blobs would otherwise be
-learned as objects.
+keymask loss alone come first: a random teacher's confident blobs would otherwise be learned as objects.
 Point sampling is seeded by (seed, global step, clip): a resumed run continues the same loss sequence and a batch
 split over ranks samples the same points as one process. Dropout is seeded by (seed, global step, rank), so
 with dropout on (``model.dropout`` > 0) a DDP run is reproducible but not equal to one process.
@@ -43,7 +42,7 @@ class DistillationModule(L.LightningModule):
                  ema_momentum: float = DistillParams.ema_momentum, teacher_score: float = DistillParams.teacher_score,
                  distill_weight: float = DistillParams.distill_weight,
                  distill_class_weight: float = DistillParams.distill_class_weight,
-                 distill_warmup: float = DistillParams.distill_warmup, seed: int = 0,
+                 distill_warmup: int = DistillParams.distill_warmup, seed: int = 0,
                  val: dict[str, Any] | None = None):
         """``val``: whole-video inference settings for validation (score_thr, window, overlap, link_iou,
         nms_iou); validation scores the EMA teacher, the model that labels the videos."""
@@ -66,11 +65,6 @@ class DistillationModule(L.LightningModule):
         return [(out["pred_masks"][b][scores[b] >= self.hparams.teacher_score] > 0).float()
                 for b in range(clips.shape[0])]
 
-    def _warmup_steps(self) -> int:
-        """distill_warmup (a share of the schedule) in steps; without a trainer (tests) no schedule, no warm-up."""
-        max_steps = self.trainer.max_steps if self._trainer is not None else -1
-        return int(self.hparams.distill_warmup * max_steps) if max_steps and max_steps > 0 else 0
-
     def _generators(self, batch: dict) -> list[torch.Generator]:
         return [torch.Generator(device=self.device).manual_seed(_seed(self.hparams.seed, self.global_step, int(i)))
                 for i in batch["indices"]]
@@ -85,7 +79,7 @@ class DistillationModule(L.LightningModule):
         failure = None
         try:
             terms = {f"{self.LABELS}/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
-            if self.hparams.distill_weight > 0 and self.global_step >= self._warmup_steps():
+            if self.hparams.distill_weight > 0 and self.global_step >= self.hparams.distill_warmup:
                 dist_t = self.teacher_targets(clips)
                 gens = self._generators(batch)
                 terms.update({f"distill/{k}": self.hparams.distill_weight * v

@@ -13,7 +13,8 @@ class DistillParams:
     teacher_score: float = 0.75        # teacher queries at least this confident become distillation targets
     distill_weight: float = 1.0
     distill_class_weight: float = 0.0
-    # share of train.max_steps trained on the labels alone before the teacher's term starts: a teacher trained
-    # from scratch is random at first, and its confident blobs, distilled, are learned as objects (docs/RESULTS.md);
-    # the method starts from a trained checkpoint (distill=paper: 0)
-    distill_warmup: float = 0.5
+    # steps trained on the labels alone before the teacher's term starts (half of the CPU schedule's 1200): a
+    # teacher trained from scratch is random at first, and its confident blobs, distilled, are learned as objects
+    # (docs/RESULTS.md); the method starts from a trained checkpoint (distill=paper: 0). In steps, not a share
+    # of train.max_steps, so that resuming with more steps keeps the schedule the first launch had.
+    distill_warmup: int = 600
