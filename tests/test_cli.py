@@ -39,6 +39,7 @@ def test_bad_config_value_exits_nonzero_with_key(tmp_path):
     assert r.returncode == 1 and "config key 'data.short_side'" in r.stderr
 
 
+@pytest.mark.slow
 def test_eval_verb_on_davis(davis_root, tmp_path):
     from s2d.data.sources import open_dataset
     from s2d.labelset.types import Labelset, VideoLabels
@@ -82,6 +83,7 @@ def test_errors_are_one_line_once_and_name_the_cause(tmp_path):
     assert "/shared/outputs" in _os_error(ro) and "paths.output_root=$HOME/s2d-outputs" in _os_error(ro)
 
 
+@pytest.mark.slow
 def test_example_config_with_a_relative_shared_path_works_from_any_folder(davis_root, tmp_path):
     r = s2d("data", "experiment=davis2016", "data.short_side=48", "data.videos=[car-shadow]",
             f"paths.output_root={tmp_path}/out", cwd=tmp_path)
@@ -105,6 +107,7 @@ def test_demo_without_a_model_lists_the_runs_that_have_one(tmp_path):
     assert "davis2016-seed0, mine-seed1" in hint and "name=<name> seed=<seed>" in hint
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
     """Two data sets under one name: the second command is refused, naming what differs and the way out."""
     out = f"paths.output_root={tmp_path}/out"

@@ -8,6 +8,7 @@ import pytest
 NB = Path(__file__).resolve().parent.parent / "notebooks" / "walkthrough.ipynb"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     import nbformat

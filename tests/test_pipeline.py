@@ -18,6 +18,7 @@ def run_s2d(*args, cwd, timeout=600):
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
     args = ("run", "debug=fast", f"paths.output_root={tmp_path}/out")
     r = run_s2d(*args, cwd=tmp_path)
@@ -84,6 +85,7 @@ def test_kill_9_during_masks_resumes_to_the_same_result(tmp_path):
     assert json.loads(ma.read_text())["labelset"]["sha256"] == json.loads(mb.read_text())["labelset"]["sha256"]
 
 
+@pytest.mark.slow
 def test_distill_verb_trains_and_a_rerun_resumes(tmp_path):
     args = ("distill", "debug=fast", f"paths.output_root={tmp_path}/out", "train.max_steps=3",
             "train.checkpoint_every_n_steps=2", "train.batch_size=2", "train.crop_size=[48,64]", "loss.num_points=64")
@@ -180,6 +182,7 @@ def test_ddp_through_the_command_line_uses_one_run_folder_and_one_wandb_run(tmp_
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_run_without_ground_truth_still_shows_every_stage(tmp_path, demo_videos_root):
     """A folder of mp4s (no annotations): the report has no metrics but draws keymasks, dense labels and final
     predictions, and writes their overlay gifs."""
@@ -203,6 +206,7 @@ def test_nothing_to_train_on_is_one_line_naming_the_way_out(tmp_path, demo_video
     assert "data.max_frames" in r.stderr
 
 
+@pytest.mark.slow
 def test_empty_dense_labelset_skips_the_final_stage_and_still_reports(tmp_path):
     r = run_s2d("run", "debug=fast", "label.score_thr=1.0", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
     # (debug=fast itself keeps every teacher query, label.score_thr=0, so that its smoke runs reach every stage)
