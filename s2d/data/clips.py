@@ -26,6 +26,7 @@ from s2d.data.sources import Dataset as VideoDataset
 from s2d.errors import VideoError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Labelset
+from s2d.seeds import item_seed
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,6 @@ class AugmentConfig:
     brightness: float = 0.1                        # 0.9 - 1.1
     contrast: float = 0.1
     rotation: float = 15.0                         # degrees
-
-
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
 class ClipDataset(Dataset):

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from s2d.seeds import epoch_seed
 from s2d.data.clips import AugmentConfig, ClipDataset, collate
 from s2d.data.sources import Dataset as VideoDataset
 from s2d.data.whole_videos import WholeVideoDataset, first_item
@@ -39,7 +40,7 @@ class EpochShuffleSampler(Sampler[int]):
             self.dataset.set_epoch(epoch)
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         perm = torch.randperm(self.n, generator=g).tolist()
         perm = (perm * (self.world * self.per_rank // max(self.n, 1) + 1))[: self.world * self.per_rank]
         return iter(perm[self.rank::self.world][self.skip:])

@@ -26,13 +26,7 @@ from s2d.lit.params import DistillParams
 from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
-
-
-def _seed(*parts: int) -> int:
-    h = 1469598103934665603
-    for p in parts:
-        h = ((h ^ int(p)) * 1099511628211) % (2 ** 63)
-    return h
+from s2d.seeds import step_seed
 
 
 class DistillationModule(L.LightningModule):
@@ -66,11 +60,11 @@ class DistillationModule(L.LightningModule):
                 for b in range(clips.shape[0])]
 
     def _generators(self, batch: dict) -> list[torch.Generator]:
-        return [torch.Generator(device=self.device).manual_seed(_seed(self.hparams.seed, self.global_step, int(i)))
+        return [torch.Generator(device=self.device).manual_seed(step_seed(self.hparams.seed, self.global_step, int(i)))
                 for i in batch["indices"]]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        torch.manual_seed(_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
+        torch.manual_seed(step_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
         clips, targets = batch["clips"], batch["targets"]
         out = self.student(clips)
         targets = self.student.pad_targets(targets, out["image_size"])  # frames not divisible by 32 were padded
