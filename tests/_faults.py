@@ -35,13 +35,13 @@ class Trace(L.Callback):
 
 def _data(sparse_data, num_workers=0, seed=0, lr=1e-3):
     from s2d.data.clips import AugmentConfig
-    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
     from s2d.lit.distillation import DistillationModule
 
     torch.manual_seed(seed)
     optim = {**OPTIM, "lr": lr, "milestones": [3], "gamma": 0.5}  # the LR changes before the interruption
     module = DistillationModule(TINY, LOSS, optim, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=seed)
-    data = KeymaskSparseDataModule(*sparse_data, batch_size=2, seed=seed, num_workers=num_workers,
+    data = ClipDataModule(*sparse_data, "sparse", batch_size=2, seed=seed, num_workers=num_workers,
                                    augment=AugmentConfig(size=(48, 64)))
     return module, data
 
@@ -196,10 +196,10 @@ def four_videos(tmp_path_factory):
 
 def _val_data(sparse_data, **kw):
     from s2d.data.clips import AugmentConfig
-    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
 
     ds, gt = sparse_data
-    return KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
+    return ClipDataModule(ds, gt, "sparse", batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
                                    val_videos=ds.names, **kw)
 
 

@@ -24,7 +24,7 @@ def test_unreadable_frame_raises_or_is_substituted_and_quarantined(tmp_path):
     on_error=substitute: the run finishes, quarantine.jsonl names video and frame, data/substituted is logged,
     and the substitute is the same clip every time (deterministic)."""
     from s2d.data.clips import AugmentConfig, ClipDataset
-    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
     from s2d.data.demo import DemoConfig, write_demo_dataset
     from s2d.data.sources import open_dataset
 
@@ -59,7 +59,7 @@ def test_unreadable_frame_raises_or_is_substituted_and_quarantined(tmp_path):
 
     torch.manual_seed(0)
     module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0)
-    data = KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
+    data = ClipDataModule(ds, gt, "sparse", batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)),
                                    on_error="substitute", quarantine=str(tmp_path / "q2.jsonl"))
     logged = Logged()
     _fit(tmp_path / "fit", module, data, 6, [logged])

@@ -145,14 +145,14 @@ class LossRecorder:
 
 def _module_and_data(sparse_data, batch_size=2, seed=0, mode="sparse"):
     from s2d.data.clips import AugmentConfig
-    from s2d.data.datamodules import DenseVideoDataModule, KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
     from s2d.lit.distillation import DenseModule, DistillationModule
 
     ds, gt = sparse_data
     torch.manual_seed(seed)
-    cls, dm = (DistillationModule, KeymaskSparseDataModule) if mode == "sparse" else (DenseModule, DenseVideoDataModule)
+    cls = DistillationModule if mode == "sparse" else DenseModule
     module = cls(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=seed)
-    data = dm(ds, gt, batch_size=batch_size, seed=seed, augment=AugmentConfig(size=(48, 64)))
+    data = ClipDataModule(ds, gt, mode, batch_size=batch_size, seed=seed, augment=AugmentConfig(size=(48, 64)))
     return module, data
 
 
@@ -225,14 +225,14 @@ def test_two_process_ddp_matches_one_process(sparse_data, tmp_path, mode):
 
 
 def test_batch_not_divisible_by_world_size_is_refused(sparse_data):
-    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
     from s2d.errors import ConfigError
 
     class FakeTrainer:
         world_size = 2
         global_rank = 0
 
-    dm = KeymaskSparseDataModule(*sparse_data, batch_size=3)
+    dm = ClipDataModule(*sparse_data, "sparse", batch_size=3)
     dm.trainer = FakeTrainer()
     with pytest.raises(ConfigError, match="train.batch_size.*not divisible by the 2 processes"):
         dm.setup("fit")
@@ -372,13 +372,13 @@ def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_pa
     (a teacher of 0.5 threshold and momentum 0.9 gives targets from the first step, so only the warm-up keeps
     them out)."""
     from s2d.data.clips import AugmentConfig
-    from s2d.data.datamodules import KeymaskSparseDataModule
+    from s2d.data.datamodules import ClipDataModule
     from s2d.lit.distillation import DistillationModule
 
     ds, gt = sparse_data
     torch.manual_seed(0)
     module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.0, distill_warmup=3, seed=0)
-    data = KeymaskSparseDataModule(ds, gt, batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)))
+    data = ClipDataModule(ds, gt, "sparse", batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)))
     rec = TermRecorder()
     L.Trainer(max_steps=5, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
               enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),

@@ -131,11 +131,3 @@ class ClipDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         return DataLoader(WholeVideoDataset(self.videos, self.val_videos[rank::world]), batch_size=1,
                           collate_fn=first_item, num_workers=0)
-
-
-def KeymaskSparseDataModule(videos: VideoDataset, labels: Labelset, **kwargs) -> ClipDataModule:  # noqa: N802
-    return ClipDataModule(videos, labels, mode="sparse", **kwargs)
-
-
-def DenseVideoDataModule(videos: VideoDataset, labels: Labelset, **kwargs) -> ClipDataModule:  # noqa: N802
-    return ClipDataModule(videos, labels, mode="dense", **kwargs)
