@@ -26,7 +26,7 @@ from s2d.data.demo import DemoConfig, make_demo_videos, true_tracks
 from s2d.evaluation.frame_ap import frame_ap
 from s2d.labelset.types import Labelset, VideoLabels
 from s2d.masks.frame_masks import color_feature_fn, frame_masks
-from s2d.stages.masks import frames_to_labels
+from s2d.labelset.frames import frames_to_labels
 from s2d.tracking import FlowChainTracker, LucasKanadeTracker
 
 DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis2016"

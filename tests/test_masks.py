@@ -139,6 +139,7 @@ def _coco_import(tiny_demo, tmp_path, shuffle=True, drop=None):
 
 
 def test_import_coco_matches_frames_by_name(tiny_demo, tmp_path, compose):
+    from s2d.labelset.frames import frame_masks_of
     from s2d.stages import masks as masks_stage
     from s2d.stages.data import data_fingerprint, load_data
 
@@ -148,7 +149,7 @@ def test_import_coco_matches_frames_by_name(tiny_demo, tmp_path, compose):
     ds = load_data(cfg)
     ls = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds)).labels
     for r in ds:
-        per = masks_stage.frame_masks_of(ls[r.name])
+        per = frame_masks_of(ls[r.name])
         gt = r.gt.masks()
         for t, (m, s) in enumerate(per):
             for k in range(len(m)):

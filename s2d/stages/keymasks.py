@@ -44,7 +44,7 @@ def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | N
 
 def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutput:
     """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``."""
-    from s2d.stages.masks import frame_masks_of
+    from s2d.labelset.frames import frame_masks_of
     from s2d.tracking.factory import make_tracker
 
     fp = fingerprint("keymasks", VERSION, masks_fp, section(cfg, "keymasks"), section(cfg, "tracker"))

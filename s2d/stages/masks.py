@@ -10,34 +10,12 @@ import numpy as np
 
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
-from s2d.labelset import rle as rle_utils
-from s2d.labelset.types import Instance, VideoLabels
+from s2d.labelset.frames import frames_to_labels
+from s2d.labelset.types import VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1  # bump when the stage's output for the same config changes
-
-
-def frames_to_labels(skeleton: VideoLabels, per_frame: list[tuple[np.ndarray, np.ndarray]]) -> VideoLabels:
-    """[(masks (K, H, W), scores (K,)) per frame] -> labels with one single-frame instance per mask."""
-    T = skeleton.length
-    for t, (masks, scores) in enumerate(per_frame):
-        for m, s in zip(masks, scores):
-            segs: list[dict | None] = [None] * T
-            segs[t] = rle_utils.encode(m)
-            skeleton.instances.append(Instance(segs, float(s), extra={"frame": t}))
-    return skeleton
-
-
-def frame_masks_of(labels: VideoLabels) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Inverse of ``frames_to_labels``: per frame (masks (K, H, W), scores (K,))."""
-    out: list[tuple[list, list]] = [([], []) for _ in range(labels.length)]
-    for inst in labels.instances:
-        t = inst.extra["frame"]
-        out[t][0].append(rle_utils.decode(inst.segmentations[t]))
-        out[t][1].append(inst.score)
-    return [(np.stack(m) if m else np.zeros((0, labels.height, labels.width), bool), np.asarray(s))
-            for m, s in out]
 
 
 def make_producer(cfg: Any, ds: Dataset):
