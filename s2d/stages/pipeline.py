@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.gains import gain_lines
@@ -153,7 +152,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     atomic_write_json(run_dir / "metrics.json", {"run_id": cfg.run_id, "metrics": metrics, "seconds": timings,
                                                  "config": {k: section(cfg, k) for k in
                                                             ("data", "masks", "tracker", "keymasks", "model",
-                                                             "loss", "optim", "train", "distill", "label")},
+                                                             "loss", "optim", "train", "distill", "label",
+                                                             "final")},
                                                  "complete": True, "code_version": code_version()}, indent=1)
     if cfg.logger.wandb:
         from s2d.stages.loggers import log_report_to_wandb
