@@ -56,7 +56,8 @@ def test_sigusr1_under_slurm_checkpoints_requeues_once_and_the_relaunch_resumes(
     from s2d.stages.loggers import wandb_run_id
 
     assert wandb.run is None  # each launch finished its W&B run; both used the one id of this run folder
-    runs = {p.name.split("-", 3)[-1] for p in (run_dir / "wandb").glob("offline-run-*")}
+    # the id from each launch's run file (the folder name gets a "-1" when two launches start in one second)
+    runs = {p.stem.removeprefix("run-") for p in (run_dir / "wandb").glob("offline-run-*/run-*.wandb")}
     assert runs == {wandb_run_id(_stage_cfg(compose), run_dir, "distill")}
 
 
