@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -161,5 +162,6 @@ def test_whole_pipeline_on_two_srun_tasks_equals_one_process_and_survives_a_node
     assert _wait(again, 600) == [0, 0]
     log0 = next(tmp_path.glob("task0-5002-*.log"), None)
     text = "".join(p.read_text() for p in tmp_path.glob("task0-5002-*.log"))
-    assert log0 is not None and "resuming from" in text and "(step 2)" in text
+    # from the step-2 checkpoint, or from task 0's on_exception checkpoint at step 3 when it saw its peer die first
+    assert log0 is not None and re.search(r"resuming from \S+ \(step [23]\)", text), text[-2000:]
     _assert_same_metrics(_metrics(tmp_path / "two"), _metrics(three))

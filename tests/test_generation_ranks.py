@@ -59,3 +59,49 @@ def test_rank_and_world_come_from_the_launcher(monkeypatch, env, expected):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert job_rank_world() == expected
+
+
+def _generate_as_job(job, root, data_root, calls_log, errors):
+    """One job of a sweep (a process on its own, world 1) generating a set another job generates too."""
+    import time as _time
+
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        os.environ.pop(k, None)
+    from s2d.data.sources import open_dataset
+    from s2d.stages.common import run_per_video
+
+    ds = open_dataset("ytvis", data_root)
+
+    def fn(r):
+        with open(calls_log, "a") as f:
+            f.write(f"{job} {r.name}\n")
+        _time.sleep(0.3)  # long enough for the other job to arrive while this one is writing
+        out = ds.skeleton(r.name)
+        out.instances = list(r.gt.instances)
+        return out
+
+    try:
+        ls = run_per_video("masks", Path(root), "fp1", ds, fn, progress=False)
+        Path(errors).with_name(f"result{job}").write_text(json.dumps([v.name for v in ls]))
+    except Exception as e:  # noqa: BLE001 - reported to the test
+        Path(errors).with_name(f"error{job}").write_text(f"{type(e).__name__}: {e}")
+
+
+def test_two_jobs_of_a_sweep_generating_one_set_compute_it_once(four_videos, tmp_path):
+    """Two independent processes (jobs of a sweep, world 1 each) start the same artifact together: the first
+    computes it, the second waits for it and reads it; before, each cleared the other's temp files as stale."""
+    ctx = mp.get_context("fork")
+    root, log = tmp_path / "set", tmp_path / "calls.txt"
+    procs = [ctx.Process(target=_generate_as_job, args=(j, str(root), str(four_videos), str(log),
+                                                        str(tmp_path / "errors"))) for j in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert not list(tmp_path.glob("error*")), [p.read_text() for p in tmp_path.glob("error*")]
+    calls = [line.split() for line in log.read_text().splitlines()]
+    assert sorted(name for _, name in calls) == ["demo_00", "demo_01", "demo_02", "demo_03"]  # each once
+    assert len({job for job, _ in calls}) == 1  # by one job; the other read the finished set
+    for j in (0, 1):
+        assert json.loads((tmp_path / f"result{j}").read_text()) == ["demo_00", "demo_01", "demo_02", "demo_03"]

@@ -15,6 +15,7 @@ from s2d.data.sources import Dataset, VideoRecord
 from s2d.errors import S2DError
 from s2d.io.atomic import atomic_write_json
 from s2d.io.job_ranks import failure_file, job_rank_world, wait_for
+from s2d.io.locks import exclusive
 from s2d.labelset.store import LabelsetStore, read_labelset
 from s2d.labelset.types import Labelset, VideoLabels
 
@@ -49,6 +50,17 @@ def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[Vi
     several copies of the command (srun tasks, DDP ranks), each takes its share of the videos
     (``s2d.io.job_ranks``)."""
     rank, world = job_rank_world()
+    if world == 1:
+        # another job of a sweep may be generating the same artifact (same fingerprint, same folder): the first
+        # computes, the others wait and read it, instead of both writing one folder (and each clearing the
+        # other's temp files as stale). The ranks of one job coordinate through their ledgers instead.
+        with exclusive(root.with_name(root.name + ".lock"), f"{stage} at {root}"):
+            return _run_per_video(stage, root, fp, ds, fn, progress, info, rank, world)
+    return _run_per_video(stage, root, fp, ds, fn, progress, info, rank, world)
+
+
+def _run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[VideoRecord], VideoLabels],
+                   progress: bool, info: dict | None, rank: int, world: int) -> Labelset:
     started = time.time()
     store = LabelsetStore(root, fp, rank, world)
     if store.is_complete():
