@@ -109,8 +109,13 @@ class LabelsetStore:
         return ls
 
     def is_complete(self) -> bool:
+        return self.complete_at(self.root, self.fingerprint)
+
+    @staticmethod
+    def complete_at(root: str | Path, fingerprint: str) -> bool:
+        """Whether ``root`` holds a finished set of ``fingerprint`` (its manifest), without touching the folder."""
         try:
-            _check_manifest(self.root, self.fingerprint)
+            _check_manifest(Path(root), fingerprint)
             return True
         except IncompleteSetError:
             return False

@@ -62,6 +62,11 @@ def run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[Vi
 def _run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[VideoRecord], VideoLabels],
                    progress: bool, info: dict | None, rank: int, world: int) -> Labelset:
     started = time.time()
+    if world == 1 and LabelsetStore.complete_at(root, fp):
+        # finished, maybe by another job just now: read it without opening a store, whose clean-up of stale temp
+        # files would remove the files that job may still be writing next to the set (e.g. a summary)
+        log.info("%s: finished set found at %s, skipping", stage, root)
+        return read_labelset(root, fp)
     store = LabelsetStore(root, fp, rank, world)
     if store.is_complete():
         log.info("%s: finished set found at %s, skipping", stage, root)
