@@ -7,13 +7,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from _gloo import free_port
 
 pytestmark = [pytest.mark.slow]
 
@@ -71,12 +71,6 @@ def test_submitit_local_sweep_runs_each_job_apart_and_the_table_marks_the_failed
 # -------------------------------------------------------------------------- the whole pipeline on 2 tasks
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _srun(args: list[str], cwd: Path, ntasks: int, job_id: str, port: int) -> list[subprocess.Popen]:
     """Start ``ntasks`` copies of ``s2d`` with the variables srun gives each task of one node."""
     procs = []
@@ -128,7 +122,7 @@ def test_whole_pipeline_on_two_srun_tasks_equals_one_process_and_survives_a_node
     assert one.returncode == 0, one.stderr[-3000:]
 
     # 2 tasks: the generation stages split the videos (one manifest), training is DDP over gloo, rank 0 reports
-    two = _srun([*common, *ddp, f"paths.output_root={tmp_path}/two"], tmp_path, 2, "5001", _free_port())
+    two = _srun([*common, *ddp, f"paths.output_root={tmp_path}/two"], tmp_path, 2, "5001", free_port())
     assert _wait(two, 600) == [0, 0], (tmp_path / "task0-5001.log")
     run_two = tmp_path / "two" / "runs" / "debug-fast-seed0"
     assert (run_two / "report.md").exists() and not (run_two / "train_ddp_process_1.log").exists()
@@ -146,7 +140,7 @@ def test_whole_pipeline_on_two_srun_tasks_equals_one_process_and_survives_a_node
     # whole step down, so task 0 is killed too. The requeued job (same command) resumes at step 2.
     three = tmp_path / "three"
     procs = _srun([*common, *ddp, f"paths.output_root={three}", "fault.kind=sigkill", "fault.step=3",
-                   "fault.rank=1"], tmp_path, 2, "5002", _free_port())
+                   "fault.rank=1"], tmp_path, 2, "5002", free_port())
     procs[1].wait(timeout=600)
     assert procs[1].returncode == -signal.SIGKILL
     # task 0 may still be writing the step-2 checkpoint when task 1 dies at step 3 (it cannot pass step 3's
@@ -158,7 +152,7 @@ def test_whole_pipeline_on_two_srun_tasks_equals_one_process_and_survives_a_node
     procs[0].kill()
     procs[0].wait(timeout=60)
     assert not (three / "runs" / "debug-fast-seed0" / "metrics.json").exists()
-    again = _srun([*common, *ddp, f"paths.output_root={three}"], tmp_path, 2, "5002", _free_port())
+    again = _srun([*common, *ddp, f"paths.output_root={three}"], tmp_path, 2, "5002", free_port())
     assert _wait(again, 600) == [0, 0]
     log0 = next(tmp_path.glob("task0-5002-*.log"), None)
     text = "".join(p.read_text() for p in tmp_path.glob("task0-5002-*.log"))

@@ -390,23 +390,14 @@ def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_pa
         assert "train/sparse/loss_mask" in names
 
 
-def _count_worker(rank: int, port: int, q) -> None:
-    import os
-
-    import torch.distributed as dist
-
+def _counts(rank: int, world: int) -> tuple:
     from s2d.losses.criterion import global_count
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        # one target in the whole batch, on rank 1 only: each rank divides by half of max(1, 1)
-        share, _ = global_count(1.0 if rank == 1 else 0.0, "cpu")
-        none, _ = global_count(0.0, "cpu")  # no target anywhere: still a finite share
-        many, flags = global_count(6.0, "cpu", flag=rank == 0)
-        q.put((rank, (float(share), float(none), float(many), flags)))
-    finally:
-        dist.destroy_process_group()
+    # one target in the whole batch, on rank 1 only: each rank divides by half of max(1, 1)
+    share, _ = global_count(1.0 if rank == 1 else 0.0, "cpu")
+    none, _ = global_count(0.0, "cpu")  # no target anywhere: still a finite share
+    many, flags = global_count(6.0, "cpu", flag=rank == 0)
+    return float(share), float(none), float(many), flags
 
 
 @pytest.mark.ddp
@@ -414,24 +405,11 @@ def _count_worker(rank: int, port: int, q) -> None:
 def test_loss_normaliser_on_two_ranks_averages_to_the_one_process_value():
     """Fewer targets than ranks: dividing each rank's sum by (max(total, 1) / world) makes the mean over ranks
     (what DDP's averaged gradient follows) equal to the one-process loss sum / max(total, 1)."""
-    import socket
-
-    import torch.multiprocessing as mp
+    from _gloo import on_two_ranks
 
     from s2d.losses.criterion import global_count
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_count_worker, args=(r, port, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    out = dict(q.get(timeout=100) for _ in procs)
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    out = on_two_ranks(_counts)
     for rank in (0, 1):
         assert out[rank] == (0.5, 0.5, 6.0, 1)
     # the loss: 7.0 on the rank with the target, 0 on the other -> mean (7/0.5 + 0) / 2 = 7 = one process's 7 / 1

@@ -1,13 +1,9 @@
 """The torchmetrics wrapper: same AP as the pure evaluator, each video counted once across DDP ranks."""
 from __future__ import annotations
 
-import os
-import socket
 
 import numpy as np
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from s2d.evaluation import evaluate_ap
 from s2d.labelset.types import Labelset, VideoLabels
@@ -45,44 +41,22 @@ def test_metric_equals_pure_evaluator_and_rejects_mispairing():
         m.update(preds[0], gts[1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, q) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        gts, preds = _videos()
-        # a DistributedSampler over 5 videos on 2 ranks pads rank 1 with a repeat of video 0
-        mine = [0, 2, 4] if rank == 0 else [1, 3, 0]
-        m = VideoAPMetric()
-        for i in mine:
-            m.update(preds[i], gts[i])
-        out = m.compute()
-        q.put((rank, {k: float(v) for k, v in out.items()}))
-    except BaseException as e:  # report instead of leaving the parent waiting for the queue
-        q.put((rank, repr(e)))
-        raise
-    finally:
-        dist.destroy_process_group()
+def _rank_metrics(rank: int, world: int) -> dict:
+    gts, preds = _videos()
+    # a DistributedSampler over 5 videos on 2 ranks pads rank 1 with a repeat of video 0
+    mine = [0, 2, 4] if rank == 0 else [1, 3, 0]
+    m = VideoAPMetric()
+    for i in mine:
+        m.update(preds[i], gts[i])
+    return {k: float(v) for k, v in m.compute().items()}
 
 
 @pytest.mark.ddp
 @pytest.mark.timeout(120)
 def test_two_rank_gloo_counts_each_video_once():
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = dict(q.get(timeout=100) for _ in procs)
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    from _gloo import on_two_ranks
+
+    results = on_two_ranks(_rank_metrics)
     gts, preds = _videos()
     ref = evaluate_ap(Labelset(gts), Labelset(preds))
     for rank in (0, 1):
