@@ -10,7 +10,6 @@ import signal
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 

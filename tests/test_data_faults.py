@@ -2,21 +2,15 @@
 quarantined; a changed masks setting gives new sets downstream."""
 from __future__ import annotations
 
-import csv
 import json
-import multiprocessing as mp
-import os
-import signal
-from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
 
 from s2d.lit.distillation import DistillationModule
 from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
-from _faults import _data, _fit  # noqa: F401
+from _faults import _fit  # noqa: F401
 
 
 def test_unreadable_frame_raises_or_is_substituted_and_quarantined(tmp_path):

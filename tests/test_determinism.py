@@ -1,20 +1,10 @@
 """Determinism (D1-D4): same seed bitwise identical, epoch coverage over ranks, augmentation independent of rank and worker."""
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing as mp
-import os
-import signal
-from pathlib import Path
 
-import lightning as L
-import numpy as np
 import pytest
 import torch
 
-from s2d.lit.distillation import DistillationModule
-from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
 from _faults import Trace, _data, _fit, _stage_cfg  # noqa: F401
 
 

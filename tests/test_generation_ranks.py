@@ -2,20 +2,13 @@
 world from the launcher's variables."""
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing as mp
 import os
-import signal
 from pathlib import Path
 
-import lightning as L
-import numpy as np
 import pytest
-import torch
 
-from s2d.lit.distillation import DistillationModule
-from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
 from _faults import _two_ranks, four_videos  # noqa: F401
 
 

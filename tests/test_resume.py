@@ -1,20 +1,13 @@
 """Exact mid-epoch resume and what a resume accepts or refuses (R1, R2, R6-R8 of ../shared/RELIABILITY.md)."""
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing as mp
-import os
-import signal
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from s2d.lit.distillation import DistillationModule
-from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
+from test_training import TINY  # the tiny model and solver of the training tests
 from _faults import Trace, _data, _fit  # noqa: F401
 
 

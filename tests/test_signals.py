@@ -2,20 +2,14 @@
 per-run checkpoint folders."""
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing as mp
 import os
 import signal
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from s2d.lit.distillation import DistillationModule
-from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
 from _faults import SLURM_ENV, SignalEveryone, _data, _fit, _losses_by_step, _stage_cfg, _stage_folder  # noqa: F401
 
 

@@ -2,21 +2,13 @@
 SIGUSR1 on one rank."""
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing as mp
 import os
-import signal
-from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from s2d.lit.distillation import DistillationModule
-from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
-from _faults import SignalRank1, ValReport, _data, _ddp_fit, _ddp_module, _fit, _oracle_expected, _oracle_module, _rank_reports, _two_ranks, _val_data, _val_fit  # noqa: F401
+from _faults import SignalRank1, ValReport, _data, _ddp_fit, _ddp_module, _oracle_expected, _oracle_module, _rank_reports, _val_data, _val_fit  # noqa: F401
 
 
 @pytest.mark.slow

@@ -1,21 +1,14 @@
 """Validation during training: val/AP of the teacher's predictions, a NaN metric never becomes the best checkpoint."""
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing as mp
-import os
-import signal
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 
-from s2d.lit.distillation import DistillationModule
 from test_training import LOSS, OPTIM, TINY  # the tiny model and solver of the training tests
-from _faults import NaNAtSecondValidation, Trace, ValTrace, _data, _fit, _oracle_expected, _oracle_module, _val_data, _val_fit  # noqa: F401
+from _faults import NaNAtSecondValidation, ValTrace, _data, _oracle_expected, _oracle_module, _val_data, _val_fit  # noqa: F401
 
 
 def test_validation_logs_the_video_ap_of_the_teacher_predictions(sparse_data, tmp_path):
