@@ -65,28 +65,56 @@ def test_wrong_type_fails(compose):
 
 @pytest.mark.parametrize("override, key", [
     ("data.short_side=-3", "data.short_side"),
-    ("data.kind=video", "data.kind"),
     ("masks.min_score=1.5", "masks.min_score"),
     ("masks.max_masks=0", "masks.max_masks"),
     ("masks.tau=0", "masks.tau"),
     ("masks.motion.min_residual=0", "masks.motion.min_residual"),
     ("masks.motion.smooth_beta=1.0", "masks.motion.smooth_beta"),
     ("masks.motion.band=0", "masks.motion.band"),
-    ("masks.source=optical", "masks.source"),
     ("data.stride=0", "data.stride"),
     ("data.max_frames=0", "data.max_frames"),
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
-    ("model.pretrained_which=ema", "model.pretrained_which"),
     ("predict.topk=0", "predict.topk"),
     ("label.nms_iou=2.0", "label.nms_iou"),
     ("demo.score_thr=-1", "demo.score_thr"),
     ("train.clip_length=0", "train.clip_length"),
+    ("fault.kind=oom", "fault.kind"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
     cfg = compose(override)
     with pytest.raises(ConfigError) as e:
         validate_config(cfg)
     assert e.value.key == key and f"'{key}'" in str(e.value)
+
+
+@pytest.mark.parametrize("override, key, allowed", [
+    ("data.kind=video", "data.kind", "demo, ytvis, davis, frames, mp4"),
+    ("masks.source=optical", "masks.source", "maskcut, motion, motion_maskcut, import"),
+    ("model.pretrained_which=ema", "model.pretrained_which", "teacher, student"),
+    ("loss.variant=plain", "loss.variant", "temporal, cutler"),
+    ("train.on_error=skip", "train.on_error", "raise, substitute"),
+])
+def test_a_choice_outside_its_enum_fails_at_composition(compose, override, key, allowed):
+    with pytest.raises(ConfigCompositionException) as e:
+        compose(override)
+    msg = str(e.value.__cause__)
+    assert f"full_key: {key}" in msg and f"expected one of [{allowed}]" in msg
+
+
+def test_choices_read_as_plain_strings(compose):
+    """A choice compares, formats and serialises as its name, so fingerprints and checkpoints hold plain strings
+    (artifacts made before the Enums keep their folders)."""
+    import json
+
+    from s2d.choices import MaskSource
+    from s2d.stages.common import section
+
+    cfg = compose("masks=motion")
+    assert cfg.masks.source is MaskSource.motion and cfg.masks.source == "motion"
+    assert f"{cfg.masks.source}/{cfg.masks.features}" == "motion/color"
+    sec = section(cfg, "masks")
+    assert type(sec["source"]) is str and json.dumps(cfg.masks.source) == '"motion"'
+    assert {"motion": 1}[cfg.masks.source] == 1
 
 
 def test_required_root_is_reported(compose):

@@ -292,6 +292,20 @@ def test_backbone_weights_load_with_a_report_and_missing_keys_are_listed(tmp_pat
         VideoMask2Former(**{**cfg, "backbone_weights": str(tmp_path / "partial.pth")})
 
 
+def test_model_settings_are_read_through_model_params():
+    """The constructor takes the config's model keys and nothing else: omitted keys get ModelParams' defaults
+    (the config's), a misspelt one is refused instead of silently ignored, and a whole checkpoint goes through
+    from_config (which reads model.pretrained), not the constructor."""
+    from s2d.models import VideoMask2Former
+
+    m = VideoMask2Former(num_queries=7)
+    assert m.decoder.query_feat.num_embeddings == 7 and len(m.decoder.layers) == 3  # dec_layers default 3
+    with pytest.raises(TypeError, match="num_querys"):
+        VideoMask2Former(num_querys=7)
+    with pytest.raises(TypeError, match="from_config"):
+        VideoMask2Former(pretrained="/w/model.pth")
+
+
 def test_pretrained_checkpoint_round_trip_and_dino_backbone(tmp_path):
     from s2d.errors import ConfigError
     from s2d.models import VideoMask2Former

@@ -10,17 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from s2d.choices import (DataKind, Device, FaultKind, ImportFormat, MaskFeatures, MaskSource, MonitorMode, OnError,
+                         TrackerKind, WandbMode)
 from s2d.data.demo import DemoConfig
 from s2d.errors import ConfigError
 from s2d.keymasks.discover import KeymaskParams
 from s2d.lit.params import DistillParams
 from s2d.losses.criterion import LossParams
 from s2d.masks.motion import MotionParams
+from s2d.models.params import ModelParams
 
 
 @dataclass
 class DataSchema:
-    kind: str = "demo"                 # demo | ytvis | davis | frames | mp4
+    kind: DataKind = DataKind.demo     # demo | ytvis | davis | frames | mp4
     root: Optional[str] = None         # data set folder (demo: generated under paths.artifacts when null)
     ann_file: Optional[str] = None     # ytvis: the json (default <root>/annotations.json)
     short_side: Optional[int] = None   # working resolution: short side in pixels
@@ -41,8 +44,8 @@ class PathsSchema:
 
 @dataclass
 class MasksSchema:
-    source: str = "maskcut"            # maskcut | motion | motion_maskcut | import
-    features: str = "color"            # color (weight-free) | dino
+    source: MaskSource = MaskSource.maskcut  # maskcut | motion | motion_maskcut | import
+    features: MaskFeatures = MaskFeatures.color  # color (weight-free) | dino
     max_masks: int = 10                # K masks per frame at most
     min_score: float = 0.35            # masks scoring lower are dropped (the method's detector threshold)
     min_area: float = 0.002            # fraction of the frame a mask keeps after painting
@@ -53,13 +56,13 @@ class MasksSchema:
     dino_checkpoint: Optional[str] = None
     dino_arch: str = "vit_small"
     import_path: Optional[str] = None  # COCO json or folder of label-map PNGs
-    import_format: str = "coco"        # coco | png
+    import_format: ImportFormat = ImportFormat.coco  # coco | png
     motion: MotionParams = field(default_factory=MotionParams)  # masks from motion (source motion*)
 
 
 @dataclass
 class TrackerSchema:
-    kind: str = "flow"                 # flow | lk (built-in, no weights) | cotracker
+    kind: TrackerKind = TrackerKind.flow  # flow | lk (built-in, no weights) | cotracker
     window: int = 15                   # LK window size in pixels
     levels: int = 3                    # LK pyramid levels
     fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
@@ -87,26 +90,10 @@ class EvalSchema:
 class PredictSchema:  # s2d predict: a (pretrained) model on a data set, official post-processing
     out: Optional[str] = None          # the YouTube-VIS results json (default: <run>/predictions.json)
     topk: int = 10                     # instances per video: the top-k queries by score, as the official model
-    device: str = "auto"               # auto (cuda when available) | cpu | cuda
+    device: Device = Device.auto       # auto (cuda when available) | cpu | cuda
 
 
-@dataclass
-class ModelSchema:  # VideoMask2Former constructor arguments, plus the two pretrained keys of from_config
-    backbone: str = "tiny"             # tiny | resnet18 | resnet34 | resnet50
-    hidden_dim: int = 32
-    mask_dim: int = 32
-    num_queries: int = 10
-    nheads: int = 4
-    dim_feedforward: int = 64
-    dec_layers: int = 3
-    enc_layers: int = 1
-    enc_dim_feedforward: int = 64
-    enc_points: int = 2
-    dropout: float = 0.0               # the deformable encoder's; the video decoder has none (as official)
-    backbone_weights: Optional[str] = None  # a local ResNet file (torchvision or detectron2 names)
-    size_divisibility: int = 32        # frames zero-padded to a multiple of this after normalisation
-    pretrained: Optional[str] = None   # a local checkpoint of any kind s2d.models.weights reads
-    pretrained_which: str = "teacher"  # teacher | student, for files that hold both
+ModelSchema = ModelParams  # every model setting is defined in s2d/models/params.py
 
 
 LossSchema = LossParams  # every loss setting is defined in s2d/losses/criterion.py
@@ -139,12 +126,12 @@ class TrainSchema:
     crop_scale: List[float] = field(default_factory=lambda: [0.6, 1.0])
     rotation: float = 15.0
     fallback_radius: int = 20
-    on_error: str = "raise"            # unreadable frame in a training clip: raise | substitute (quarantine.jsonl)
+    on_error: OnError = OnError("raise")  # unreadable frame in a training clip: raise | substitute (quarantine.jsonl)
     substitute_retries: int = 3        # with on_error=substitute: at most this many stand-in clips per clip
     val_every_n_steps: Optional[int] = None  # video AP of the EMA teacher every N steps (needs ground truth)
     val_videos: Optional[int] = None   # validate on the first N videos (null: all)
     monitor: Optional[str] = None      # e.g. val/AP: also keep best-step<k>.ckpt, the best value so far
-    monitor_mode: str = "max"
+    monitor_mode: MonitorMode = MonitorMode.max
 
 
 DistillSchema = DistillParams  # every distillation setting is defined in s2d/lit/params.py
@@ -176,12 +163,15 @@ class LoggerSchema:
     wandb: bool = False                # W&B beside the CSV logger (the CSV logger is always on)
     project: str = "s2d"
     entity: Optional[str] = None
-    mode: str = "offline"              # offline | online | disabled (WANDB_MODE, if set, wins)
+    mode: WandbMode = WandbMode.offline  # offline | online | disabled (WANDB_MODE, if set, wins)
 
 
 @dataclass
 class FaultSchema:
-    kind: Optional[str] = None         # raise | nan | sigusr1 | sigterm | sigkill (debug=fault); None = none
+    # raise | nan | nan_weights | sigusr1 | sigterm | sigkill (debug=fault). A string checked against FaultKind in
+    # validate_config, not the Enum: the command line reads a bare `nan` as a float, which a string key turns back
+    # into "nan" but an Enum key refuses
+    kind: Optional[str] = None
     step: int = 3
     rank: int = 0
 
@@ -240,20 +230,15 @@ def register_configs() -> None:
     cs.store(name="s2d_schema", node=S2DConfig)
 
 
-MASK_SOURCES = ("maskcut", "motion", "motion_maskcut", "import")
-
-
 def _require(cond: bool, key: str, msg: str) -> None:
     if not cond:
         raise ConfigError(key, msg)
 
 
 def validate_config(cfg: Any) -> None:
-    """Range and combination checks that a type alone cannot express. Raises ConfigError naming the key."""
-    from s2d.data.sources import KINDS
-
+    """Range and combination checks that a type alone cannot express (a choice outside its Enum already fails when
+    the config is composed). Raises ConfigError naming the key."""
     d = cfg.data
-    _require(d.kind in KINDS, "data.kind", f"'{d.kind}' is not one of {KINDS}")
     _require(d.kind == "demo" or d.root is not None, "data.root",
              f"data.kind={d.kind} needs data.root (the folder of your videos)")
     _require(d.stride >= 1, "data.stride", f"must be >= 1, got {d.stride}")
@@ -266,7 +251,6 @@ def validate_config(cfg: Any) -> None:
              "frame size must be within 16..2048")
     _require(0 <= demo.min_objects <= demo.max_objects, "data.demo.min_objects", "must be <= max_objects")
     m = cfg.masks
-    _require(m.source in MASK_SOURCES, "masks.source", f"'{m.source}' is not {'|'.join(MASK_SOURCES)}")
     mo = m.motion
     for key in ("min_residual", "residual_factor", "fb_threshold", "ransac_px"):
         _require(mo[key] > 0, f"masks.motion.{key}", f"must be positive, got {mo[key]}")
@@ -275,7 +259,6 @@ def validate_config(cfg: Any) -> None:
     _require(-1.0 <= mo.min_score <= 1.0, "masks.motion.min_score", f"must be within [-1, 1], got {mo.min_score}")
     for key in ("grid", "band", "grabcut_iters", "ring", "max_movers"):
         _require(mo[key] >= 1, f"masks.motion.{key}", f"must be >= 1, got {mo[key]}")
-    _require(m.features in ("color", "dino"), "masks.features", f"'{m.features}' is not color|dino")
     _require(1 <= m.max_masks <= 100, "masks.max_masks", f"must be within 1..100, got {m.max_masks}")
     _require(0.0 <= m.min_score <= 1.0, "masks.min_score", f"must be within [0, 1], got {m.min_score}")
     _require(0.0 <= m.min_area < 1.0, "masks.min_area", f"must be within [0, 1), got {m.min_area}")
@@ -285,7 +268,6 @@ def validate_config(cfg: Any) -> None:
     _require(m.source != "import" or m.import_path is not None, "masks.import_path",
              "masks.source=import needs masks.import_path")
     t = cfg.tracker
-    _require(t.kind in ("flow", "lk", "cotracker"), "tracker.kind", f"'{t.kind}' is not flow|lk|cotracker")
     _require(t.window >= 3 and t.levels >= 0, "tracker.window", "window must be >= 3 and levels >= 0")
     _require(t.fb_threshold > 0, "tracker.fb_threshold", f"must be positive, got {t.fb_threshold}")
     k = cfg.keymasks
@@ -296,37 +278,25 @@ def validate_config(cfg: Any) -> None:
     _require(k.stitch_gap >= 0, "keymasks.stitch_gap", f"must be >= 0 (0: off), got {k.stitch_gap}")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     lo = cfg.loss
-    _require(lo.variant in ("temporal", "cutler"), "loss.variant", f"'{lo.variant}' is not temporal|cutler")
     _require(0.0 <= lo.drop_rate <= 1.0, "loss.drop_rate", f"must be within [0, 1], got {lo.drop_rate}")
     _require(lo.num_points >= 1, "loss.num_points", "must be >= 1")
     _require(cfg.model.hidden_dim % cfg.model.nheads == 0, "model.hidden_dim",
              f"{cfg.model.hidden_dim} is not divisible by model.nheads={cfg.model.nheads}")
     _require(cfg.predict.topk >= 1, "predict.topk", f"must be >= 1, got {cfg.predict.topk}")
-    _require(cfg.predict.device in ("auto", "cpu", "cuda"), "predict.device",
-             f"'{cfg.predict.device}' is not auto|cpu|cuda")
     _require(cfg.model.size_divisibility >= 0, "model.size_divisibility",
              f"must be >= 0 (0: no padding), got {cfg.model.size_divisibility}")
-    _require(cfg.model.pretrained_which in ("teacher", "student"), "model.pretrained_which",
-             f"'{cfg.model.pretrained_which}' is not teacher|student")
     _require(0.0 <= cfg.model.dropout < 1.0, "model.dropout", f"must be within [0, 1), got {cfg.model.dropout}")
     _require(cfg.optim.lr > 0, "optim.lr", f"must be positive, got {cfg.optim.lr}")
     _require(cfg.train.batch_size >= 1 and cfg.train.max_steps >= 1, "train.batch_size", "batch and steps >= 1")
     _require(0.0 <= cfg.distill.ema_momentum < 1.0, "distill.ema_momentum", "must be within [0, 1)")
     _require(0.0 <= cfg.distill.teacher_score <= 1.0, "distill.teacher_score", "must be within [0, 1]")
-    from s2d.lit.fault_injector import KINDS as FAULTS
-
-    _require(cfg.fault.kind is None or cfg.fault.kind in FAULTS, "fault.kind",
-             f"'{cfg.fault.kind}' is not {'|'.join(FAULTS)}")
     _require(cfg.eval.workers is None or cfg.eval.workers >= 1, "eval.workers",
              f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
-    _require(cfg.train.on_error in ("raise", "substitute"), "train.on_error",
-             f"'{cfg.train.on_error}' is not raise|substitute")
     _require(cfg.train.substitute_retries >= 0, "train.substitute_retries", "must be >= 0")
     tr = cfg.train
     _require(tr.val_every_n_steps is None or tr.val_every_n_steps >= 1, "train.val_every_n_steps", "must be >= 1")
     _require(tr.monitor is None or tr.val_every_n_steps is not None, "train.monitor",
              f"'{tr.monitor}' is only logged with validation: set train.val_every_n_steps")
-    _require(tr.monitor_mode in ("max", "min"), "train.monitor_mode", f"'{tr.monitor_mode}' is not max|min")
     la = cfg.label
     _require(0.0 <= la.score_thr <= 1.0, "label.score_thr", f"must be within [0, 1], got {la.score_thr}")
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")
@@ -359,6 +329,8 @@ def validate_config(cfg: Any) -> None:
 
         logging.getLogger("s2d").warning("distill.distill_warmup=%d >= train.max_steps=%d: the teacher's term never "
                                          "runs", di.distill_warmup, cfg.train.max_steps)
+    _require(cfg.fault.kind is None or cfg.fault.kind in FaultKind.names().split("|"), "fault.kind",
+             f"'{cfg.fault.kind}' is not {FaultKind.names()}")
     _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
     _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",
              "log_every_n_steps and checkpoint_every_n_steps must be >= 1")
@@ -373,4 +345,3 @@ def validate_config(cfg: Any) -> None:
     _require(dv.short_side >= 16, "demo.short_side", f"must be >= 16, got {dv.short_side}")
     _require(dv.max_frames is None or dv.max_frames >= 1, "demo.max_frames", f"must be >= 1, got {dv.max_frames}")
     _require(dv.fps > 0, "demo.fps", f"must be positive, got {dv.fps}")
-    _require(m.import_format in ("coco", "png"), "masks.import_format", f"'{m.import_format}' is not coco|png")

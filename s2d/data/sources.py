@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from s2d.choices import DataKind
 from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
 from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolderSource, Resize, Video,
                             resize_masks)
@@ -28,7 +29,7 @@ from s2d.labelset.ytvis import read_labelset_json
 
 log = logging.getLogger(__name__)
 
-KINDS = ("demo", "ytvis", "davis", "frames", "mp4")
+KINDS = tuple(k.value for k in DataKind)
 
 
 @dataclass
@@ -250,7 +251,7 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames)."""
     root = Path(root)
     if kind not in KINDS:
-        raise S2DError(f"data.kind '{kind}' is not one of {KINDS}")
+        raise S2DError(f"data.kind '{kind}' is not {DataKind.names()}")
     if not root.exists():
         hint = "" if root.is_absolute() else f" (a relative path is read from the working directory {Path.cwd()})"
         raise S2DError(f"data.root {root} does not exist{hint}; point data.root=/absolute/path at your data")

@@ -16,13 +16,15 @@ import signal
 
 import lightning as L
 
-KINDS = ("raise", "nan", "nan_weights", "sigusr1", "sigterm", "sigkill")
+from s2d.choices import FaultKind
+
+KINDS = tuple(k.value for k in FaultKind)
 
 
 class FaultInjector(L.Callback):
     def __init__(self, kind: str, step: int, rank: int = 0):
         if kind not in KINDS:
-            raise ValueError(f"fault.kind '{kind}' is not one of {KINDS}")
+            raise ValueError(f"fault.kind '{kind}' is not {FaultKind.names()}")
         self.kind, self.step, self.rank = kind, step, rank
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:

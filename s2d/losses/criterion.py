@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from s2d.choices import LossVariant
 from s2d.losses.matcher import HungarianMatcher
 from s2d.losses.point_sample import point_sample, uncertain_points
 from s2d.losses.temporal_droploss import temporal_droploss_weights
@@ -46,7 +47,7 @@ class LossParams:
     dice_weight: float = 5.0
     no_object_weight: float = 0.1
     num_points: int = 2048             # points per mask for the losses and the matching
-    variant: str = "temporal"          # temporal (S2D; drop_rate=0 drops nothing) | cutler (IoU DropLoss)
+    variant: LossVariant = LossVariant.temporal  # temporal (S2D; drop_rate=0 drops nothing) | cutler (IoU DropLoss)
     drop_rate: float = 1.0             # Temporal DropLoss rate: 1 = drop every empty (instance, frame) pair
     cutler_iou: float = 0.01           # CutLER: no-object loss dropped for predictions with max IoU <= this
     deep_supervision: bool = True
@@ -56,8 +57,8 @@ class VideoSetCriterion:
     def __init__(self, matcher: HungarianMatcher | None = None, **settings):
         """``settings``: any fields of ``LossParams`` (the rest keep its defaults); an unknown one is refused."""
         p = LossParams(**settings)
-        if p.variant not in ("temporal", "cutler"):
-            raise ValueError(f"loss variant '{p.variant}' is not temporal|cutler")
+        if p.variant not in LossVariant.names().split("|"):
+            raise ValueError(f"loss variant '{p.variant}' is not {LossVariant.names()}")
         self.class_weight, self.mask_weight, self.dice_weight = p.class_weight, p.mask_weight, p.dice_weight
         self.no_object_weight, self.num_points = p.no_object_weight, p.num_points
         self.variant, self.drop_rate, self.cutler_iou = p.variant, p.drop_rate, p.cutler_iou

@@ -1,6 +1,6 @@
 """Class-agnostic VideoMask2Former: backbone -> deformable pixel decoder -> video masked-attention decoder.
 
-Constructor arguments are exactly the ``model`` config keys. Input clips (B, T, 3, H, W) with values in
+Constructor arguments are the ``model`` config keys (``ModelParams``, s2d/models/params.py). Input clips (B, T, 3, H, W) with values in
 [0, 1]; outputs pred_logits (B, Q, 2) [object, no-object], pred_masks (B, Q, T, Hp/4, Wp/4) logits, and
 aux_outputs for deep supervision. As the official model does, frames are normalised and then zero-padded at the
 bottom and right to a multiple of ``size_divisibility`` (Hp, Wp); ``image_size`` = (H, W) comes back with the
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2d.models.backbone import CHANNELS, build_backbone
+from s2d.models.params import ModelParams
 from s2d.models.pixel_decoder import PixelDecoder
 from s2d.models.transformer_decoder import VideoTransformerDecoder
 
@@ -42,23 +43,25 @@ def masks_at(mask_logits: torch.Tensor, image_size: tuple[int, int], out_size: t
 
 
 class VideoMask2Former(nn.Module):
-    def __init__(self, backbone: str = "resnet50", hidden_dim: int = 256, mask_dim: int = 256, num_queries: int = 100,
-                 nheads: int = 8, dim_feedforward: int = 2048, dec_layers: int = 9, enc_layers: int = 6,
-                 enc_dim_feedforward: int = 1024, enc_points: int = 4, dropout: float = 0.0,
-                 backbone_weights: str | None = None, size_divisibility: int = 32):
-        """``dropout``: the deformable encoder's (MASK_FORMER.DROPOUT); the video decoder has none, as the
-        official one. ``backbone_weights``: a local ResNet file (torchvision or detectron2 names) for the
-        backbone alone."""
+    def __init__(self, **settings):
+        """``settings``: fields of ``ModelParams`` (the rest keep its defaults, an unknown one is refused) except
+        ``pretrained``/``pretrained_which``, which ``from_config`` reads. ``dropout``: the deformable encoder's
+        (MASK_FORMER.DROPOUT); the video decoder has none, as the official one. ``backbone_weights``: a local ResNet
+        file (torchvision or detectron2 names) for the backbone alone."""
         super().__init__()
-        self.size_divisibility = size_divisibility
-        self.backbone = build_backbone(backbone)
-        self.pixel_decoder = PixelDecoder(CHANNELS[backbone], hidden_dim, mask_dim, nheads, enc_dim_feedforward,
-                                          enc_layers, enc_points, dropout)
-        self.decoder = VideoTransformerDecoder(hidden_dim, mask_dim, num_queries, nheads, dim_feedforward, dec_layers)
-        if backbone_weights:
+        p = ModelParams(**settings)
+        if p.pretrained is not None:
+            raise TypeError("VideoMask2Former(pretrained=...): use VideoMask2Former.from_config or load_pretrained")
+        self.size_divisibility = p.size_divisibility
+        self.backbone = build_backbone(p.backbone)
+        self.pixel_decoder = PixelDecoder(CHANNELS[p.backbone], p.hidden_dim, p.mask_dim, p.nheads,
+                                          p.enc_dim_feedforward, p.enc_layers, p.enc_points, p.dropout)
+        self.decoder = VideoTransformerDecoder(p.hidden_dim, p.mask_dim, p.num_queries, p.nheads, p.dim_feedforward,
+                                               p.dec_layers)
+        if p.backbone_weights:
             from s2d.models.weights import load_pretrained
 
-            self.backbone_report = load_pretrained(self, backbone_weights, key="model.backbone_weights",
+            self.backbone_report = load_pretrained(self, p.backbone_weights, key="model.backbone_weights",
                                                    scope="backbone.")
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)

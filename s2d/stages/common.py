@@ -31,7 +31,8 @@ class StageOutput(NamedTuple):
 
 def section(cfg: Any, key: str) -> dict:
     """A config section as plain types (for fingerprints and manifests)."""
-    return OmegaConf.to_container(cfg[key], resolve=True) if OmegaConf.is_config(cfg) else dict(cfg[key])
+    return OmegaConf.to_container(cfg[key], resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) \
+        else dict(cfg[key])
 
 
 def artifact_dir(cfg: Any, stage: str, fp: str) -> Path:

@@ -151,7 +151,7 @@ def config_dict(cfg: Any) -> dict:
     """The resolved config as plain types (stored in every checkpoint)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
 
 # train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the

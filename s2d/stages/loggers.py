@@ -37,7 +37,7 @@ def wandb_logger(cfg: Any, run_dir: Path, stage: str):
 
     from lightning.pytorch.loggers import WandbLogger
 
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    os.environ.setdefault("WANDB_MODE", str(cfg.logger.mode))
     finish_wandb()
     try:
         wb = WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run_id}/{stage}",
@@ -56,7 +56,7 @@ def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, fl
     (id from ``wandb_run_id``, job_type "report"). Returns False, with a warning, when W&B cannot start."""
     import os
 
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    os.environ.setdefault("WANDB_MODE", str(cfg.logger.mode))
     try:
         import wandb
 

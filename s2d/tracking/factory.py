@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from s2d.choices import TrackerKind
 from s2d.errors import ConfigError
 
 
@@ -21,4 +22,4 @@ def make_tracker(t: Any, flow_cache_dir: str | None = None):
         from s2d.tracking.cotracker import CoTrackerTracker
 
         return CoTrackerTracker(t.cotracker_repo, t.cotracker_checkpoint, t.device, t.window_len)
-    raise ConfigError("tracker.kind", f"'{t.kind}' is not flow|lk|cotracker")
+    raise ConfigError("tracker.kind", f"'{t.kind}' is not {TrackerKind.names()}")
