@@ -3,6 +3,7 @@
     python benchmarks/masks_tracking_quality.py            # demo data + ../shared/data/davis2016
     python benchmarks/masks_tracking_quality.py --no-davis
     python benchmarks/masks_tracking_quality.py --davis-only --sources motion   # the real-video numbers only
+    python benchmarks/masks_tracking_quality.py --trackers-only
 
 Masks: frame-level class-agnostic AP (every frame scored on its own) of each mask source (MaskCut on colour
 features, masks from motion, both merged) on the demo videos and on the DAVIS clips (DAVIS-2016 has one
@@ -114,8 +115,9 @@ def main() -> None:
     ap.add_argument("--davis-every", type=int, default=5, help="evaluate masks on every k-th DAVIS frame")
     ap.add_argument("--davis-only", action="store_true", help="skip the demo and the trackers")
     ap.add_argument("--sources", default="maskcut,motion,motion_maskcut")
+    ap.add_argument("--trackers-only", action="store_true", help="skip the masks")
     args = ap.parse_args()
-    sources = args.sources.split(",")
+    sources = [] if args.trackers_only else args.sources.split(",")
     demo = make_demo_videos(DemoConfig(num_videos=4, num_frames=24))
     if not args.davis_only:
         for src in sources:
@@ -137,7 +139,10 @@ def main() -> None:
             print("    mean J per clip: " + "  ".join(f"{k} {v:.3f}" for k, v in mj.items()))
     if args.davis_only:
         return
-    for name, tr in (("flow (DIS)", FlowChainTracker()), ("Lucas-Kanade", LucasKanadeTracker())):
+    # the flow tracker with its default forward-backward check (allowed error grows with the motion) and with the
+    # fixed 1 px check it had before
+    for name, tr in (("flow (DIS)", FlowChainTracker()), ("flow, fixed 1px", FlowChainTracker(fb_relative=0.0)),
+                     ("Lucas-Kanade", LucasKanadeTracker())):
         q = tracker_quality(tr, demo)
         print(f"tracker {name:<13} demo: median {q['median_px']:.2f} px, mean {q['mean_px']:.2f} px, "
               f"<1px {100 * q['within_1px']:.0f}%, <4px of truly visible {100 * q['within_4px_of_truly_visible']:.0f}%, "

@@ -131,3 +131,30 @@ def test_flow_is_computed_once_and_shared_through_the_cache(tmp_path, monkeypatc
     next(tmp_path.glob("*.npz")).write_bytes(b"damaged")  # a damaged entry is recomputed, not trusted
     np.testing.assert_array_equal(FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q).points,
                                   plain.points)
+
+
+class _UniformFlow:
+    """A stand-in flow cache: the same forward and backward flow (px) everywhere, between every frame pair."""
+
+    def __init__(self, forward: tuple[float, float], backward: tuple[float, float]):
+        self.f, self.b = np.array(forward, np.float32), np.array(backward, np.float32)
+
+    def flows(self, gray):
+        T, (H, W) = len(gray), gray[0].shape
+        return (np.broadcast_to(self.f, (T - 1, H, W, 2)).copy(), np.broadcast_to(self.b, (T - 1, H, W, 2)).copy())
+
+
+@pytest.mark.parametrize("forward, backward, fixed, relative", [
+    ((20.0, 0.0), (-18.0, 0.0), False, True),   # fast: 2 px error; 4 < 0.01 * (400 + 324) + 1 = 8.24
+    ((1.0, 0.0), (1.0, 0.0), False, False),     # slow: 2 px error; 4 > 0.01 * (1 + 1) + 1 = 1.02
+    ((20.0, 0.0), (-19.5, 0.0), True, True),    # 0.5 px error: consistent under both checks
+])
+def test_forward_backward_check_fixed_or_growing_with_the_motion(forward, backward, fixed, relative):
+    """fb_relative = 0: a point is visible while |f + b| < fb_threshold. fb_relative = 0.01 (Sundaram et al.):
+    while |f + b|^2 < 0.01 (|f|^2 + |b|^2) + fb_threshold^2, so a fast mover may have a larger error."""
+    frames = np.zeros((3, 20, 100, 3), np.uint8)
+    q = np.array([[0, 10.0, 10.0]])
+    for rel, expect in ((0.0, fixed), (0.01, relative)):
+        tr = FlowChainTracker(1.0, cache=_UniformFlow(forward, backward), fb_relative=rel).track(frames, q)
+        np.testing.assert_allclose(tr.points[:, 0, 0], [10.0, 10.0 + forward[0], 10.0 + 2 * forward[0]])
+        assert tr.visible[:, 0].tolist() == [True, expect, expect]

@@ -66,6 +66,7 @@ class TrackerSchema:
     window: int = 15                   # LK window size in pixels
     levels: int = 3                    # LK pyramid levels
     fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
+    fb_relative: float = 0.01          # flow: error allowed to grow with the motion (Sundaram et al. 2010; 0: fixed)
     cotracker_repo: Optional[str] = None
     cotracker_checkpoint: Optional[str] = None
     device: str = "cpu"
@@ -270,6 +271,7 @@ def validate_config(cfg: Any) -> None:
     t = cfg.tracker
     _require(t.window >= 3 and t.levels >= 0, "tracker.window", "window must be >= 3 and levels >= 0")
     _require(t.fb_threshold > 0, "tracker.fb_threshold", f"must be positive, got {t.fb_threshold}")
+    _require(0.0 <= t.fb_relative <= 1.0, "tracker.fb_relative", f"must be within [0, 1], got {t.fb_relative}")
     k = cfg.keymasks
     for key in ("gamma_thr", "vis_eps", "member_frac", "range_frac", "lambda_j", "one_to_many_j", "baseline_iou"):
         v = k[key]

@@ -13,7 +13,7 @@ def make_tracker(t: Any, flow_cache_dir: str | None = None):
         from s2d.tracking.flow_cache import FlowCache
         from s2d.tracking.flow_chain import FlowChainTracker
 
-        return FlowChainTracker(t.fb_threshold, cache=FlowCache(flow_cache_dir))
+        return FlowChainTracker(t.fb_threshold, cache=FlowCache(flow_cache_dir), fb_relative=t.fb_relative)
     if t.kind == "lk":
         from s2d.tracking.lucas_kanade import LucasKanadeTracker
 
