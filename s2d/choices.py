@@ -22,9 +22,14 @@ class Choice(str, Enum):
         return format(self.value, spec)
 
     @classmethod
+    def values(cls) -> tuple[str, ...]:
+        """Every allowed name, in order (for membership checks of plain strings)."""
+        return tuple(m.value for m in cls)
+
+    @classmethod
     def names(cls) -> str:
         """``a|b|c``, for messages."""
-        return "|".join(m.value for m in cls)
+        return "|".join(cls.values())
 
 
 def _choice(name: str, *values: str) -> type[Choice]:

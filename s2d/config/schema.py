@@ -334,7 +334,7 @@ def validate_config(cfg: Any) -> None:
 
         logging.getLogger("s2d").warning("distill.distill_warmup=%d >= train.max_steps=%d: the teacher's term never "
                                          "runs", di.distill_warmup, cfg.train.max_steps)
-    _require(cfg.fault.kind is None or cfg.fault.kind in FaultKind.names().split("|"), "fault.kind",
+    _require(cfg.fault.kind is None or cfg.fault.kind in FaultKind.values(), "fault.kind",
              f"'{cfg.fault.kind}' is not {FaultKind.names()}")
     _require(tr.gradient_clip_val >= 0, "train.gradient_clip_val", f"must be >= 0, got {tr.gradient_clip_val}")
     _require(tr.log_every_n_steps >= 1 and tr.checkpoint_every_n_steps >= 1, "train.checkpoint_every_n_steps",

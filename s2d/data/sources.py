@@ -29,7 +29,7 @@ from s2d.labelset.ytvis import read_labelset_json
 
 log = logging.getLogger(__name__)
 
-KINDS = tuple(k.value for k in DataKind)
+KINDS = DataKind.values()
 
 
 @dataclass

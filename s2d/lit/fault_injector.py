@@ -18,7 +18,7 @@ import lightning as L
 
 from s2d.choices import FaultKind
 
-KINDS = tuple(k.value for k in FaultKind)
+KINDS = FaultKind.values()
 
 
 class FaultInjector(L.Callback):

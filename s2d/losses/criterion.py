@@ -57,7 +57,7 @@ class VideoSetCriterion:
     def __init__(self, matcher: HungarianMatcher | None = None, **settings):
         """``settings``: any fields of ``LossParams`` (the rest keep its defaults); an unknown one is refused."""
         p = LossParams(**settings)
-        if p.variant not in LossVariant.names().split("|"):
+        if p.variant not in LossVariant.values():
             raise ValueError(f"loss variant '{p.variant}' is not {LossVariant.names()}")
         self.class_weight, self.mask_weight, self.dice_weight = p.class_weight, p.mask_weight, p.dice_weight
         self.no_object_weight, self.num_points = p.no_object_weight, p.num_points

@@ -58,7 +58,7 @@ class FlowChainTracker:
             if self.fb_relative > 0:
                 consistent = ((back - p) ** 2).sum(1) < self.fb_relative * ((fp ** 2).sum(1) + (bp ** 2).sum(1)) + \
                     self.fb_threshold ** 2
-            else:
+            else:  # the fixed threshold exactly as before fb_relative existed (same floating-point test)
                 consistent = np.linalg.norm(back - p, axis=1) < self.fb_threshold
             ok = consistent & (moved[:, 0] >= -0.5) & (moved[:, 0] <= w - 0.5) & (moved[:, 1] >= -0.5) & \
                 (moved[:, 1] <= h - 0.5)
