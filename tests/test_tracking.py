@@ -158,3 +158,19 @@ def test_forward_backward_check_fixed_or_growing_with_the_motion(forward, backwa
         tr = FlowChainTracker(1.0, cache=_UniformFlow(forward, backward), fb_relative=rel).track(frames, q)
         np.testing.assert_allclose(tr.points[:, 0, 0], [10.0, 10.0 + forward[0], 10.0 + 2 * forward[0]])
         assert tr.visible[:, 0].tolist() == [True, expect, expect]
+
+
+def test_trackers_built_by_hand_match_the_configured_ones(compose):
+    """A tracker made in a test or benchmark (no arguments) has the settings `s2d run` gives it, and a tracker
+    override reaches the tracker: the defaults are defined once (TrackerParams)."""
+    from s2d.tracking.factory import make_tracker
+
+    flow = make_tracker(compose().tracker)
+    assert (flow.fb_threshold, flow.fb_relative) == (FlowChainTracker().fb_threshold, FlowChainTracker().fb_relative)
+    lk = make_tracker(compose("tracker.kind=lk").tracker)
+    plain = LucasKanadeTracker()
+    assert (lk.window, lk.levels, lk.fb_threshold) == (plain.window, plain.levels, plain.fb_threshold)
+    moved = make_tracker(compose("tracker.kind=lk", "tracker.window=9", "tracker.fb_threshold=2.5").tracker)
+    assert (moved.window, moved.fb_threshold) == (9, 2.5)
+    rel = make_tracker(compose("tracker.fb_relative=0.05").tracker)
+    assert rel.fb_relative == 0.05 and rel.fb_relative != FlowChainTracker().fb_relative

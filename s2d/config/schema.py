@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from s2d.choices import (DataKind, Device, FaultKind, ImportFormat, MaskFeatures, MaskSource, MonitorMode, OnError,
-                         TrackerKind, WandbMode)
+                         WandbMode)
 from s2d.data.demo import DemoConfig
 from s2d.errors import ConfigError
 from s2d.keymasks.discover import KeymaskParams
@@ -19,6 +19,7 @@ from s2d.lit.params import DistillParams
 from s2d.losses.criterion import LossParams
 from s2d.masks.motion import MotionParams
 from s2d.models.params import ModelParams
+from s2d.tracking.params import TrackerParams
 
 
 @dataclass
@@ -60,17 +61,7 @@ class MasksSchema:
     motion: MotionParams = field(default_factory=MotionParams)  # masks from motion (source motion*)
 
 
-@dataclass
-class TrackerSchema:
-    kind: TrackerKind = TrackerKind.flow  # flow | lk (built-in, no weights) | cotracker
-    window: int = 15                   # LK window size in pixels
-    levels: int = 3                    # LK pyramid levels
-    fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
-    fb_relative: float = 0.01          # flow: error allowed to grow with the motion (Sundaram et al. 2010; 0: fixed)
-    cotracker_repo: Optional[str] = None
-    cotracker_checkpoint: Optional[str] = None
-    device: str = "cpu"
-    window_len: int = 60
+TrackerSchema = TrackerParams  # every tracker setting is TrackerParams' (s2d/tracking/params.py)
 
 
 @dataclass

@@ -16,10 +16,12 @@ import torch
 
 from s2d.errors import ConfigError
 from s2d.tracking.base import Tracks, check_queries
+from s2d.tracking.params import TrackerParams
 
 
 class CoTrackerTracker:
-    def __init__(self, repo: str | None, checkpoint: str | None, device: str = "cpu", window_len: int = 60,
+    def __init__(self, repo: str | None, checkpoint: str | None, device: str = TrackerParams.device,
+                 window_len: int = TrackerParams.window_len,
                  visibility_threshold: float = 0.5):
         if not repo or not (Path(repo) / "cotracker" / "predictor.py").is_file():
             raise ConfigError("tracker.cotracker_repo", f"{repo!r} is not a local clone of the co-tracker repository "

@@ -19,6 +19,7 @@ import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries, sweep
 from s2d.tracking.flow_cache import PRESET, FlowCache
+from s2d.tracking.params import TrackerParams
 
 
 def _sample(flow: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -39,8 +40,8 @@ def _sample(flow: np.ndarray, p: np.ndarray) -> np.ndarray:
 class FlowChainTracker:
     """``cache``: a FlowCache whose folder the motion masks filled, so the flow of a video is computed once."""
 
-    def __init__(self, fb_threshold: float = 1.0, preset: int = PRESET, cache: FlowCache | None = None,
-                 fb_relative: float = 0.01):
+    def __init__(self, fb_threshold: float = TrackerParams.fb_threshold, preset: int = PRESET,
+                 cache: FlowCache | None = None, fb_relative: float = TrackerParams.fb_relative):
         self.fb_threshold, self.fb_relative = fb_threshold, fb_relative
         self.cache = cache if cache is not None else FlowCache(None, preset)
 

@@ -15,10 +15,12 @@ import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries, sweep
 from s2d.tracking.flow_chain import _sample
+from s2d.tracking.params import TrackerParams
 
 
 class LucasKanadeTracker:
-    def __init__(self, window: int = 15, levels: int = 3, fb_threshold: float = 1.0, max_error: float = 30.0):
+    def __init__(self, window: int = TrackerParams.window, levels: int = TrackerParams.levels,
+                 fb_threshold: float = TrackerParams.fb_threshold, max_error: float = 30.0):
         self.window = window
         self.levels = levels
         self.fb_threshold = fb_threshold

@@ -1,0 +1,22 @@
+"""``TrackerParams``: every point-tracker setting and its default, defined once. The config's ``tracker`` section is
+this dataclass, and the trackers' constructors take their defaults from it, so a tracker built in a test or a
+benchmark behaves as the one ``s2d run`` builds."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from s2d.choices import TrackerKind
+
+
+@dataclass
+class TrackerParams:
+    kind: TrackerKind = TrackerKind.flow  # flow | lk (built-in, no weights) | cotracker
+    window: int = 15                   # LK window size in pixels
+    levels: int = 3                    # LK pyramid levels
+    fb_threshold: float = 1.0          # forward-backward error (px) above which a point is not visible
+    fb_relative: float = 0.01          # flow: error allowed to grow with the motion (Sundaram et al. 2010; 0: fixed)
+    cotracker_repo: Optional[str] = None
+    cotracker_checkpoint: Optional[str] = None
+    device: str = "cpu"
+    window_len: int = 60               # CoTracker3's sliding window (frames)
