@@ -47,3 +47,14 @@ def test_two_runs_for_one_setting_and_seed_is_an_error(tmp_path):
     _run(tmp_path, "c", ["keymasks.gamma_thr=0.3", "seed=1"], {"AP": 2.0})
     with pytest.raises(S2DError, match="two finished runs for the same setting.*seed 1"):
         build(tmp_path, "sparse keymasks", ["AP"])
+
+
+def test_a_seeds_only_sweep_is_one_row_as_wide_as_its_header(tmp_path):
+    """`s2d run -m seed=0,1,2`: nothing but the seed varies, so the table is one row of metrics (no empty cell)."""
+    for seed, ap in ((0, 10.0), (1, 14.0), (2, 12.0)):
+        _run(tmp_path, f"seed={seed}", [f"seed={seed}", "name=seeds"], {"AP": ap, "AP50": 30.0 + seed})
+    md, tex = build(tmp_path, "sparse keymasks", ["AP", "AP50"])
+    lines = md.splitlines()
+    assert lines[:3] == ["| AP | AP50 |", "|---:|---:|", "| 12.0 ± 1.6 (3) | 31.0 ± 0.8 (3) |"]
+    assert [line.count("|") for line in lines[:3]] == [3, 3, 3]
+    assert r"12.0 $\pm$ 1.6 (3) & 31.0 $\pm$ 0.8 (3) \\" in tex

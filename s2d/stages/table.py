@@ -82,7 +82,8 @@ def build(root: Path, row: str, metrics: list[str], any_version: bool = True) ->
         if not seeds:
             missing.append(dict(zip(varying, cell)))
         vals = [_fmt([s.get(m) for s in seeds.values()]) for m in metrics]
-        md.append("| " + " | ".join(str(c) for c in cell) + " | " + " | ".join(vals) + " |")
+        # a seeds-only sweep has no varying key: its one row has the metrics' cells only, like the header
+        md.append("| " + " | ".join([str(c) for c in cell] + vals) + " |")
         tex.append(" & ".join([str(c) for c in cell] + [v.replace("±", r"$\pm$").replace("—", "--") for v in vals])
                    + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}"]
