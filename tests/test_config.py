@@ -79,6 +79,7 @@ def test_wrong_type_fails(compose):
     ("demo.score_thr=-1", "demo.score_thr"),
     ("train.clip_length=0", "train.clip_length"),
     ("fault.kind=oom", "fault.kind"),
+    ("final.distill_warmup=-1", "final.distill_warmup"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
     cfg = compose(override)
@@ -153,3 +154,17 @@ def test_every_experiment_instantiates_and_takes_a_training_step(compose, exp, t
     L.Trainer(fast_dev_run=True, accelerator="cpu", logger=False, enable_progress_bar=False,
               use_distributed_sampler=False, default_root_dir=str(tmp_path)).fit(module, data)
     assert all(torch.isfinite(p).all() for p in module.student.parameters())
+
+
+def test_final_distill_warmup_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path):
+    """final.distill_warmup replaces the distill stage's warm-up in the final rounds only, and a final round
+    trained with another warm-up gets its own checkpoint folder (never resumes one trained with the other)."""
+    from s2d.stages.distill import checkpoint_dir
+    from s2d.stages.final import stage_config
+
+    same = compose()
+    assert stage_config(same) is same                                   # null: the distill stage's warm-up
+    cfg = compose("final.distill_warmup=0")
+    assert cfg.distill.distill_warmup == 600 and stage_config(cfg).distill.distill_warmup == 0
+    assert checkpoint_dir(stage_config(cfg), tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
+    assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")

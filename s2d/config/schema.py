@@ -188,6 +188,9 @@ class TableSchema:
 @dataclass
 class FinalSchema:  # stage "final" (no YAML group: these defaults are the only definition)
     rounds: int = 1                    # self-training rounds: teacher -> dense labelset -> student, N times
+    # steps before the teacher's term in the final stage; null: distill.distill_warmup. The final stage's teacher
+    # starts as the distilled one, yet 0 measured worse on the demo than the distill stage's 600 (docs/RESULTS.md)
+    distill_warmup: Optional[int] = None
 
 
 @dataclass
@@ -318,6 +321,8 @@ def validate_config(cfg: Any) -> None:
     di = cfg.distill
     _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
              "distill weights must be >= 0")
+    _require(cfg.final.distill_warmup is None or cfg.final.distill_warmup >= 0, "final.distill_warmup",
+             f"must be >= 0 steps or null, got {cfg.final.distill_warmup}")
     _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
     _require(di.distill_warmup >= 0, "distill.distill_warmup", f"must be >= 0 steps, got {di.distill_warmup}")
     if di.distill_weight > 0 and di.distill_warmup >= cfg.train.max_steps:

@@ -22,6 +22,16 @@ def round_row(r: int) -> str:
     return "dense labelset (distilled teacher)" if r == 1 else f"dense labelset round {r} (final model {r - 1})"
 
 
+def stage_config(cfg: Any) -> Any:
+    """The config a final round trains with: ``final.distill_warmup``, when set, replaces the distill stage's
+    warm-up (and so enters the round's checkpoint fingerprint, with the rest of the ``distill`` section)."""
+    if cfg.final.distill_warmup is None:
+        return cfg
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(cfg, {"distill": {"distill_warmup": cfg.final.distill_warmup}})
+
+
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
     """The final model's predictions on every video (kept down to label.eval_score_thr, for evaluation)."""
     from s2d.stages.label import load_model, predictions

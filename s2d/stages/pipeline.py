@@ -87,8 +87,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
                             r, cfg.label.score_thr)
                 break
             t = time.perf_counter()
-            teacher = distill_stage.train(cfg, run_dir, final_stage.round_stage(r), ds, labels_r, "dense", label_fp,
-                                          init=teacher)
+            teacher = distill_stage.train(final_stage.stage_config(cfg), run_dir, final_stage.round_stage(r), ds,
+                                          labels_r, "dense", label_fp, init=teacher)
             timings[f"final{r}"] = time.perf_counter() - t
             rounds[-1]["ckpt"] = final_ckpt = teacher
         dense = rounds[0]["labels"]
