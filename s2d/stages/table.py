@@ -82,10 +82,9 @@ def build(root: Path, row: str, metrics: list[str], any_version: bool = True) ->
         if not seeds:
             missing.append(dict(zip(varying, cell)))
         vals = [_fmt([s.get(m) for s in seeds.values()]) for m in metrics]
-        # a seeds-only sweep has no varying key: its one row has the metrics' cells only, like the header
-        md.append("| " + " | ".join([str(c) for c in cell] + vals) + " |")
-        tex.append(" & ".join([str(c) for c in cell] + [v.replace("±", r"$\pm$").replace("—", "--") for v in vals])
-                   + r" \\")
+        names = [str(c) for c in cell]  # empty in a seeds-only sweep: the row is the metrics' cells, like the header
+        md.append("| " + " | ".join(names + vals) + " |")
+        tex.append(" & ".join(names + [v.replace("±", r"$\pm$").replace("—", "--") for v in vals]) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}"]
     text = "\n".join(md) + "\n"
     if excluded:
