@@ -136,6 +136,9 @@ class LabelSchema:
     # (demo, 3 seeds: dense AP50 72.4 vs 60.2, docs/RESULTS.md); experiment=paper uses the method's 0.75
     score_thr: float = 0.5
     nms_iou: Optional[float] = 0.75    # tube NMS at this tube IoU (null: no NMS)
+    # frames resized by this factor for the model; null: the scale the model trained at (train.crop_size over the
+    # share of the frame a crop covers, s2d/inference/scale.py; 1 on the demo, 0.45 on 240p DAVIS)
+    input_scale: Optional[float] = None
     window: int = 12                   # frames per inference window (long videos are clip-stitched)
     overlap: int = 2                   # frames shared by consecutive windows, used to link them
     link_iou: float = 0.5
@@ -301,6 +304,8 @@ def validate_config(cfg: Any) -> None:
     _require(la.window >= 1 and 0 <= la.overlap < la.window, "label.overlap", "must be within 0..window-1")
     _require(la.nms_iou is None or 0.0 <= la.nms_iou <= 1.0, "label.nms_iou",
              f"must be within [0, 1] or null (no NMS), got {la.nms_iou}")
+    _require(la.input_scale is None or 0.05 <= la.input_scale <= 8, "label.input_scale",
+             f"must be within [0.05, 8] or null (the scale the model trained at), got {la.input_scale}")
     _require(0.0 <= la.link_iou <= 1.0, "label.link_iou", f"must be within [0, 1], got {la.link_iou}")
     _require(0.0 <= la.eval_score_thr <= 1.0, "label.eval_score_thr",
              f"must be within [0, 1], got {la.eval_score_thr}")

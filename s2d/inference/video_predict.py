@@ -3,7 +3,8 @@
 A video longer than ``window`` frames is cut into windows that overlap by ``overlap`` frames. Each window's
 queries above ``score_thr`` become tube pieces; consecutive windows are joined by the Hungarian algorithm on
 mask IoU over the shared frames (IoU >= ``link_iou`` continues a tube, otherwise a new tube starts). Optional
-tube NMS removes a tube whose tube IoU with a higher-scoring one is >= ``nms_iou``.
+tube NMS removes a tube whose tube IoU with a higher-scoring one is >= ``nms_iou``. The frames are resized for
+the model by ``scale`` (the scale it trained at, ``s2d.inference.scale``) and the masks come back at frame size.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from s2d.inference.scale import resize_frames
 from s2d.labelset import rle
 from s2d.labelset.types import Instance
 from s2d.models import VideoMask2Former
@@ -98,9 +100,12 @@ def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
 
 def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
                   overlap: int = 2, link_iou: float = 0.5, nms_iou: float | None = 0.75,
-                  device: str = "cpu") -> list[Tube]:
-    """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one."""
+                  device: str = "cpu", scale: float = 1.0) -> list[Tube]:
+    """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one.
+
+    ``scale``: the model sees the frames resized by this factor (``s2d.inference.scale``); masks are (H, W)."""
     T, H, W = frames.shape[:3]
+    frames = resize_frames(frames, scale)
     tubes: list[Tube] = []
     prev: list[int] = []  # indices in ``tubes`` alive in the previous window
     prev_end = 0

@@ -20,6 +20,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from s2d.inference.scale import TrainedCrop, input_scale
 from s2d.inference.video_predict import predict_video, tube_instances
 from s2d.labelset.types import VideoLabels
 from s2d.lit.params import DistillParams
@@ -142,10 +143,11 @@ class DistillationModule(L.LightningModule):
         self.val_ap.update(pred, gt)
 
     def val_tubes(self, item: dict) -> list:
-        v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75,
-             **(self.hparams.val or {})}
+        v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
+             "crop_size": TrainedCrop.size, "crop_scale": TrainedCrop.scale, **(self.hparams.val or {})}
+        scale = input_scale(item["frames"].shape[1:3], TrainedCrop.of(v), v["input_scale"])
         return predict_video(self.teacher, item["frames"], v["score_thr"], v["window"], v["overlap"],
-                             v["link_iou"], v["nms_iou"], device=self.device)
+                             v["link_iou"], v["nms_iou"], device=self.device, scale=scale)
 
     def on_validation_epoch_end(self) -> None:
         stats = self.val_ap.compute()  # gathers every rank's videos, each counted once

@@ -34,7 +34,8 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     torch.manual_seed(cfg.seed)
     lab = cfg.label
     val = {"score_thr": lab.eval_score_thr, "window": lab.window, "overlap": lab.overlap,
-           "link_iou": lab.link_iou, "nms_iou": lab.nms_iou}
+           "link_iou": lab.link_iou, "nms_iou": lab.nms_iou, "input_scale": lab.input_scale,
+           "crop_size": list(t.crop_size), "crop_scale": list(t.crop_scale)}
     module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
                  seed=cfg.seed, val=val)
     return module, data

@@ -24,15 +24,25 @@ def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
     return VideoMask2Former.from_checkpoint(ckpt, which)
 
 
+def trained_crop(cfg: Any, ckpt: Path):
+    """The training crop of a checkpoint (its stamped config; the current ``train`` section when it has none):
+    inference shows the model its frames at the scale that crop trained it at (``s2d.inference.scale``)."""
+    from s2d.inference.scale import TrainedCrop, checkpoint_crop
+
+    return checkpoint_crop(ckpt, TrainedCrop.of(cfg.train))
+
+
 def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
-                root: Path) -> Labelset:
+                root: Path, crop) -> Labelset:
+    from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
 
     lab = cfg.label
 
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
-        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms)
+        scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
+        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames))
         return out
@@ -44,4 +54,5 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "label", fp)
     model = load_model(cfg, ckpt, "teacher")
-    return StageOutput(predictions(cfg, ds, model, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root), root, fp)
+    return StageOutput(predictions(cfg, ds, model, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
+                                   trained_crop(cfg, ckpt)), root, fp)

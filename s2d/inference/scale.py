@@ -1,0 +1,73 @@
+"""The scale the model sees objects at: the same when it labels a video as when it trained.
+
+Training cuts a random region covering a fraction ``a`` of a frame's area (``train.crop_scale``) and resizes it to
+``train.crop_size``, so the model learns every object at sqrt(crop_h * crop_w / (a * H * W)) times its size in the
+frame. Inference on the frames as they are shows the objects at scale 1. On the demo (120x160 frames, 96x128 crops,
+a in [0.6, 1]) 1 lies inside the trained range [0.80, 1.03]; on 240p DAVIS frames (240x427) the range is
+[0.35, 0.45], and a model that never saw an object more than half its size labelled a car as holes and window blobs
+(dense labelset AP50 4.2 at scale 1, 45.3 at 0.45: docs/RESULTS.md). So the model gets the frames resized to the
+scale of the trained range nearest to 1 (no resizing when 1 is inside it), and its masks go back to the frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainedCrop:
+    size: tuple[int, int] = (96, 128)       # H, W a training crop is resized to (train.crop_size)
+    scale: tuple[float, float] = (0.6, 1.0)  # area fraction of the frame a crop covers (train.crop_scale)
+
+    @classmethod
+    def of(cls, train: Any) -> "TrainedCrop":
+        """From a ``train`` config section (a dict or an OmegaConf node)."""
+        return cls(tuple(int(v) for v in train["crop_size"]), tuple(float(v) for v in train["crop_scale"]))
+
+
+def trained_scale_range(frame_hw: Sequence[int], crop: TrainedCrop) -> tuple[float, float]:
+    """(lo, hi): the resize factors a frame of ``frame_hw`` got in training (the whole crop range, by area)."""
+    H, W = frame_hw
+    out = crop.size[0] * crop.size[1]
+    return math.sqrt(out / (crop.scale[1] * H * W)), math.sqrt(out / (crop.scale[0] * H * W))
+
+
+def input_scale(frame_hw: Sequence[int], crop: TrainedCrop, fixed: Optional[float] = None) -> float:
+    """The factor frames of ``frame_hw`` are resized by for the model: ``fixed`` when given (label.input_scale),
+    else the trained scale nearest to 1."""
+    if fixed is not None:
+        return float(fixed)
+    lo, hi = trained_scale_range(frame_hw, crop)
+    return min(max(1.0, lo), hi)
+
+
+def resize_frames(frames: np.ndarray, scale: float) -> np.ndarray:
+    """frames (T, H, W, 3) uint8 -> (T, round(H * scale), round(W * scale), 3); the same array at scale 1."""
+    if scale == 1.0:
+        return frames
+    import cv2
+
+    H, W = frames.shape[1:3]
+    size = (max(1, round(W * scale)), max(1, round(H * scale)))
+    # area averaging when shrinking (no aliasing of fine texture), bilinear when enlarging
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=interp) for f in frames])
+
+
+def checkpoint_crop(path: str | Path, fallback: TrainedCrop) -> TrainedCrop:
+    """The crop an s2d checkpoint trained with (its stamped config), else ``fallback`` (e.g. the current config's
+    ``train`` section for a checkpoint without a stamp). Memory-mapped: the tensors are not read."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # an old-format (non-zip) file cannot be mapped
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    train = ((ckpt.get("s2d") or {}).get("config") or {}).get("train") if isinstance(ckpt, dict) else None
+    if not isinstance(train, dict) or "crop_size" not in train or "crop_scale" not in train:
+        return fallback
+    return TrainedCrop.of(train)
