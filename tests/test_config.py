@@ -80,6 +80,8 @@ def test_wrong_type_fails(compose):
     ("train.clip_length=0", "train.clip_length"),
     ("fault.kind=oom", "fault.kind"),
     ("final.distill_warmup=-1", "final.distill_warmup"),
+    ("final.lr=0", "final.lr"),
+    ("label.input_scale=0", "label.input_scale"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
     cfg = compose(override)
@@ -168,3 +170,18 @@ def test_final_distill_warmup_reaches_the_final_stage_and_its_fingerprint(compos
     assert cfg.distill.distill_warmup == 600 and stage_config(cfg).distill.distill_warmup == 0
     assert checkpoint_dir(stage_config(cfg), tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
     assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
+
+
+def test_final_lr_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path):
+    """final.lr replaces optim.lr in the final rounds only: the distill stage (and its folder) keep optim.lr."""
+    from s2d.stages.distill import checkpoint_dir
+    from s2d.stages.final import stage_config
+
+    same = compose()
+    cfg = compose("final.lr=0.0001")
+    assert cfg.optim.lr == same.optim.lr == 1e-3 and stage_config(cfg).optim.lr == 1e-4
+    assert stage_config(cfg).optim.weight_decay == same.optim.weight_decay   # the rest of the solver is kept
+    assert checkpoint_dir(stage_config(cfg), tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
+    assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
+    both = stage_config(compose("final.lr=0.0001", "final.distill_warmup=0"))
+    assert both.optim.lr == 1e-4 and both.distill.distill_warmup == 0

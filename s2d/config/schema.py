@@ -194,6 +194,9 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # steps before the teacher's term in the final stage; null: distill.distill_warmup. The final stage's teacher
     # starts as the distilled one, yet 0 measured worse on the demo than the distill stage's 600 (docs/RESULTS.md)
     distill_warmup: Optional[int] = None
+    # the final stage's learning rate; null: optim.lr. For fine-tuning from a trained teacher with another solver;
+    # a tenth of the CPU schedule's rate measured worse on the demo (final AP50 63.6 vs 68.2, docs/RESULTS.md)
+    lr: Optional[float] = None
 
 
 @dataclass
@@ -328,6 +331,7 @@ def validate_config(cfg: Any) -> None:
              "distill weights must be >= 0")
     _require(cfg.final.distill_warmup is None or cfg.final.distill_warmup >= 0, "final.distill_warmup",
              f"must be >= 0 steps or null, got {cfg.final.distill_warmup}")
+    _require(cfg.final.lr is None or cfg.final.lr > 0, "final.lr", f"must be positive or null, got {cfg.final.lr}")
     _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
     _require(di.distill_warmup >= 0, "distill.distill_warmup", f"must be >= 0 steps, got {di.distill_warmup}")
     if di.distill_weight > 0 and di.distill_warmup >= cfg.train.max_steps:

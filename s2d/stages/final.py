@@ -23,13 +23,19 @@ def round_row(r: int) -> str:
 
 
 def stage_config(cfg: Any) -> Any:
-    """The config a final round trains with: ``final.distill_warmup``, when set, replaces the distill stage's
-    warm-up (and so enters the round's checkpoint fingerprint, with the rest of the ``distill`` section)."""
-    if cfg.final.distill_warmup is None:
+    """The config a final round trains with: ``final.distill_warmup`` and ``final.lr``, when set, replace the
+    distill stage's warm-up and learning rate (and so enter the round's checkpoint fingerprint, with the rest of
+    the ``distill`` and ``optim`` sections)."""
+    over: dict = {}
+    if cfg.final.distill_warmup is not None:
+        over["distill"] = {"distill_warmup": cfg.final.distill_warmup}
+    if cfg.final.lr is not None:
+        over["optim"] = {"lr": cfg.final.lr}
+    if not over:
         return cfg
     from omegaconf import OmegaConf
 
-    return OmegaConf.merge(cfg, {"distill": {"distill_warmup": cfg.final.distill_warmup}})
+    return OmegaConf.merge(cfg, over)
 
 
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
