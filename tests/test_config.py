@@ -29,6 +29,16 @@ def test_each_data_config_picks_its_masks_and_the_command_line_wins(compose, dat
     assert compose("experiment=davis2016").masks.source == "motion"
 
 
+def test_davis_trains_near_its_working_resolution_and_paper_keeps_its_crops(compose):
+    """data=davis picks 192x256 crops for its 240p frames; the paper schedule, composed after the data, keeps the
+    method's crops; the command line still decides."""
+    assert list(compose("data=davis", "data.root=/x").train.crop_size) == [192, 256]
+    assert list(compose("experiment=davis2016").train.crop_size) == [192, 256]
+    assert list(compose("experiment=paper", "data=davis", "data.root=/x").train.crop_size) == [360, 640]
+    assert list(compose("experiment=davis2016", "train.crop_size=[96,128]").train.crop_size) == [96, 128]
+    assert list(compose().train.crop_size) == [96, 128]
+
+
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_validates(compose, exp):
     cfg = compose(f"experiment={exp}")
