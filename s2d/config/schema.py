@@ -137,7 +137,7 @@ class LabelSchema:
     score_thr: float = 0.5
     nms_iou: Optional[float] = 0.75    # tube NMS at this tube IoU (null: no NMS)
     # frames resized by this factor for the model; null: the scale the model trained at (train.crop_size over the
-    # share of the frame a crop covers, s2d/inference/scale.py; 1 on the demo, 0.45 on 240p DAVIS)
+    # share of the frame a crop covers, s2d/inference/scale.py; 1 on the demo, 0.89 with data=davis's crops)
     input_scale: Optional[float] = None
     window: int = 12                   # frames per inference window (long videos are clip-stitched)
     overlap: int = 2                   # frames shared by consecutive windows, used to link them

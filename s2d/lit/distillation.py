@@ -143,8 +143,9 @@ class DistillationModule(L.LightningModule):
         self.val_ap.update(pred, gt)
 
     def val_tubes(self, item: dict) -> list:
+        crop = TrainedCrop()  # the schema's crop, for a module built without one in ``val``
         v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
-             "crop_size": TrainedCrop.size, "crop_scale": TrainedCrop.scale, **(self.hparams.val or {})}
+             "crop_size": crop.size, "crop_scale": crop.scale, **(self.hparams.val or {})}
         scale = input_scale(item["frames"].shape[1:3], TrainedCrop.of(v), v["input_scale"])
         return predict_video(self.teacher, item["frames"], v["score_thr"], v["window"], v["overlap"],
                              v["link_iou"], v["nms_iou"], device=self.device, scale=scale)
