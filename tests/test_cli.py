@@ -107,6 +107,20 @@ def test_demo_without_a_model_lists_the_runs_that_have_one(tmp_path):
     assert "davis2016-seed0, mine-seed1" in hint and "name=<name> seed=<seed>" in hint
 
 
+def test_demo_reads_a_file_or_a_folder_of_videos_as_videos_and_other_folders_as_frames(tmp_path):
+    """``s2d demo FOLDER`` where FOLDER holds an mp4 (as ../shared/data/demo_videos/apple does) reads the video
+    instead of failing on "no folders of image frames"."""
+    from s2d.stages.demo import source_kind
+
+    (tmp_path / "vids" / "apple").mkdir(parents=True)
+    (tmp_path / "vids" / "apple" / "apple.MP4").write_bytes(b"")
+    (tmp_path / "frames" / "clip").mkdir(parents=True)
+    (tmp_path / "frames" / "clip" / "00000.jpg").write_bytes(b"")
+    assert source_kind(tmp_path / "vids" / "apple" / "apple.MP4") == "mp4"
+    assert source_kind(tmp_path / "vids" / "apple") == "mp4" and source_kind(tmp_path / "vids") == "mp4"
+    assert source_kind(tmp_path / "frames") == "frames"
+
+
 @pytest.mark.slow
 def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
     """Two data sets under one name: the second command is refused, naming what differs and the way out."""

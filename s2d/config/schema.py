@@ -147,7 +147,7 @@ class LabelSchema:
 
 @dataclass
 class DemoVideoSchema:
-    video: Optional[str] = None        # s2d demo VIDEO.mp4 (a file, or a folder of frames)
+    video: Optional[str] = None        # s2d demo VIDEO.mp4 (a video file, a folder of them, or of frame folders)
     checkpoint: Optional[str] = None   # default: the newest <run folder>/checkpoints/final-*/last.ckpt
     out: Optional[str] = None          # default: <run folder>/demo/<video>_s2d.mp4
     score_thr: float = 0.5

@@ -45,6 +45,16 @@ def trained_runs_hint(runs: Path) -> str:
             "<name>-seed<seed>), or give demo.checkpoint=PATH")
 
 
+def source_kind(path: Path) -> str:
+    """How ``s2d demo`` reads PATH: a video file, or a folder holding video files (at any depth), as videos
+    (``mp4``); any other folder as folders of image frames (``frames``)."""
+    from s2d.data.video import VIDEO_EXTS
+
+    if path.is_file() or any(p.suffix.lower() in VIDEO_EXTS for p in path.rglob("*")):
+        return "mp4"
+    return "frames"
+
+
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.data.sources import open_dataset
     from s2d.inference.scale import input_scale
@@ -63,7 +73,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         ckpt = found[-1] if found else run_dir / "checkpoints" / "final-*" / "last.ckpt"
     if not ckpt.exists():
         raise S2DError(f"no trained model at {ckpt}: " + trained_runs_hint(Path(cfg.paths.runs)))
-    kind = "mp4" if video_path.is_file() else "frames"
+    kind = source_kind(video_path)
     ds = open_dataset(kind, video_path, short_side=d.short_side)
     model = load_model(cfg, ckpt, "teacher")
     crop = trained_crop(cfg, ckpt)
