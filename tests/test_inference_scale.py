@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from s2d.inference.scale import TrainedCrop, checkpoint_crop, input_scale, resize_frames, trained_scale_range
+from s2d.data.clips import AugmentConfig
+from s2d.inference.scale import checkpoint_crop, input_scale, resize_frames, trained_scale_range
 from s2d.inference.video_predict import predict_video
 
 
 def test_trained_range_hand_computed():
-    demo = TrainedCrop((96, 128), (0.6, 1.0))
+    demo = AugmentConfig(size=(96, 128), crop_scale=(0.6, 1.0))
     lo, hi = trained_scale_range((120, 160), demo)            # 12288 px crops of 19200 px frames
     assert lo == pytest.approx(0.8) and hi == pytest.approx(math.sqrt(12288 / 11520))
     assert input_scale((120, 160), demo) == 1.0                # 1 is inside the trained range: frames as they are
@@ -60,11 +61,11 @@ def test_predict_video_at_a_scale_returns_masks_at_frame_size():
 
 
 def test_checkpoint_crop_reads_the_stamped_training_crop(tmp_path):
-    fallback = TrainedCrop((96, 128), (0.6, 1.0))
+    fallback = AugmentConfig(size=(96, 128), crop_scale=(0.6, 1.0))
     stamped = tmp_path / "stamped.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)},
                 "s2d": {"config": {"train": {"crop_size": [192, 256], "crop_scale": [0.5, 0.9]}}}}, stamped)
-    assert checkpoint_crop(stamped, fallback) == TrainedCrop((192, 256), (0.5, 0.9))
+    assert checkpoint_crop(stamped, fallback) == AugmentConfig(size=(192, 256), crop_scale=(0.5, 0.9))
     bare = tmp_path / "bare.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, bare)
     assert checkpoint_crop(bare, fallback) == fallback
@@ -77,11 +78,11 @@ def test_label_predictions_show_the_model_the_trained_scale(compose, tiny_demo, 
     from s2d.stages.label import predictions
 
     ds = open_dataset("ytvis", tiny_demo)
-    crop = TrainedCrop((32, 40), (0.6, 1.0))
+    crop = AugmentConfig(size=(32, 40), crop_scale=(0.6, 1.0))
     for override, expected in ((None, (41, 52)), (1.0, (64, 80))):
         cfg = compose("progress=false", *([] if override is None else [f"label.input_scale={override}"]))
         model = LeftHalfModel()
-        out = predictions(cfg, ds, model, 0.5, None, "label", f"fp{override}", tmp_path / f"lab{override}", crop)
+        out = predictions(cfg, ds, model, crop, 0.5, None, "label", f"fp{override}", tmp_path / f"lab{override}")
         assert set(model.seen) == {expected}
         v = out[ds.names[0]]
         assert (v.height, v.width) == (64, 80) and len(v.instances) == 1

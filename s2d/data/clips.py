@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,16 @@ class AugmentConfig:
     brightness: float = 0.1                        # 0.9 - 1.1
     contrast: float = 0.1
     rotation: float = 15.0                         # degrees
+
+    @classmethod
+    def of(cls, train: Any) -> "AugmentConfig":
+        """From a ``train`` config section or a checkpoint's stamped copy of it (dict or OmegaConf node):
+        ``crop_size``, ``crop_scale`` and, when present, ``rotation``."""
+        kw = {"size": tuple(int(v) for v in train["crop_size"]),
+              "crop_scale": tuple(float(v) for v in train["crop_scale"])}
+        if "rotation" in train:
+            kw["rotation"] = float(train["rotation"])
+        return cls(**kw)
 
 
 class ClipDataset(Dataset):

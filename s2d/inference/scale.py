@@ -11,32 +11,22 @@ scale of the trained range nearest to 1 (no resizing when 1 is inside it), and i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TrainedCrop:
-    size: tuple[int, int] = (96, 128)       # H, W a training crop is resized to (train.crop_size)
-    scale: tuple[float, float] = (0.6, 1.0)  # area fraction of the frame a crop covers (train.crop_scale)
-
-    @classmethod
-    def of(cls, train: Any) -> "TrainedCrop":
-        """From a ``train`` config section (a dict or an OmegaConf node)."""
-        return cls(tuple(int(v) for v in train["crop_size"]), tuple(float(v) for v in train["crop_scale"]))
+from s2d.data.clips import AugmentConfig
 
 
-def trained_scale_range(frame_hw: Sequence[int], crop: TrainedCrop) -> tuple[float, float]:
+def trained_scale_range(frame_hw: Sequence[int], crop: AugmentConfig) -> tuple[float, float]:
     """(lo, hi): the resize factors a frame of ``frame_hw`` got in training (the whole crop range, by area)."""
     H, W = frame_hw
     out = crop.size[0] * crop.size[1]
-    return math.sqrt(out / (crop.scale[1] * H * W)), math.sqrt(out / (crop.scale[0] * H * W))
+    return math.sqrt(out / (crop.crop_scale[1] * H * W)), math.sqrt(out / (crop.crop_scale[0] * H * W))
 
 
-def input_scale(frame_hw: Sequence[int], crop: TrainedCrop, fixed: Optional[float] = None) -> float:
+def input_scale(frame_hw: Sequence[int], crop: AugmentConfig, fixed: Optional[float] = None) -> float:
     """The factor frames of ``frame_hw`` are resized by for the model: ``fixed`` when given (label.input_scale),
     else the trained scale nearest to 1."""
     if fixed is not None:
@@ -58,9 +48,9 @@ def resize_frames(frames: np.ndarray, scale: float) -> np.ndarray:
     return np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=interp) for f in frames])
 
 
-def checkpoint_crop(path: str | Path, fallback: TrainedCrop) -> TrainedCrop:
-    """The crop an s2d checkpoint trained with (its stamped config), else ``fallback`` (e.g. the current config's
-    ``train`` section for a checkpoint without a stamp). Memory-mapped: the tensors are not read."""
+def checkpoint_crop(path: str | Path, fallback: AugmentConfig) -> AugmentConfig:
+    """The augmentation (crops) an s2d checkpoint trained with (its stamped config), else ``fallback`` (e.g. the
+    current config's ``train`` section for a checkpoint without a stamp). Memory-mapped: the tensors are not read."""
     import torch
 
     try:
@@ -70,4 +60,4 @@ def checkpoint_crop(path: str | Path, fallback: TrainedCrop) -> TrainedCrop:
     train = ((ckpt.get("s2d") or {}).get("config") or {}).get("train") if isinstance(ckpt, dict) else None
     if not isinstance(train, dict) or "crop_size" not in train or "crop_scale" not in train:
         return fallback
-    return TrainedCrop.of(train)
+    return AugmentConfig.of(train)

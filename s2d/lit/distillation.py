@@ -20,7 +20,8 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from s2d.inference.scale import TrainedCrop, input_scale
+from s2d.data.clips import AugmentConfig
+from s2d.inference.scale import input_scale
 from s2d.inference.video_predict import predict_video, tube_instances
 from s2d.labelset.types import VideoLabels
 from s2d.lit.params import DistillParams
@@ -143,10 +144,10 @@ class DistillationModule(L.LightningModule):
         self.val_ap.update(pred, gt)
 
     def val_tubes(self, item: dict) -> list:
-        crop = TrainedCrop()  # the schema's crop, for a module built without one in ``val``
+        crop = AugmentConfig()  # the default training crops, for a module built without them in ``val``
         v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
-             "crop_size": crop.size, "crop_scale": crop.scale, **(self.hparams.val or {})}
-        scale = input_scale(item["frames"].shape[1:3], TrainedCrop.of(v), v["input_scale"])
+             "crop_size": crop.size, "crop_scale": crop.crop_scale, **(self.hparams.val or {})}
+        scale = input_scale(item["frames"].shape[1:3], AugmentConfig.of(v), v["input_scale"])
         return predict_video(self.teacher, item["frames"], v["score_thr"], v["window"], v["overlap"],
                              v["link_iou"], v["nms_iou"], device=self.device, scale=scale)
 

@@ -59,7 +59,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.data.sources import open_dataset
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video
-    from s2d.stages.label import load_model, trained_crop
+    from s2d.stages.label import load_model
     from s2d.viz import overlay, palette, save_gif
 
     d = cfg.demo
@@ -75,8 +75,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         raise S2DError(f"no trained model at {ckpt}: " + trained_runs_hint(Path(cfg.paths.runs)))
     kind = source_kind(video_path)
     ds = open_dataset(kind, video_path, short_side=d.short_side)
-    model = load_model(cfg, ckpt, "teacher")
-    crop = trained_crop(cfg, ckpt)
+    model, crop = load_model(cfg, ckpt, "teacher")
     outputs = []
     for r in ds:
         frames = r.video.frames(range(min(len(r.video), d.max_frames)) if d.max_frames else None)

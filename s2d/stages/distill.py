@@ -24,7 +24,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     from s2d.lit.distillation import DenseModule, DistillationModule
 
     t = cfg.train
-    aug = AugmentConfig(size=tuple(t.crop_size), crop_scale=tuple(t.crop_scale), rotation=t.rotation)
+    aug = AugmentConfig.of(t)
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
                           quarantine=None if quarantine is None else str(quarantine),

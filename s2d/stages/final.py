@@ -40,11 +40,11 @@ def stage_config(cfg: Any) -> Any:
 
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
     """The final model's predictions on every video (kept down to label.eval_score_thr, for evaluation)."""
-    from s2d.stages.label import load_model, predictions, trained_crop
+    from s2d.stages.label import load_model, predictions
 
     fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "predict", fp)
-    model = load_model(cfg, ckpt, "teacher")
-    return StageOutput(predictions(cfg, ds, model, cfg.label.eval_score_thr, cfg.label.nms_iou, "predict", fp, root,
-                                   trained_crop(cfg, ckpt)), root, fp)
+    model, crop = load_model(cfg, ckpt, "teacher")
+    return StageOutput(predictions(cfg, ds, model, crop, cfg.label.eval_score_thr, cfg.label.nms_iou, "predict", fp,
+                                   root), root, fp)
 

@@ -18,22 +18,18 @@ VERSION = 1
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
-    """The teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``)."""
+    """(model, crops): the teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``) and
+    the training crops it learned from (the checkpoint's stamped config; the current ``train`` section when it
+    has none), at whose scale inference shows it its frames (``s2d.inference.scale``)."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.inference.scale import checkpoint_crop
     from s2d.models import VideoMask2Former
 
-    return VideoMask2Former.from_checkpoint(ckpt, which)
+    return VideoMask2Former.from_checkpoint(ckpt, which), checkpoint_crop(ckpt, AugmentConfig.of(cfg.train))
 
 
-def trained_crop(cfg: Any, ckpt: Path):
-    """The training crop of a checkpoint (its stamped config; the current ``train`` section when it has none):
-    inference shows the model its frames at the scale that crop trained it at (``s2d.inference.scale``)."""
-    from s2d.inference.scale import TrainedCrop, checkpoint_crop
-
-    return checkpoint_crop(ckpt, TrainedCrop.of(cfg.train))
-
-
-def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | None, stage: str, fp: str,
-                root: Path, crop) -> Labelset:
+def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
+                root: Path) -> Labelset:
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
 
@@ -53,6 +49,6 @@ def predictions(cfg: Any, ds: Dataset, model, score_thr: float, nms: float | Non
 def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
     root = artifact_dir(cfg, "label", fp)
-    model = load_model(cfg, ckpt, "teacher")
-    return StageOutput(predictions(cfg, ds, model, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
-                                   trained_crop(cfg, ckpt)), root, fp)
+    model, crop = load_model(cfg, ckpt, "teacher")
+    return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root),
+                       root, fp)
