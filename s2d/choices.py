@@ -48,4 +48,4 @@ LossVariant = _choice("LossVariant", "temporal", "cutler")          # loss.varia
 OnError = _choice("OnError", "raise", "substitute")                 # train.on_error: unreadable training frame
 MonitorMode = _choice("MonitorMode", "max", "min")                  # train.monitor_mode
 WandbMode = _choice("WandbMode", "offline", "online", "disabled")   # logger.mode
-FaultKind = _choice("FaultKind", "raise", "nan", "nan_weights", "sigusr1", "sigterm", "sigkill")  # fault.kind
+FaultKind = _choice("FaultKind", "raise", "nan", "nan_weights", "overflow", "sigusr1", "sigterm", "sigkill")  # fault.kind

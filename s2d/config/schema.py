@@ -111,6 +111,9 @@ class TrainSchema:
     num_nodes: int = 1
     strategy: str = "auto"             # e.g. ddp, ddp_spawn
     precision: str = "32-true"         # bf16-mixed / 16-mixed on GPUs (the method trains with AMP)
+    # false | true | warn: PyTorch's deterministic kernels. On CUDA true becomes warn (s2d/lit/determinism.py:
+    # the point-sampled mask loss's grid_sample backward has no deterministic CUDA kernel)
+    deterministic: Any = False
     gradient_clip_val: float = 0.01
     log_every_n_steps: int = 5
     checkpoint_every_n_steps: int = 20
@@ -166,9 +169,9 @@ class LoggerSchema:
 
 @dataclass
 class FaultSchema:
-    # raise | nan | nan_weights | sigusr1 | sigterm | sigkill (debug=fault). A string checked against FaultKind in
-    # validate_config, not the Enum: the command line reads a bare `nan` as a float, which a string key turns back
-    # into "nan" but an Enum key refuses
+    # raise | nan | nan_weights | overflow | sigusr1 | sigterm | sigkill (debug=fault). A string checked against
+    # FaultKind in validate_config, not the Enum: the command line reads a bare `nan` as a float, which a string key
+    # turns back into "nan" but an Enum key refuses
     kind: Optional[str] = None
     step: int = 3
     rank: int = 0
@@ -299,6 +302,12 @@ def validate_config(cfg: Any) -> None:
              f"must be >= 1 or null (automatic), got {cfg.eval.workers}")
     _require(cfg.train.substitute_retries >= 0, "train.substitute_retries", "must be >= 0")
     tr = cfg.train
+    try:
+        from s2d.lit.determinism import parse
+
+        parse(tr.deterministic)
+    except ValueError as e:
+        raise ConfigError("train.deterministic", str(e)) from None
     _require(tr.val_every_n_steps is None or tr.val_every_n_steps >= 1, "train.val_every_n_steps", "must be >= 1")
     _require(tr.monitor is None or tr.val_every_n_steps is not None, "train.monitor",
              f"'{tr.monitor}' is only logged with validation: set train.val_every_n_steps")

@@ -88,6 +88,8 @@ class DistillationModule(L.LightningModule):
         if getattr(self, "inject_nan_at", None) == self.global_step:  # FaultInjector(kind="nan")
             terms["injected_nan"] = loss * float("nan")
             loss = terms["injected_nan"]
+        if getattr(self, "inject_overflow_at", None) == self.global_step:  # FaultInjector(kind="overflow")
+            loss = loss * 2.0 ** 100
         self._check_finite(loss, terms, batch, failure)
         main = {f"train/{k}": v.detach() for k, v in terms.items() if "_aux" not in k}
         main["train/loss"] = loss.detach()

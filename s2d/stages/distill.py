@@ -64,9 +64,12 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+    from s2d.lit import determinism
+    from s2d.lit.amp_skips import AmpSkipCounter
     from s2d.lit.checkpoint_io import AtomicCheckpointIO
     from s2d.lit.requeue import RequeueOnSignal
     from s2d.lit.run_stamp import RunStamp
+    from s2d.lit.speed import SpeedMonitor
 
     t = cfg.train
     loggers = [CSVLogger(str(run_dir / "logs"), name=stage)]  # one CSV folder per launch: never overwritten
@@ -85,7 +88,9 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
                  # last finished step: at most the step in progress is lost
                  OnExceptionCheckpoint(dirpath=str(ckpt_dir), filename="on_exception"),
                  RequeueOnSignal(ckpt_dir),
-                 RunStamp(config_dict(cfg))]
+                 RunStamp(config_dict(cfg)),
+                 AmpSkipCounter(),
+                 SpeedMonitor(stage, t.log_every_n_steps)]
     if t.monitor:
         callbacks.append(best_checkpoint(ckpt_dir, t.monitor, t.monitor_mode))
     if cfg.fault.kind:
@@ -93,11 +98,18 @@ def trainer(cfg: Any, run_dir: Path, stage: str, ckpt_dir: Path):
 
         callbacks.append(FaultInjector(cfg.fault.kind, cfg.fault.step, cfg.fault.rank))
     quiet_lightning()
+    on_cuda = determinism.uses_cuda(t.accelerator)
+    deterministic, note = determinism.trainer_mode(t.deterministic, on_cuda)
+    if note:
+        log.warning(note)
+    if on_cuda:
+        determinism.prepare_cuda(deterministic)
     plugins: list = [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=False))  # RequeueOnSignal does it, at a step boundary
     return L.Trainer(max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
                      strategy=t.strategy, precision=t.precision, gradient_clip_val=t.gradient_clip_val,
+                     deterministic=deterministic,
                      log_every_n_steps=t.log_every_n_steps, default_root_dir=str(ckpt_dir),
                      logger=loggers, callbacks=callbacks, plugins=plugins,
                      enable_progress_bar=cfg.progress, use_distributed_sampler=False, num_sanity_val_steps=0,
@@ -158,7 +170,8 @@ def config_dict(cfg: Any) -> dict:
 # train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the
 # same checkpoint folder (e.g. more steps) instead of starting a new one
 _RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers", "on_error",
-                         "substitute_retries", "val_every_n_steps", "val_videos", "monitor", "monitor_mode")
+                         "substitute_retries", "val_every_n_steps", "val_videos", "monitor", "monitor_mode",
+                         "deterministic")
 
 
 def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str) -> Path:
