@@ -57,3 +57,65 @@ def test_tube_iou_and_nms_hand_computed():
     t2 = Tube({0: b}, [0.5])
     assert tube_iou(t1, t2) == 4 / 16              # frame 0: 4 / 8; frame 1: t1 only, union += 8
     assert len(tube_nms([t1, t2], 0.2)) == 1 and len(tube_nms([t1, t2], 0.3)) == 2
+
+
+def _random_tubes(rng, n, T, H, W):
+    """n tubes of random rectangles, each present on a random subset of T frames."""
+    tubes = []
+    for _ in range(n):
+        masks = {}
+        for t in range(T):
+            if rng.random() < 0.7:
+                m = np.zeros((H, W), bool)
+                y, x = rng.integers(0, H - 4), rng.integers(0, W - 4)
+                m[y:y + rng.integers(2, H - y), x:x + rng.integers(2, W - x)] = True
+                masks[t] = m
+        if masks:
+            tubes.append(Tube(masks, [float(rng.random())]))
+    return tubes
+
+
+def test_link_iou_matrix_equals_the_pairwise_definition():
+    from s2d.inference.video_predict import link_iou_matrix, link_iou_pairwise
+
+    rng = np.random.default_rng(0)
+    T, H, W = 6, 12, 16
+    prev = _random_tubes(rng, 7, T, H, W)
+    window = rng.random((5, 4, H, W)) < 0.3            # K=5 masks of a window covering frames 3..6
+    window[2] = False                                   # an empty mask: IoU 0 with tubes absent there
+    shared = [3, 4]
+    got = link_iou_matrix(prev, window, shared, 3)
+    want = np.array([[link_iou_pairwise(p, window[k], shared, 3) for k in range(5)] for p in prev])
+    assert got.shape == (len(prev), 5)
+    np.testing.assert_array_equal(got, want)
+    assert link_iou_matrix([], window, shared, 3).shape == (0, 5)
+
+
+def test_tube_nms_keeps_what_the_pairwise_greedy_keeps():
+    rng = np.random.default_rng(1)
+    tubes = _random_tubes(rng, 20, 5, 10, 12)
+    for tb in tubes[:8]:  # near-duplicates: one frame fewer, a lower or higher score
+        t_drop = min(tb.masks)
+        tubes.append(Tube({t: m for t, m in tb.masks.items() if t != t_drop or len(tb.masks) == 1},
+                          [float(rng.random())]))
+    for thr in (0.2, 0.5, 0.8):
+        greedy = []
+        for t in sorted(tubes, key=lambda t: -t.score):
+            if all(tube_iou(t, k) < thr for k in greedy):
+                greedy.append(t)
+        assert [id(t) for t in tube_nms(tubes, thr)] == [id(t) for t in greedy]
+    assert 1 < len(tube_nms(tubes, 0.5)) < len(tubes)   # the case is not trivial
+
+
+def test_inference_device_resolution(monkeypatch):
+    import pytest
+
+    from s2d.errors import ConfigError
+    from s2d.inference.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match="predict.device"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine: labels on the GPU
+    assert resolve_device("auto") == "cuda" and resolve_device("cpu") == "cpu"

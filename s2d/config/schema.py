@@ -82,7 +82,9 @@ class EvalSchema:
 class PredictSchema:  # s2d predict: a (pretrained) model on a data set, official post-processing
     out: Optional[str] = None          # the YouTube-VIS results json (default: <run>/predictions.json)
     topk: int = 10                     # instances per video: the top-k queries by score, as the official model
-    device: Device = Device.auto       # auto (cuda when available) | cpu | cuda
+    # auto (cuda when available) | cpu | cuda: where every inference runs (dense labelset, the final model's
+    # predictions, s2d demo, s2d predict)
+    device: Device = Device.auto
 
 
 ModelSchema = ModelParams  # every model setting is defined in s2d/models/params.py

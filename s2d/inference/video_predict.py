@@ -5,15 +5,22 @@ queries above ``score_thr`` become tube pieces; consecutive windows are joined b
 mask IoU over the shared frames (IoU >= ``link_iou`` continues a tube, otherwise a new tube starts). Optional
 tube NMS removes a tube whose tube IoU with a higher-scoring one is >= ``nms_iou``. The frames are resized for
 the model by ``scale`` (the scale it trained at, ``s2d.inference.scale``) and the masks come back at frame size.
+
+The IoUs are computed for all pairs at once: the link IoUs as one matrix product of the shared frames' masks
+(counts of pixels, exact in float32 below 2^24 pixels per window overlap), the NMS tube IoUs from the tubes' RLEs
+in a few pycocotools calls (``s2d.evaluation.tube_iou``). With a low score threshold (``label.eval_score_thr``
+0.05 keeps most of a 100-query model's queries) the pairwise loops, ``link_iou_pairwise`` and ``tube_iou``, kept
+as the definitions the tests and ``benchmarks/inference_speed.py`` compare against, cost minutes per video.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from s2d.evaluation.tube_iou import tube_iou_with_areas
 from s2d.inference.scale import resize_frames
 from s2d.labelset import rle
 from s2d.labelset.types import Instance
@@ -25,15 +32,23 @@ from s2d.models.video_mask2former import masks_at
 class Tube:
     masks: dict[int, np.ndarray]  # frame -> (H, W) bool
     scores: list[float]
+    _rles: dict[int, rle.RLE] = field(default_factory=dict, repr=False)  # frame -> its mask's RLE, once encoded
 
     @property
     def score(self) -> float:
         return float(np.mean(self.scores))
 
+    def rles(self, length: int) -> list[rle.RLE | None]:
+        """Per-frame RLE (None where the tube has no mask) of a ``length``-frame video; each mask encoded once."""
+        for t, m in self.masks.items():
+            if t not in self._rles:
+                self._rles[t] = rle.encode(m)
+        return [self._rles.get(t) for t in range(length)]
+
 
 def tube_instances(tubes: list[Tube], length: int) -> list[Instance]:
     """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask)."""
-    return [Instance(rle.encode_tube([tb.masks.get(t) for t in range(length)]), tb.score) for tb in tubes]
+    return [Instance(tb.rles(length), tb.score) for tb in tubes]
 
 
 def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -64,7 +79,9 @@ def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float
     return (m > 0).cpu().numpy(), scores[keep].cpu().numpy()
 
 
-def _iou_over(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> float:
+def link_iou_pairwise(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> float:
+    """The IoU of tube ``a`` and one window's masks (w, H, W) over ``frames`` (the window starts at ``offset``):
+    the definition ``link_iou_matrix`` computes for all pairs."""
     inter = union = 0
     for t in frames:
         am = a.masks.get(t)
@@ -77,7 +94,28 @@ def _iou_over(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> f
     return inter / union if union else 0.0
 
 
+def link_iou_matrix(prev: list[Tube], masks: np.ndarray, frames: list[int], offset: int) -> np.ndarray:
+    """IoU (P, K) of P tubes and a window's K masks (K, w, H, W) over the shared ``frames``; a frame where a tube
+    has no mask counts as an empty mask."""
+    P, K = len(prev), len(masks)
+    if not P or not K:
+        return np.zeros((P, K))
+    H, W = masks.shape[2:]
+    empty = np.zeros((H, W), bool)
+    a = np.stack([np.stack([tb.masks.get(t, empty) for t in frames]) for tb in prev]).reshape(P, -1)  # (P, S*H*W)
+    b = masks[:, [t - offset for t in frames]].reshape(K, -1)                                          # (K, S*H*W)
+    # pixel counts: products of 0/1 summed in float32, exact while a sum stays below 2^24 (torch's matrix
+    # product, in the thread pool the model just used)
+    ta, tb_ = torch.from_numpy(a).float(), torch.from_numpy(np.ascontiguousarray(b)).float()
+    inter = (ta @ tb_.T).double().numpy()                                                             # (P, K)
+    union = ta.sum(1).double().numpy()[:, None] + tb_.sum(1).double().numpy()[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def tube_iou(a: Tube, b: Tube) -> float:
+    """Tube IoU: intersections over all frames / unions over all frames (the definition ``tube_nms`` computes for
+    all pairs at once)."""
     inter = union = 0
     for f in set(a.masks) | set(b.masks):
         am, bm = a.masks.get(f), b.masks.get(f)
@@ -91,11 +129,18 @@ def tube_iou(a: Tube, b: Tube) -> float:
 
 def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
     """Keep tubes by decreasing score, dropping any with tube IoU >= iou_thr to one already kept."""
-    kept: list[Tube] = []
-    for t in sorted(tubes, key=lambda t: -t.score):
-        if all(tube_iou(t, k) < iou_thr for k in kept):
-            kept.append(t)
-    return kept
+    order = sorted(tubes, key=lambda t: -t.score)  # stable: equal scores keep their order
+    if len(order) < 2:
+        return order
+    length = 1 + max(max(t.masks) for t in order)
+    H, W = next(iter(order[0].masks.values())).shape
+    enc = [t.rles(length) for t in order]
+    iou = tube_iou_with_areas(enc, enc, H, W)[0]                                  # (N, N)
+    kept: list[int] = []
+    for i in range(len(order)):
+        if not kept or iou[i, kept].max() < iou_thr:
+            kept.append(i)
+    return [order[i] for i in kept]
 
 
 def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
@@ -114,7 +159,7 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
         shared = list(range(s, min(prev_end, e)))
         assigned: dict[int, int] = {}
         if shared and prev and len(masks):
-            iou = np.array([[_iou_over(tubes[p], masks[k], shared, s) for k in range(len(masks))] for p in prev])
+            iou = link_iou_matrix([tubes[p] for p in prev], masks, shared, s)      # (P, K)
             rows, cols = linear_sum_assignment(-iou)
             assigned = {int(c): prev[r] for r, c in zip(rows, cols) if iou[r, c] >= link_iou}
         alive = []

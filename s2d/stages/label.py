@@ -18,14 +18,21 @@ VERSION = 1
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
-    """(model, crops): the teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``) and
+    """(model, crops): the teacher (or student) of a learning stage's checkpoint (``s2d.models.weights``), on the
+    device inference runs on (``predict.device``: a GPU when there is one), and
     the training crops it learned from (the checkpoint's stamped config; the current ``train`` section when it
     has none), at whose scale inference shows it its frames (``s2d.inference.scale``)."""
     from s2d.data.clips import AugmentConfig
+    from s2d.inference.device import resolve_device
     from s2d.inference.scale import checkpoint_crop
     from s2d.models import VideoMask2Former
 
-    return VideoMask2Former.from_checkpoint(ckpt, which), checkpoint_crop(ckpt, AugmentConfig.of(cfg.train))
+    model = VideoMask2Former.from_checkpoint(ckpt, which).to(resolve_device(cfg.predict.device))
+    return model, checkpoint_crop(ckpt, AugmentConfig.of(cfg.train))
+
+
+def model_device(model) -> str:
+    return str(next(model.parameters()).device)
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
@@ -38,7 +45,8 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
-        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale)
+        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms,
+                              device=model_device(model), scale=scale)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames))
         return out

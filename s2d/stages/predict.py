@@ -12,9 +12,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from s2d.errors import ConfigError
 from s2d.io.atomic import atomic_write_json
 from s2d.labelset import rle
 from s2d.labelset.types import Instance, Labelset, VideoLabels
@@ -22,18 +19,11 @@ from s2d.labelset.types import Instance, Labelset, VideoLabels
 log = logging.getLogger(__name__)
 
 
-def _device(choice: str) -> str:
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("predict.device", "cuda was asked for but torch sees no GPU")
-    return choice
-
-
 def run(cfg: Any, run_dir: Path) -> dict:
     from tqdm import tqdm
 
     from s2d.data.sources import open_dataset
+    from s2d.inference.device import resolve_device
     from s2d.inference.video_predict import predict_topk
     from s2d.labelset.ytvis import predictions_to_json
     from s2d.models import VideoMask2Former
@@ -42,7 +32,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
 
     if cfg.model.pretrained is None:
         log.warning("model.pretrained is not set: predicting with randomly initialised weights")
-    device = _device(cfg.predict.device)
+    device = resolve_device(cfg.predict.device)
     model = VideoMask2Former.from_config(dict(cfg.model)).eval().to(device)
     ds = load_data(cfg)
     # ground truth is scored at the original resolution: only then is the data set opened a second time
