@@ -148,6 +148,9 @@ class LabelSchema:
     overlap: int = 2                   # frames shared by consecutive windows, used to link them
     link_iou: float = 0.5
     eval_score_thr: float = 0.05       # the final model's predictions kept for evaluation
+    # GrabCut each mask of the dense labelset on its frame (s2d/masks/refine.py, the keymasks' own refinement): the
+    # model's masks are coarse at the boundary, its labels need not be. Not applied to the final predictions.
+    refine: bool = False
 
 
 @dataclass

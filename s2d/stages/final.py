@@ -9,7 +9,7 @@ from typing import Any
 
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
-from s2d.stages.common import StageOutput, artifact_dir, section
+from s2d.stages.common import StageOutput, artifact_dir
 
 
 def round_stage(r: int) -> str:
@@ -40,9 +40,9 @@ def stage_config(cfg: Any) -> Any:
 
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
     """The final model's predictions on every video (kept down to label.eval_score_thr, for evaluation)."""
-    from s2d.stages.label import load_model, predictions
+    from s2d.stages.label import label_settings, load_model, predictions
 
-    fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), section(cfg, "label"))
+    fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), label_settings(cfg, "predict"))
     root = artifact_dir(cfg, "predict", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
     return StageOutput(predictions(cfg, ds, model, crop, cfg.label.eval_score_thr, cfg.label.nms_iou, "predict", fp,

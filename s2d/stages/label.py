@@ -15,6 +15,8 @@ from s2d.stages.common import StageOutput, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1
+# GrabCut for label.refine: the keymask masks' settings (s2d/masks/refine.py defaults)
+REFINE_BAND, REFINE_ITERS = 8, 3
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
@@ -32,11 +34,28 @@ def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
 
 
 def model_device(model) -> str:
-    return str(next(model.parameters()).device)
+    """Where the model's weights are (cpu for a stand-in model without any)."""
+    p = next(model.parameters(), None)
+    return "cpu" if p is None else str(p.device)
+
+
+def refine_tubes(tubes: list, frames, band: int = REFINE_BAND, iters: int = REFINE_ITERS) -> list:
+    """Each tube mask GrabCut-refined on its frame (frames (T, H, W, 3) uint8); a mask the cut empties is dropped
+    from its tube, a tube left without masks is dropped."""
+    from s2d.masks.refine import grabcut_refine
+
+    out = []
+    for tb in tubes:
+        refined = {t: grabcut_refine(frames[t], m, band, iters) for t, m in tb.masks.items()}
+        tb.masks = {t: m for t, m in refined.items() if m.any()}
+        tb._rles.clear()  # encoded before refinement (NMS): stale
+        if tb.masks:
+            out.append(tb)
+    return out
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
-                root: Path) -> Labelset:
+                root: Path, refine: bool = False) -> Labelset:
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
 
@@ -47,6 +66,8 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
         tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms,
                               device=model_device(model), scale=scale)
+        if refine:
+            tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames))
         return out
@@ -54,9 +75,18 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
 
 
+def label_settings(cfg: Any, stage: str = "label") -> dict:
+    """The ``label`` section as it enters a fingerprint: ``refine`` only where it acts (the dense labelset) and
+    only when on, so runs made before the key existed keep their fingerprints."""
+    lab = section(cfg, "label")
+    if stage != "label" or not lab.get("refine"):
+        lab.pop("refine", None)
+    return lab
+
+
 def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
-    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), section(cfg, "label"))
+    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), label_settings(cfg))
     root = artifact_dir(cfg, "label", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
-    return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root),
-                       root, fp)
+    return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
+                                   refine=cfg.label.refine), root, fp)

@@ -1,0 +1,50 @@
+"""label.refine: the dense labelset's masks GrabCut-refined on their frames; fingerprints of runs without it."""
+from __future__ import annotations
+
+import numpy as np
+
+from s2d.inference.video_predict import Tube, tube_instances
+from s2d.labelset import rle
+
+
+def _square_video(T=3, H=64, W=80):
+    """A textured bright square (rows 20..43, cols 28..51) on a textured dark background."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 40, (T, H, W, 3)).astype(np.uint8)
+    frames[:, 20:44, 28:52] = rng.integers(200, 255, (T, 24, 24, 3)).astype(np.uint8)
+    truth = np.zeros((H, W), bool)
+    truth[20:44, 28:52] = True
+    return frames, truth
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_refine_tubes_pulls_coarse_masks_to_the_object_and_re_encodes():
+    from s2d.stages.label import refine_tubes
+
+    frames, truth = _square_video()
+    coarse = np.zeros_like(truth)
+    coarse[16:48, 22:56] = True                      # the square grown by 4-6 px, as a coarse model predicts
+    tube = Tube({0: coarse.copy(), 2: coarse.copy()}, [0.9])
+    before = tube.rles(3)                            # encoded before refinement (as tube NMS does)
+    assert rle.decode(before[0]).sum() == coarse.sum()
+    out = refine_tubes([tube], frames)
+    assert len(out) == 1 and sorted(out[0].masks) == [0, 2]
+    for m in out[0].masks.values():
+        assert _iou(m, truth) > 0.95 > _iou(coarse, truth)
+    inst = tube_instances(out, 3)[0]
+    assert inst.segmentations[1] is None
+    np.testing.assert_array_equal(rle.decode(inst.segmentations[0]), out[0].masks[0])  # not the stale encoding
+
+
+def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predictions(compose):
+    from s2d.stages.common import section
+    from s2d.stages.label import label_settings
+
+    off, on = compose(), compose("label.refine=true")
+    before = {k: v for k, v in section(off, "label").items() if k != "refine"}  # the section before the key
+    assert label_settings(off) == before                      # runs without refinement keep their fingerprints
+    assert label_settings(on) == {**before, "refine": True}
+    assert label_settings(on, "predict") == before            # the final model's predictions are not refined
