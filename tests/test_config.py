@@ -39,6 +39,12 @@ def test_davis_trains_near_its_working_resolution_and_paper_keeps_its_crops(comp
     assert list(compose().train.crop_size) == [96, 128]
 
 
+def test_dense_labels_are_refined_except_in_the_method_s_own_setting(compose):
+    assert compose().label.refine is True and compose("experiment=davis2016").label.refine is True
+    assert compose("experiment=paper").label.refine is False
+    assert compose("experiment=paper", "label.refine=true").label.refine is True
+
+
 @pytest.mark.parametrize("exp", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_every_experiment_composes_and_validates(compose, exp):
     cfg = compose(f"experiment={exp}")

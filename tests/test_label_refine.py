@@ -43,7 +43,7 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     from s2d.stages.common import section
     from s2d.stages.label import label_settings
 
-    off, on = compose(), compose("label.refine=true")
+    off, on = compose("label.refine=false"), compose()
     before = {k: v for k, v in section(off, "label").items() if k != "refine"}  # the section before the key
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": True}
