@@ -105,6 +105,9 @@ def test_tube_nms_keeps_what_the_pairwise_greedy_keeps():
                 greedy.append(t)
         assert [id(t) for t in tube_nms(tubes, thr)] == [id(t) for t in greedy]
     assert 1 < len(tube_nms(tubes, 0.5)) < len(tubes)   # the case is not trivial
+    empty = Tube({}, [0.95])                             # a tube without masks overlaps nothing: kept, first
+    with_empty = tube_nms([empty] + tubes, 0.5)
+    assert with_empty[0] is empty and len(with_empty) == len(tube_nms(tubes, 0.5)) + 1
 
 
 def test_inference_device_resolution(monkeypatch):

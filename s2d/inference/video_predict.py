@@ -130,10 +130,11 @@ def tube_iou(a: Tube, b: Tube) -> float:
 def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
     """Keep tubes by decreasing score, dropping any with tube IoU >= iou_thr to one already kept."""
     order = sorted(tubes, key=lambda t: -t.score)  # stable: equal scores keep their order
-    if len(order) < 2:
+    with_masks = [t for t in order if t.masks]
+    if len(order) < 2 or not with_masks:
         return order
-    length = 1 + max(max(t.masks) for t in order)
-    H, W = next(iter(order[0].masks.values())).shape
+    length = 1 + max(max(t.masks) for t in with_masks)
+    H, W = next(iter(with_masks[0].masks.values())).shape
     enc = [t.rles(length) for t in order]
     iou = tube_iou_with_areas(enc, enc, H, W)[0]                                  # (N, N)
     kept: list[int] = []
