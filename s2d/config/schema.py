@@ -150,7 +150,7 @@ class LabelSchema:
     eval_score_thr: float = 0.05       # the final model's predictions kept for evaluation
     # GrabCut each mask of the dense labelset on its frame (s2d/masks/refine.py, the keymasks' own refinement): the
     # model's masks are coarse at the boundary, its labels need not be (3 seeds, J&F of the final model: demo
-    # 56.6 -> 67+, DAVIS 46.5 -> 56.2, docs/RESULTS.md). Not applied to the final predictions. experiment=paper:
+    # 56.6 -> 65.2, DAVIS 46.5 -> 56.2, docs/RESULTS.md). Not applied to the final predictions. experiment=paper:
     # false (the method's dense labelset is the teacher's masks as they are)
     refine: bool = True
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import os
 
-MODES = (False, True, "warn")
-
 WHY_WARN = ("train.deterministic=true on CUDA: point-sampled mask losses call grid_sample, whose CUDA backward has "
             "no deterministic implementation and would stop the run at the first step; using \"warn\" (every other "
             "operation deterministic, that one warns)")
 
 
 def parse(value) -> bool | str:
-    """A config value -> one of MODES (YAML and the command line give bools or the strings true/false/warn)."""
+    """A config value -> False, True or "warn" (YAML and the command line give bools or the strings
+    true/false/warn)."""
     if isinstance(value, str):
         v = value.strip().lower()
         if v in ("true", "false"):

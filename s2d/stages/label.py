@@ -15,8 +15,6 @@ from s2d.stages.common import StageOutput, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 1
-# GrabCut for label.refine: the keymask masks' settings (s2d/masks/refine.py defaults)
-REFINE_BAND, REFINE_ITERS = 8, 3
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
@@ -39,18 +37,19 @@ def model_device(model) -> str:
     return "cpu" if p is None else str(p.device)
 
 
-def refine_tubes(tubes: list, frames, band: int = REFINE_BAND, iters: int = REFINE_ITERS) -> list:
-    """Each tube mask GrabCut-refined on its frame (frames (T, H, W, 3) uint8); a mask the cut empties is dropped
-    from its tube, a tube left without masks is dropped."""
+def refine_tubes(tubes: list, frames) -> list:
+    """New tubes with each mask GrabCut-refined on its frame (frames (T, H, W, 3) uint8), with the settings the
+    single-frame masks use (``s2d.masks.frame_masks``); a mask the cut empties is dropped from its tube, a tube
+    left without masks is dropped. New tubes, so no RLE encoded before refinement (tube NMS) is carried over."""
+    from s2d.inference.video_predict import Tube
     from s2d.masks.refine import grabcut_refine
 
     out = []
     for tb in tubes:
-        refined = {t: grabcut_refine(frames[t], m, band, iters) for t, m in tb.masks.items()}
-        tb.masks = {t: m for t, m in refined.items() if m.any()}
-        tb._rles.clear()  # encoded before refinement (NMS): stale
-        if tb.masks:
-            out.append(tb)
+        refined = {t: grabcut_refine(frames[t], m) for t, m in tb.masks.items()}
+        masks = {t: m for t, m in refined.items() if m.any()}
+        if masks:
+            out.append(Tube(masks, tb.scores))
     return out
 
 
@@ -60,12 +59,13 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     from s2d.inference.video_predict import predict_video, tube_instances
 
     lab = cfg.label
+    device = model_device(model)
 
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
         tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms,
-                              device=model_device(model), scale=scale)
+                              device=device, scale=scale)
         if refine:
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
