@@ -82,3 +82,23 @@ def test_a_changed_masks_setting_gives_new_sets_downstream_and_the_old_set_is_re
     km_a = keymasks_stage.compute(cfg_a, ds, masks_a, fp_a)
     km_b = keymasks_stage.compute(cfg_b, ds, masks_b, fp_b)
     assert km_a.folder != km_b.folder and km_a.fingerprint != km_b.fingerprint
+
+
+def test_keymask_overlays_do_not_change_the_keymasks_and_are_drawn_when_missing(compose):
+    """Overlays are pictures: turning them off must find the same keymask set (and so the same trained models
+    downstream), a keymask setting must not; a later run with overlays on draws the gifs the set lacks."""
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    cfg_off = compose("debug=fast", "keymasks.overlays=false")
+    cfg_on = compose("debug=fast", "keymasks.overlays=true")
+    cfg_other = compose("debug=fast", "keymasks.overlays=false", "keymasks.lambda_j=0.6")
+    ds = load_data(cfg_off)
+    masks, _, mfp, _ = masks_stage.compute(cfg_off, ds, data_fingerprint(cfg_off, ds))
+    off = keymasks_stage.compute(cfg_off, ds, masks, mfp)
+    assert not list((off.folder / "overlays").glob("*.gif"))
+    on = keymasks_stage.compute(cfg_on, ds, masks, mfp)
+    assert on.fingerprint == off.fingerprint and on.folder == off.folder
+    assert sorted(p.stem for p in (on.folder / "overlays").glob("*.gif")) == sorted(ds.names)
+    assert keymasks_stage.compute(cfg_other, ds, masks, mfp).fingerprint != off.fingerprint

@@ -12,6 +12,7 @@ import numpy as np
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
+from s2d.io.job_ranks import job_rank_world
 from s2d.keymasks import KeymaskParams, discover_keymasks
 from s2d.keymasks.discover import sparse_instances
 from s2d.keymasks.iou_linker import link_by_iou
@@ -29,6 +30,15 @@ def params_of(cfg: Any) -> KeymaskParams:
     return KeymaskParams(**{f: k[f] for f in KeymaskParams.__dataclass_fields__})
 
 
+def keymask_settings(cfg: Any) -> dict:
+    """The ``keymasks`` section as it enters the fingerprint. ``overlays`` only draws pictures, so it enters at one
+    fixed value: a run with overlays off (a sweep saving time) finds the keymasks of a run with them on and trains
+    on the same labels, and fingerprints made before this rule (all with the default, on) stay valid."""
+    k = section(cfg, "keymasks")
+    k["overlays"] = True
+    return k
+
+
 def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | None]]) -> None:
     from s2d.viz import overlay, palette, save_gif
 
@@ -42,12 +52,23 @@ def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | N
     save_gif(path, out)
 
 
+def _missing_overlays(ds: Dataset, ls: Labelset, folder: Path) -> None:
+    """Draw the gifs a finished set lacks (it was made by a run with overlays off)."""
+    for r in ds:
+        gif = folder / f"{r.name}.gif"
+        if gif.exists():
+            continue
+        v = ls[r.name]
+        tubes = [[None if s is None else rle_utils.decode(s) for s in inst.segmentations] for inst in v.instances]
+        _overlay_gif(gif, r.video.frames(), tubes)
+
+
 def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutput:
     """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``."""
     from s2d.labelset.frames import frame_masks_of
     from s2d.tracking.factory import make_tracker
 
-    fp = fingerprint("keymasks", VERSION, masks_fp, section(cfg, "keymasks"), section(cfg, "tracker"))
+    fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg), section(cfg, "tracker"))
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
     tracker = make_tracker(cfg.tracker, flow_cache_dir(cfg))
@@ -80,6 +101,8 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     ls = run_per_video("keymasks", root, fp, ds, produce, cfg.progress,
                        info={"stage": "keymasks", "config": section(cfg, "keymasks"),
                              "tracker": section(cfg, "tracker")})
+    if cfg.keymasks.overlays and job_rank_world()[0] == 0:
+        _missing_overlays(ds, ls, root / "overlays")
     baseline = Labelset([read_labelset_json(root / "baseline" / f"{n}.json").videos[0] for n in ds.names])
     rows = [json.loads((root / "summaries" / f"{n}.json").read_text()) for n in ds.names]
     keys = ["video", "frames", "masks_in", "visibility_clusters", "candidates", "keymasks_out", "instances"]
