@@ -47,4 +47,24 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     before = {k: v for k, v in section(off, "label").items() if k != "refine"}  # the section before the key
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": True}
-    assert label_settings(on, "predict") == before            # the final model's predictions are not refined
+    assert label_settings(on, "predict") == before            # the predictions' own key is final.refine
+
+
+def test_final_refine_reaches_the_predictions_and_their_fingerprint_only_when_on(compose, monkeypatch, tmp_path):
+    from s2d.fingerprint import fingerprint
+    from s2d.io.atomic import sha256_file
+    from s2d.stages import final, label
+
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(b"weights")
+    calls = []
+    monkeypatch.setattr(label, "load_model", lambda cfg, path, which: ("model", "crop"))
+    monkeypatch.setattr(label, "predictions", lambda *a, refine=False: calls.append((a[7], refine)) or [])
+    off, on = compose("final.refine=false"), compose()
+    assert on.final.refine and not off.final.refine          # on by default, off in the paper's experiment
+    assert not compose("experiment=paper").final.refine
+    fp_off, fp_on = final.predict(off, None, ckpt, "d").fingerprint, final.predict(on, None, ckpt, "d").fingerprint
+    assert calls == [(fp_off, False), (fp_on, True)]
+    # off: the fingerprint predictions had before the key existed, so earlier runs find theirs
+    assert fp_off == fingerprint("predict", 1, "d", sha256_file(ckpt), label.label_settings(off, "predict"))
+    assert fp_on != fp_off
