@@ -61,8 +61,7 @@ def test_final_refine_reaches_the_predictions_and_their_fingerprint_only_when_on
     monkeypatch.setattr(label, "load_model", lambda cfg, path, which: ("model", "crop"))
     monkeypatch.setattr(label, "predictions", lambda *a, refine=False: calls.append((a[7], refine)) or [])
     off, on = compose("final.refine=false"), compose()
-    assert on.final.refine and not off.final.refine          # on by default, off in the paper's experiment
-    assert not compose("experiment=paper").final.refine
+    assert on.final.refine and not compose("experiment=paper").final.refine  # on by default, off in the paper's
     fp_off, fp_on = final.predict(off, None, ckpt, "d").fingerprint, final.predict(on, None, ckpt, "d").fingerprint
     assert calls == [(fp_off, False), (fp_on, True)]
     # off: the fingerprint predictions had before the key existed, so earlier runs find theirs
