@@ -67,3 +67,34 @@ def test_final_refine_reaches_the_predictions_and_their_fingerprint_only_when_on
     # off: the fingerprint predictions had before the key existed, so earlier runs find theirs
     assert fp_off == fingerprint("predict", 1, "d", sha256_file(ckpt), label.label_settings(off, "predict"))
     assert fp_on != fp_off
+
+
+def test_refinement_on_threads_gives_the_serial_masks_in_order():
+    from s2d.masks.refine import grabcut_refine, grabcut_refine_many
+    from s2d.stages.label import refine_tubes
+
+    rng = np.random.default_rng(0)
+    T, H, W = 4, 64, 96
+    frames = rng.integers(0, 40, (T, H, W, 3)).astype(np.uint8)
+    coarse = []
+    for t in range(T):                                # the square moves 6 px a frame: each frame's result differs
+        x = 20 + 6 * t
+        frames[t, 20:44, x:x + 24] = rng.integers(200, 255, (24, 24, 3)).astype(np.uint8)
+        m = np.zeros((H, W), bool)
+        m[16:48, x - 4:x + 28] = True                 # grown by 4 px, as a coarse model predicts
+        coarse.append(m)
+    pairs = [(frames[t], coarse[t]) for t in range(T)] * 3
+    serial = [grabcut_refine(f, m) for f, m in pairs]
+    assert all(not np.array_equal(serial[0], s) for s in serial[1:T])
+    for workers in (1, 3, 8):
+        out = grabcut_refine_many(pairs, workers)
+        assert len(out) == len(pairs) and all(np.array_equal(x, y) for x, y in zip(out, serial))
+    empty = np.zeros((H, W), bool)
+    tubes = [Tube({0: coarse[0], 1: coarse[1], 3: coarse[3]}, [0.9]), Tube({2: coarse[2]}, [0.6]),
+             Tube({1: empty}, [0.7])]                 # a tube whose only mask is empty is dropped
+    one, many = refine_tubes(tubes, frames, workers=1), refine_tubes(tubes, frames, workers=4)
+    assert [sorted(tb.masks) for tb in many] == [[0, 1, 3], [2]] == [sorted(tb.masks) for tb in one]
+    for a, b in zip(one, many):
+        assert a.scores == b.scores and all(np.array_equal(a.masks[t], b.masks[t]) for t in a.masks)
+    np.testing.assert_array_equal(many[0].masks[3], serial[3])
+    np.testing.assert_array_equal(many[1].masks[2], serial[2])

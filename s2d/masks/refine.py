@@ -7,6 +7,9 @@ marks "probably foreground", a band around it "probably background", and everyth
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
 import cv2
 import numpy as np
 
@@ -42,3 +45,13 @@ def grabcut_refine(frame: np.ndarray, mask: np.ndarray, band: int = 8, iters: in
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     return out
+
+
+def grabcut_refine_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], workers: int = 1) -> list[np.ndarray]:
+    """[(frame (H, W, 3) uint8 RGB, mask (H, W) bool), ...] -> the refined masks, in order, on ``workers``
+    threads. cv2.grabCut releases the GIL and ``grabcut_refine`` seeds OpenCV's RNG of the calling thread before
+    each cut, so any number of threads gives the serial result (1.9x on 2 cores: benchmarks/refine_speed.py)."""
+    if workers <= 1 or len(pairs) < 2:
+        return [grabcut_refine(f, m) for f, m in pairs]
+    with ThreadPoolExecutor(min(workers, len(pairs))) as ex:
+        return list(ex.map(lambda fm: grabcut_refine(*fm), pairs))

@@ -1,5 +1,6 @@
-"""Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >= 0.75,
-optional tube NMS at IoU 0.75), fingerprinted by the checkpoint it came from."""
+"""Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >=
+``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``), fingerprinted by
+the checkpoint it came from."""
 from __future__ import annotations
 
 import logging
@@ -37,20 +38,24 @@ def model_device(model) -> str:
     return "cpu" if p is None else str(p.device)
 
 
-def refine_tubes(tubes: list, frames) -> list:
+def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
     """New tubes with each mask GrabCut-refined on its frame (frames (T, H, W, 3) uint8), with the settings the
     single-frame masks use (``s2d.masks.frame_masks``); a mask the cut empties is dropped from its tube, a tube
-    left without masks is dropped. New tubes, so no RLE encoded before refinement (tube NMS) is carried over."""
-    from s2d.inference.video_predict import Tube
-    from s2d.masks.refine import grabcut_refine
+    left without masks is dropped. New tubes, so no RLE encoded before refinement (tube NMS) is carried over.
+    ``workers`` threads (default: the CPU threads PyTorch was given, this process's share of the machine)."""
+    import torch
 
-    out = []
-    for tb in tubes:
-        refined = {t: grabcut_refine(frames[t], m) for t, m in tb.masks.items()}
-        masks = {t: m for t, m in refined.items() if m.any()}
-        if masks:
-            out.append(Tube(masks, tb.scores))
-    return out
+    from s2d.inference.video_predict import Tube
+    from s2d.masks.refine import grabcut_refine_many
+
+    jobs = [(i, t) for i, tb in enumerate(tubes) for t in tb.masks]
+    refined = grabcut_refine_many([(frames[t], tubes[i].masks[t]) for i, t in jobs],
+                                  workers or torch.get_num_threads())
+    per_tube: list[dict] = [{} for _ in tubes]
+    for (i, t), m in zip(jobs, refined):
+        if m.any():
+            per_tube[i][t] = m
+    return [Tube(masks, tb.scores) for tb, masks in zip(tubes, per_tube) if masks]
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
