@@ -47,7 +47,9 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     before = {k: v for k, v in section(off, "label").items() if k != "refine"}  # the section before the key
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": True}
-    assert label_settings(on, "predict") == before            # the predictions' own key is final.refine
+    # the predictions' own key is final.refine: label.refine does not reach them
+    assert label_settings(compose("final.refine=false"), "predict") == before
+    assert label_settings(compose("label.refine=false"), "predict") == {**before, "refine": True}
 
 
 def test_final_refine_reaches_the_predictions_and_their_fingerprint_only_when_on(compose, monkeypatch, tmp_path):

@@ -15,3 +15,9 @@ def resolve_device(choice: str, key: str = "predict.device") -> str:
     if choice == "cuda" and not torch.cuda.is_available():
         raise ConfigError(key, "cuda was asked for but torch sees no GPU")
     return choice
+
+
+def model_device(model) -> str:
+    """Where the model's weights are (cpu for a stand-in model without any)."""
+    p = next(model.parameters(), None)
+    return "cpu" if p is None else str(p.device)

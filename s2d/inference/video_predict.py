@@ -21,6 +21,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from s2d.evaluation.tube_iou import tube_iou_with_areas
+from s2d.inference.device import model_device
 from s2d.inference.scale import resize_frames
 from s2d.labelset import rle
 from s2d.labelset.types import Instance
@@ -146,10 +147,12 @@ def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
 
 def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
                   overlap: int = 2, link_iou: float = 0.5, nms_iou: float | None = 0.75,
-                  device: str = "cpu", scale: float = 1.0) -> list[Tube]:
+                  device: str | None = None, scale: float = 1.0) -> list[Tube]:
     """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one.
 
-    ``scale``: the model sees the frames resized by this factor (``s2d.inference.scale``); masks are (H, W)."""
+    ``device``: where the clips go (default: where the model's weights are). ``scale``: the model sees the frames
+    resized by this factor (``s2d.inference.scale``); masks are (H, W)."""
+    device = device or model_device(model)
     T, H, W = frames.shape[:3]
     frames = resize_frames(frames, scale)
     tubes: list[Tube] = []

@@ -59,7 +59,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.data.sources import open_dataset
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video
-    from s2d.stages.label import load_model, model_device
+    from s2d.stages.label import load_model
     from s2d.viz import overlay, palette, save_gif
 
     d = cfg.demo
@@ -81,7 +81,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         frames = r.video.frames(range(min(len(r.video), d.max_frames)) if d.max_frames else None)
         scale = input_scale(frames.shape[1:3], crop, cfg.label.input_scale)
         tubes = predict_video(model, frames, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou,
-                              cfg.label.nms_iou, device=model_device(model), scale=scale)
+                              cfg.label.nms_iou, scale=scale)
         colors = palette(max(len(tubes), 1))
         drawn = []
         for t, f in enumerate(frames):

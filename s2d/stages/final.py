@@ -41,14 +41,11 @@ def stage_config(cfg: Any) -> Any:
 def predict(cfg: Any, ds, ckpt: Path, data_fp: str) -> StageOutput:
     """The final model's predictions on every video (kept down to label.eval_score_thr, for evaluation), each mask
     GrabCut-refined on its frame with ``final.refine``."""
-    from s2d.stages.label import label_settings, load_model, predictions
+    from s2d.stages.label import label_settings, load_model, predictions, refines
 
-    refine = bool(cfg.final.refine)
-    # refine enters only when on: predictions made before the key existed (all unrefined) keep their fingerprints
-    fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), label_settings(cfg, "predict"),
-                     *([{"refine": True}] if refine else []))
+    fp = fingerprint("predict", 1, data_fp, sha256_file(ckpt), label_settings(cfg, "predict"))
     root = artifact_dir(cfg, "predict", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
     return StageOutput(predictions(cfg, ds, model, crop, cfg.label.eval_score_thr, cfg.label.nms_iou, "predict", fp,
-                                   root, refine=refine), root, fp)
+                                   root, refine=refines(cfg, "predict")), root, fp)
 

@@ -32,12 +32,6 @@ def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
     return model, checkpoint_crop(ckpt, AugmentConfig.of(cfg.train))
 
 
-def model_device(model) -> str:
-    """Where the model's weights are (cpu for a stand-in model without any)."""
-    p = next(model.parameters(), None)
-    return "cpu" if p is None else str(p.device)
-
-
 def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
     """New tubes with each mask GrabCut-refined on its frame (frames (T, H, W, 3) uint8), with the settings the
     single-frame masks use (``s2d.masks.frame_masks``); a mask the cut empties is dropped from its tube, a tube
@@ -64,13 +58,11 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     from s2d.inference.video_predict import predict_video, tube_instances
 
     lab = cfg.label
-    device = model_device(model)
 
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
-        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms,
-                              device=device, scale=scale)
+        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale)
         if refine:
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
@@ -80,12 +72,20 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
 
 
+def refines(cfg: Any, stage: str) -> bool:
+    """Whether a stage GrabCut-refines its masks: ``label.refine`` for the dense labelset ("label"),
+    ``final.refine`` for the final model's predictions ("predict")."""
+    return bool(cfg.label.refine if stage == "label" else cfg.final.refine)
+
+
 def label_settings(cfg: Any, stage: str = "label") -> dict:
-    """The ``label`` section as it enters a fingerprint: ``refine`` only where it acts (the dense labelset) and
-    only when on, so runs made before the key existed keep their fingerprints."""
+    """The ``label`` section as it enters a stage's fingerprint, ``refine`` standing for the refinement that acts
+    in that stage (``refines``) and present only when on, so runs made before the keys existed keep their
+    fingerprints."""
     lab = section(cfg, "label")
-    if stage != "label" or not lab.get("refine"):
-        lab.pop("refine", None)
+    lab.pop("refine", None)
+    if refines(cfg, stage):
+        lab["refine"] = True
     return lab
 
 
@@ -94,4 +94,4 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
     root = artifact_dir(cfg, "label", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
     return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
-                                   refine=cfg.label.refine), root, fp)
+                                   refine=refines(cfg, "label")), root, fp)
