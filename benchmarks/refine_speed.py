@@ -4,8 +4,9 @@
     python benchmarks/refine_speed.py --frames 20 --workers 4
 
 The masks are the clip's ground-truth object grown by a few pixels (a coarse model mask, as the refinement
-receives it). ``grabcut_refine_many`` runs twice in this process, with 1 worker and with ``--workers``; prints
-both times, the ratio, and whether the masks are identical (must be: each cut seeds its thread's RNG).
+receives it), refined with the stages' settings (``MODEL_MASK_REFINE``). ``grabcut_refine_many`` runs twice in
+this process, with 1 worker and with ``--workers``; prints both times, the ratio, and whether the masks are
+identical (must be: each cut seeds its thread's RNG).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from s2d.data.sources import open_dataset
 from s2d.masks.refine import grabcut_refine_many
+from s2d.stages.label import MODEL_MASK_REFINE
 
 
 def main() -> None:
@@ -34,9 +36,9 @@ def main() -> None:
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
     pairs = [(frames[t], cv2.dilate(obj[t].astype(np.uint8), grow) > 0) for t in range(len(frames)) if obj[t].any()]
     t0 = time.perf_counter()
-    serial = grabcut_refine_many(pairs, 1)
+    serial = grabcut_refine_many(pairs, 1, **MODEL_MASK_REFINE)
     t1 = time.perf_counter()
-    threaded = grabcut_refine_many(pairs, a.workers)
+    threaded = grabcut_refine_many(pairs, a.workers, **MODEL_MASK_REFINE)
     t2 = time.perf_counter()
     same = all(np.array_equal(x, y) for x, y in zip(serial, threaded))
     print(f"{rec.name}: {len(pairs)} masks of {frames.shape[1]}x{frames.shape[2]}")

@@ -148,9 +148,10 @@ class LabelSchema:
     overlap: int = 2                   # frames shared by consecutive windows, used to link them
     link_iou: float = 0.5
     eval_score_thr: float = 0.05       # the final model's predictions kept for evaluation
-    # GrabCut each mask of the dense labelset on its frame (s2d/masks/refine.py, the keymasks' own refinement): the
-    # model's masks are coarse at the boundary, its labels need not be (3 seeds, J&F of the final model: demo
-    # 56.6 -> 65.2, DAVIS 46.5 -> 56.2, docs/RESULTS.md). The final model's predictions: final.refine.
+    # GrabCut each mask of the dense labelset on its frame (s2d/masks/refine.py; its core kept, the boundary moved
+    # at most 8 px): the model's masks are coarse at the boundary, its labels need not be (3 seeds, with
+    # final.refine, J&F of the final model: demo 56.6 -> 73.6, DAVIS 46.5 -> 57.3, docs/RESULTS.md). The final
+    # model's predictions: final.refine.
     # experiment=paper: false (the method's dense labelset is the teacher's masks as they are)
     refine: bool = True
 
@@ -209,7 +210,7 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     lr: Optional[float] = None
     # GrabCut each mask of the final model's predictions on its frame, as label.refine does for the labels it learned
     # from: without it the report compares the model's raw masks with refined labels (demo, 3 seeds, J&F of the
-    # final model 65.2 -> 72.7, docs/RESULTS.md). experiment=paper: false (the model's masks as they are)
+    # final model 65.2 -> 72.7 when first measured, docs/RESULTS.md). experiment=paper: false (the masks as they are)
     refine: bool = True
 
 
