@@ -62,7 +62,7 @@ def grabcut_refine_many(pairs: Sequence[tuple[np.ndarray, np.ndarray]], workers:
                         **settings) -> list[np.ndarray]:
     """[(frame (H, W, 3) uint8 RGB, mask (H, W) bool), ...] -> the refined masks (``grabcut_refine`` with
     ``settings``), in order, on ``workers`` threads. cv2.grabCut releases the GIL and ``grabcut_refine`` seeds
-    OpenCV's RNG of the calling thread before each cut, so any number of threads gives the serial result (1.9x
+    OpenCV's RNG of the calling thread before each cut, so any number of threads gives the serial result (1.8x
     on 2 cores: benchmarks/refine_speed.py)."""
     if workers <= 1 or len(pairs) < 2:
         return [grabcut_refine(f, m, **settings) for f, m in pairs]

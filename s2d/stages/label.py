@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 VERSION = 1
 # GrabCut of a learned model's masks (``s2d.masks.refine``): the boundary moves at most 8 px either way. On the
 # DAVIS clips, letting the cut reach the whole mask (the single-frame masks' setting) took white panels off the
-# final model's car; keeping the core raised that model's AP50 from 55.1 to 73.0 (docs/RESULTS.md). Enters the
+# final model's car; keeping the core raised the final model's AP50 from 55.1 to 73.0 (the same models' masks)
+# and to 60.8 with the final stage trained again on labels refined so (3 seeds, docs/RESULTS.md). Enters the
 # fingerprint of every stage it refines.
 MODEL_MASK_REFINE = {"band": 8, "iters": 3, "keep_core": True}
 
