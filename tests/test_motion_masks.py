@@ -150,3 +150,55 @@ def test_merge_keeps_motion_first_and_adds_static_objects():
     assert not (m[1:] & m[0]).any() and m[2].sum() == 2
     m, _ = merge_with_maskcut((a, np.array([0.7])), (cut, np.array([0.9, 0.8, 0.6])), max_masks=2, min_area=0.01)
     assert len(m) == 2
+
+
+def _touching(gt, t):
+    """The two objects share an edge (or overlap) on frame t: one connected moving region."""
+    k = np.ones((3, 3), np.uint8)
+    return bool((cv2.dilate(gt[0, t].astype(np.uint8), k) & gt[1, t]).any())
+
+
+def test_touching_objects_with_different_motions_are_split():
+    """Two squares side by side slide past each other (one down, one up): where they touch, their motion region
+    is one connected component. Two affine motions explain it, so each square gets its own mask; with the split
+    off (``split_px=0``) those frames hold one mask covering both."""
+    frames, gt = sequence("pan", [(50, 30, 0, 3, 26, 99), (76, 90, 0, -3, 26, 99)], T=16, seed=2)
+    touch = [t for t in range(1, 15) if _touching(gt, t)]
+    assert len(touch) >= 6, touch
+    split, _ = motion_masks(frames, P)
+    joined, _ = motion_masks(frames, MotionParams(split_px=0))
+    for t in touch:
+        # without the split one mask holds most of both squares
+        both = [m for m in joined[t][0] if (m & gt[0, t]).sum() > 0.5 * gt[0, t].sum()
+                and (m & gt[1, t]).sum() > 0.5 * gt[1, t].sum()]
+        assert both, t
+        # with it, each square has a mask of its own, and the masks stay disjoint
+        m = split[t][0]
+        assert max(_iou(x, gt[0, t]) for x in m) >= 0.6, t
+        assert max(_iou(x, gt[1, t]) for x in m) >= 0.6, t
+        assert m.sum(0).max() == 1
+
+
+def test_one_rotating_object_is_not_split():
+    """One object turning and moving: an affine motion explains its flow, so it stays one mask."""
+    from s2d.masks.motion import split_by_motion
+
+    H_, W_ = 120, 160
+    comp = np.zeros((H_, W_), bool)
+    comp[30:90, 40:120] = True
+    ys, xs = np.mgrid[:H_, :W_].astype(np.float32)
+    a = np.deg2rad(4.0)  # 4 degrees a frame about the centre, plus a drift: several px at the corners
+    cx, cy = 80.0, 60.0
+    fx = (np.cos(a) - 1) * (xs - cx) - np.sin(a) * (ys - cy) + 2.0
+    fy = np.sin(a) * (xs - cx) + (np.cos(a) - 1) * (ys - cy) - 1.0
+    flow = np.stack([fx, fy], -1)
+    assert len(split_by_motion(comp, flow, P, 10)) == 1
+    # the same region, its right half moving 6 px down against the left half: two layers, exactly the halves
+    flow2 = np.zeros((H_, W_, 2), np.float32)
+    flow2[:, 80:, 1] = 6.0
+    layers = split_by_motion(comp, flow2, P, 10)
+    assert len(layers) == 2
+    right = comp.copy()
+    right[:, :80] = False
+    assert max(_iou(layers[0], right), _iou(layers[1], right)) >= 0.95
+    assert not (layers[0] & layers[1]).any() and ((layers[0] | layers[1]) == comp).all()

@@ -20,14 +20,20 @@ Per video (frames (T, H, W, 3) uint8):
   6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
      are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to
      ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
+  7. Motion layers (``split_px``, ``split_min``): objects that touch or overlap join one component. A component whose flow
+     two affine motions explain, each over at least ``split_min`` of it and differing by ``split_px`` or more,
+     is split between them (each pixel to the motion that explains its flow best), so a pair that moves
+     differently gets one mask each. One rigid or articulated object that one affine motion explains mostly
+     stays whole.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
 frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Camera motion
 over a scene with depth (parallax): mild parallax spread over the scene raises the median residual and with it
 the relative threshold; a frame where more than ``max_moving`` of the image still looks moving is treated as
 unreliable (weight 0) and filled from its neighbours, or left without masks when none is reliable. Known limits:
-static objects get no mask (``masks=motion_maskcut`` adds MaskCut's), objects moving together merge, what moves
-with an object stays with it (shadow, reflection, spray), strong parallax can make false movers.
+static objects get no mask (``masks=motion_maskcut`` adds MaskCut's), objects moving together merge (touching
+objects with different motions are split, step 7), what moves with an object stays with it (shadow, reflection,
+spray), strong parallax can make false movers.
 
 Pixel quantities are given for a short side of 240 px and scaled with the frame size.
 """
@@ -57,6 +63,8 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     ring: int = 10                 # px: ring around an instance for its contrast score
     min_score: float = 0.1         # contrast below this is not an object
     max_movers: int = 3            # motion instances per frame at most (more components are mostly noise)
+    split_px: float = 3.0          # px: two motions in one component this far apart split it (0: never split)
+    split_min: float = 0.2         # ... if each explains at least this share of the component
 
 
 @dataclass
@@ -195,10 +203,115 @@ def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: 
     return out
 
 
-def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _fit_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least squares: src, dst (N, 2) -> (2, 3) affine map."""
+    sol, *_ = np.linalg.lstsq(np.c_[src, np.ones(len(src))], dst, rcond=None)  # (3, 2)
+    return sol.T
+
+
+def _apply(a: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ a[:, :2].T + a[:, 2]
+
+
+def _local_ransac(src: np.ndarray, dst: np.ndarray, tol: float, radius: float, tries: int = 48
+                  ) -> tuple[np.ndarray | None, np.ndarray]:
+    """The affine motion that most samples follow -> ((2, 3) or None, inliers (N,) bool).
+
+    Hypotheses come from neighbourhoods (samples within ``radius`` of a random one), not from random triples:
+    two regions that translate differently side by side are fitted well at their centres by one sheared or
+    rotating affine map, and a triple drawn across both finds that blend; a neighbourhood lies on one surface."""
+    rng = np.random.default_rng(0)  # fixed: reruns give the same masks
+    best, best_in = None, np.zeros(len(src), bool)
+    for i in rng.choice(len(src), min(tries, len(src)), replace=False):
+        near = np.linalg.norm(src - src[i], axis=1) <= radius
+        if near.sum() < 6:
+            continue
+        a = _fit_affine(src[near], dst[near])
+        inl = np.linalg.norm(_apply(a, src) - dst, axis=1) <= tol
+        if inl.sum() > best_in.sum():
+            best, best_in = a, inl
+    for _ in range(2):  # a neighbourhood's fit extrapolates poorly: refit on its inliers
+        if best_in.sum() < 6:
+            break
+        best = _fit_affine(src[best_in], dst[best_in])
+        best_in = np.linalg.norm(_apply(best, src) - dst, axis=1) <= tol
+    return best, best_in
+
+
+def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, min_px: int) -> list[np.ndarray]:
+    """One connected component (H, W) bool and its frame's flow (H, W, 2) -> [component] or its two motion layers.
+
+    The motion most of the component follows is fitted first, a second one to what it leaves unexplained, and
+    the two are refined by alternating assignment and refitting. The component is split only if each motion
+    alone explains at least ``split_min`` of its flow samples (so a few limbs or a flow error do not count as an
+    object), the two motions differ by at least ``split_px`` (median over the component: closer motions are one
+    object's non-rigid parts, or noise), and each layer keeps ``min_px``. Each pixel goes to the motion that
+    predicts its flow best; a layer keeps its largest connected piece, and the stray pieces go to the nearest
+    layer, so the two layers cover the component exactly."""
+    if p.split_px <= 0:
+        return [component]
+    H, W = component.shape
+    scale = min(H, W) / REF_SHORT_SIDE
+    # samples away from the edge: flow there mixes the object with what it occludes
+    inner = cv2.erode(component.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(2 * scale)))
+    step = max(1, int(round(2 * scale)))
+    ys, xs = np.nonzero(inner[::step, ::step])
+    if len(ys) < 40:
+        return [component]
+    ys, xs = ys * step, xs * step
+    src = np.stack([xs, ys], 1).astype(np.float64)                     # (N, 2)
+    dst = src + flow[ys, xs]
+    tol, radius = 0.5 * p.min_residual * scale, 12 * scale
+    a1, in1 = _local_ransac(src, dst, tol, radius)
+    if a1 is None or (~in1).mean() < p.split_min:
+        return [component]
+    a2, _ = _local_ransac(src[~in1], dst[~in1], tol, radius)
+    if a2 is None:
+        return [component]
+    models = [a1, a2]
+    for _ in range(3):  # alternate: each sample to the motion that explains it, each motion refitted to its own
+        err = np.stack([np.linalg.norm(_apply(a, src) - dst, axis=1) for a in models])  # (2, N)
+        own = err.argmin(0)
+        if min((own == k).sum() for k in (0, 1)) < 6:
+            return [component]
+        models = [_fit_affine(src[own == k], dst[own == k]) for k in (0, 1)]
+    err = np.stack([np.linalg.norm(_apply(a, src) - dst, axis=1) for a in models])
+    own = err.argmin(0)
+    explained = [((own == k) & (err[k] <= tol)).mean() for k in (0, 1)]
+    if min(explained) < p.split_min:
+        return [component]
+    py, px = np.nonzero(component)
+    pts = np.stack([px, py], 1).astype(np.float64)                     # (P, 2)
+    pred = [_apply(a, pts) for a in models]                            # where each motion sends a pixel
+    if np.median(np.linalg.norm(pred[0] - pred[1], axis=1)) < p.split_px * scale:
+        return [component]
+    target = pts + flow[py, px]
+    first = np.linalg.norm(target - pred[0], axis=1) <= np.linalg.norm(target - pred[1], axis=1)
+    label = np.zeros((H, W), np.uint8)
+    label[py, px] = np.where(first, 1, 2)
+    label = cv2.medianBlur(label, 5) * component  # pixel-wise flow is noisy: smooth the assignment
+    layers = []
+    for k in (1, 2):
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((label == k).astype(np.uint8), connectivity=8)
+        if n < 2:
+            return [component]
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        layers.append(lab == biggest)
+    stray = component & ~(layers[0] | layers[1])
+    if stray.any():
+        d = [cv2.distanceTransform((~layer).astype(np.uint8), cv2.DIST_L2, 3) for layer in layers]
+        to_first = stray & (d[0] <= d[1])
+        layers = [layers[0] | to_first, layers[1] | (stray & ~to_first)]
+    if min(int(layer.sum()) for layer in layers) < max(min_px, p.split_min * component.sum()):
+        return [component]
+    return layers
+
+
+def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
+              flow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One frame: smoothed prior (H, W) -> masks (K, H, W) bool (disjoint) and contrast scores (K,), best first;
-    components smaller than ``min_area`` of the frame are dropped, at most ``max_masks`` kept."""
+    components smaller than ``min_area`` of the frame are dropped, at most ``max_masks`` kept. With the frame's
+    ``flow`` (H, W, 2), a component that holds two motions is split into them (``split_by_motion``)."""
     H, W = soft.shape
     scale = min(H, W) / REF_SHORT_SIDE
     min_px = max(1, int(min_area * H * W))
@@ -208,14 +321,16 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
     ring_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(1, int(round(p.ring * scale))) + 1,) * 2)
     masks, scores = [], []
     for i in range(1, n):
-        m = lab == i
-        if m.sum() < min_px:
+        comp = lab == i
+        if comp.sum() < min_px:
             continue
-        ring = (cv2.dilate(m.astype(np.uint8), ring_k) > 0) & ~m
-        score = float(soft[m].mean() - (soft[ring].mean() if ring.any() else 0.0))
-        if score >= p.min_score:
-            masks.append(m)
-            scores.append(score)
+        for m in split_by_motion(comp, flow, p, min_px) if flow is not None else [comp]:
+            # the ring lies outside the whole component: a layer's sibling is not its background
+            ring = (cv2.dilate(m.astype(np.uint8), ring_k) > 0) & ~comp
+            score = float(soft[m].mean() - (soft[ring].mean() if ring.any() else 0.0))
+            if score >= p.min_score:
+                masks.append(m)
+                scores.append(score)
     if not masks:
         return np.zeros((0, H, W), bool), np.zeros(0)
     order = np.argsort(-np.asarray(scores), kind="stable")[:max_masks]
@@ -239,7 +354,8 @@ def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_ar
     ev = motion_evidence(frames, fwd, bwd, p)
     out = []
     for t in range(len(frames)):
-        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area))
+        flow = fwd[t] if t < len(frames) - 1 else bwd[t - 1] if t > 0 else None  # any one motion of frame t
+        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area, flow))
         if progress is not None:
             progress(1)
     return out, ev
