@@ -20,11 +20,11 @@ Per video (frames (T, H, W, 3) uint8):
   6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
      are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to
      ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
-  7. Motion layers (``split_px``, ``split_min``): objects that touch or overlap join one component. A component whose flow
-     two affine motions explain, each over at least ``split_min`` of it and differing by ``split_px`` or more,
-     is split between them (each pixel to the motion that explains its flow best), so a pair that moves
-     differently gets one mask each. One rigid or articulated object that one affine motion explains mostly
-     stays whole.
+  7. Motion layers (``split_px``, ``split_min``, ``split_fit``): objects that touch or overlap join one
+     component. A component whose flow two affine motions explain (together over ``split_fit`` of it, each over
+     ``split_min``), differing by ``split_px`` or more, is split between them (each pixel to the motion that
+     explains its flow best), so a pair that moves differently gets one mask each. One object stays whole: a
+     rigid one follows one affine motion, and an articulated or non-rigid one is not explained by two.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
 frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Camera motion
@@ -65,6 +65,7 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     max_movers: int = 3            # motion instances per frame at most (more components are mostly noise)
     split_px: float = 3.0          # px: two motions in one component this far apart split it (0: never split)
     split_min: float = 0.2         # ... if each explains at least this share of the component
+    split_fit: float = 0.8         # ... and both together this share (a body whose parts move apart is not 2 layers)
 
 
 @dataclass
@@ -244,7 +245,8 @@ def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, mi
     The motion most of the component follows is fitted first, a second one to what it leaves unexplained, and
     the two are refined by alternating assignment and refitting. The component is split only if each motion
     alone explains at least ``split_min`` of its flow samples (so a few limbs or a flow error do not count as an
-    object), the two motions differ by at least ``split_px`` (median over the component: closer motions are one
+    object) and both together ``split_fit`` (two rigid layers; an articulated or non-rigid body whose parts move
+    every which way, a person jumping, is left whole rather than cut at a random joint), the two motions differ by at least ``split_px`` (median over the component: closer motions are one
     object's non-rigid parts, or noise), and each layer keeps ``min_px``. Each pixel goes to the motion that
     predicts its flow best; a layer keeps its largest connected piece, and the stray pieces go to the nearest
     layer, so the two layers cover the component exactly."""
@@ -278,7 +280,7 @@ def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, mi
     err = np.stack([np.linalg.norm(_apply(a, src) - dst, axis=1) for a in models])
     own = err.argmin(0)
     explained = [((own == k) & (err[k] <= tol)).mean() for k in (0, 1)]
-    if min(explained) < p.split_min:
+    if min(explained) < p.split_min or sum(explained) < p.split_fit:
         return [component]
     py, px = np.nonzero(component)
     pts = np.stack([px, py], 1).astype(np.float64)                     # (P, 2)
