@@ -202,3 +202,11 @@ def test_one_rotating_object_is_not_split():
     right[:, :80] = False
     assert max(_iou(layers[0], right), _iou(layers[1], right)) >= 0.95
     assert not (layers[0] & layers[1]).any() and ((layers[0] | layers[1]) == comp).all()
+    # three bands moving three ways (a body whose parts move apart): two motions explain two thirds of it, under
+    # ``split_fit``, so it stays whole; allowed to explain less, it is cut
+    flow3 = np.zeros((H_, W_, 2), np.float32)
+    flow3[:, :67] = (0.0, 6.0)
+    flow3[:, 67:93] = (6.0, 0.0)
+    flow3[:, 93:] = (0.0, -6.0)
+    assert len(split_by_motion(comp, flow3, P, 10)) == 1
+    assert len(split_by_motion(comp, flow3, MotionParams(split_fit=0.6), 10)) == 2

@@ -271,12 +271,12 @@ def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, mi
     if a2 is None:
         return [component]
     models = [a1, a2]
-    for _ in range(3):  # alternate: each sample to the motion that explains it, each motion refitted to its own
+    for _ in range(3):  # alternate: each motion refitted to the samples it explains better than the other
         err = np.stack([np.linalg.norm(_apply(a, src) - dst, axis=1) for a in models])  # (2, N)
         own = err.argmin(0)
-        if min((own == k).sum() for k in (0, 1)) < 6:
-            return [component]
-        models = [_fit_affine(src[own == k], dst[own == k]) for k in (0, 1)]
+        # samples that neither explains (a third motion, flow errors) stay out of both fits
+        models = [_fit_affine(src[sel], dst[sel]) if (sel := (own == k) & (err[k] <= tol)).sum() >= 6 else a
+                  for k, a in enumerate(models)]
     err = np.stack([np.linalg.norm(_apply(a, src) - dst, axis=1) for a in models])
     own = err.argmin(0)
     explained = [((own == k) & (err[k] <= tol)).mean() for k in (0, 1)]
