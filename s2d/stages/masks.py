@@ -15,7 +15,7 @@ from s2d.labelset.types import VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
-VERSION = 1  # bump when the stage's output for the same config changes
+VERSION = 2  # bump when the stage's output for the same config changes
 
 
 def make_producer(cfg: Any, ds: Dataset):
