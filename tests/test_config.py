@@ -87,6 +87,8 @@ def test_wrong_type_fails(compose):
     ("masks.motion.min_residual=0", "masks.motion.min_residual"),
     ("masks.motion.smooth_beta=1.0", "masks.motion.smooth_beta"),
     ("masks.motion.band=0", "masks.motion.band"),
+    ("masks.motion.split_px=-1", "masks.motion.split_px"),
+    ("masks.motion.split_fit=1.5", "masks.motion.split_fit"),
     ("data.stride=0", "data.stride"),
     ("data.max_frames=0", "data.max_frames"),
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
