@@ -179,8 +179,9 @@ def test_touching_objects_with_different_motions_are_split():
         assert m.sum(0).max() == 1
 
 
-def test_one_rotating_object_is_not_split():
-    """One object turning and moving: an affine motion explains its flow, so it stays one mask."""
+def test_split_by_motion_on_known_flow():
+    """One object turning and moving: an affine motion explains its flow, so it stays one mask. Two halves moving
+    apart: two layers, exactly the halves. Three parts moving three ways: not two rigid layers, left whole."""
     from s2d.masks.motion import split_by_motion
 
     H_, W_ = 120, 160
@@ -193,7 +194,7 @@ def test_one_rotating_object_is_not_split():
     fy = np.sin(a) * (xs - cx) + (np.cos(a) - 1) * (ys - cy) - 1.0
     flow = np.stack([fx, fy], -1)
     assert len(split_by_motion(comp, flow, P, 10)) == 1
-    # the same region, its right half moving 6 px down against the left half: two layers, exactly the halves
+    # the same region, its right half moving 6 px down against the left half
     flow2 = np.zeros((H_, W_, 2), np.float32)
     flow2[:, 80:, 1] = 6.0
     layers = split_by_motion(comp, flow2, P, 10)

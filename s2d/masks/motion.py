@@ -246,8 +246,9 @@ def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, mi
     the two are refined by alternating assignment and refitting. The component is split only if each motion
     alone explains at least ``split_min`` of its flow samples (so a few limbs or a flow error do not count as an
     object) and both together ``split_fit`` (two rigid layers; an articulated or non-rigid body whose parts move
-    every which way, a person jumping, is left whole rather than cut at a random joint), the two motions differ by at least ``split_px`` (median over the component: closer motions are one
-    object's non-rigid parts, or noise), and each layer keeps ``min_px``. Each pixel goes to the motion that
+    every which way, a person jumping, is left whole rather than cut at a random joint), the two motions differ
+    by at least ``split_px`` (median over the component: closer motions are one object's non-rigid parts, or
+    noise), and each layer keeps ``min_px``. Each pixel goes to the motion that
     predicts its flow best; a layer keeps its largest connected piece, and the stray pieces go to the nearest
     layer, so the two layers cover the component exactly."""
     if p.split_px <= 0:
