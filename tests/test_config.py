@@ -94,6 +94,8 @@ def test_wrong_type_fails(compose):
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
     ("predict.topk=0", "predict.topk"),
     ("label.nms_iou=2.0", "label.nms_iou"),
+    ("label.keep_iou=0", "label.keep_iou"),
+    ("label.keep_iou=1.5", "label.keep_iou"),
     ("demo.score_thr=-1", "demo.score_thr"),
     ("train.clip_length=0", "train.clip_length"),
     ("fault.kind=oom", "fault.kind"),

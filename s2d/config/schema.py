@@ -154,6 +154,11 @@ class LabelSchema:
     # model's predictions: final.refine.
     # experiment=paper: false (the method's dense labelset is the teacher's masks as they are)
     refine: bool = True
+    # CutLER's self-training merge: an instance of the labels the teacher learned from (the keymasks; in round
+    # r > 1 the last round's dense labelset) that no teacher tube matches at tube IoU >= keep_iou, over the
+    # instance's own frames, is kept in the dense labelset, scored below every tube (s2d/inference/keep_labels.py), so
+    # that an object the teacher lost is still taught to the final model. null: the teacher's tubes only.
+    keep_iou: Optional[float] = None
 
 
 @dataclass
@@ -334,6 +339,8 @@ def validate_config(cfg: Any) -> None:
     _require(la.input_scale is None or 0.05 <= la.input_scale <= 8, "label.input_scale",
              f"must be within [0.05, 8] or null (the scale the model trained at), got {la.input_scale}")
     _require(0.0 <= la.link_iou <= 1.0, "label.link_iou", f"must be within [0, 1], got {la.link_iou}")
+    _require(la.keep_iou is None or 0.0 < la.keep_iou <= 1.0, "label.keep_iou",
+             f"must be within (0, 1] or null (keep no earlier label), got {la.keep_iou}")
     _require(0.0 <= la.eval_score_thr <= 1.0, "label.eval_score_thr",
              f"must be within [0, 1], got {la.eval_score_thr}")
     _require(tr.clip_length >= 1, "train.clip_length", f"must be >= 1, got {tr.clip_length}")

@@ -1,6 +1,7 @@
 """Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >=
-``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``), fingerprinted by
-the checkpoint it came from."""
+``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``, plus the labels
+the teacher learned from that none of its tubes matches, with ``label.keep_iou``), fingerprinted by the
+checkpoint it came from."""
 from __future__ import annotations
 
 import logging
@@ -59,9 +60,13 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
-                root: Path, refine: bool = False) -> Labelset:
+                root: Path, refine: bool = False, previous: Labelset | None = None) -> Labelset:
+    """The model's tubes on every video (a labelset store at ``root``); with ``previous`` (the labels the model
+    learned from) and ``label.keep_iou``, the instances of ``previous`` that no tube matches are added
+    (``s2d.inference.keep_labels``), scored ``score_thr`` x their own score so that they rank below every tube."""
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
+    from s2d.inference.keep_labels import keep_missed
 
     lab = cfg.label
 
@@ -73,6 +78,8 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames))
+        if previous is not None and lab.keep_iou is not None:
+            out.instances += keep_missed(out, previous[r.name], lab.keep_iou, score_thr)
         return out
 
     return run_per_video(stage, root, fp, ds, produce, cfg.progress, info={"stage": stage})
@@ -92,12 +99,20 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
     lab.pop("refine", None)
     if refines(cfg, stage):
         lab["refine"] = dict(MODEL_MASK_REFINE)
+    if stage != "label" or lab.get("keep_iou") is None:  # only the dense labelset keeps earlier labels
+        lab.pop("keep_iou", None)
     return lab
 
 
-def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str) -> StageOutput:
-    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), label_settings(cfg))
+def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Labelset, str] | None = None
+            ) -> StageOutput:
+    """The dense labelset of the teacher in ``ckpt``. ``previous``: (labels, fingerprint) of the labels the teacher
+    learned from (the keymasks; the last round's dense labelset in later rounds), kept where the teacher misses
+    them when ``label.keep_iou`` is set."""
+    keep = previous if cfg.label.keep_iou is not None else None
+    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), label_settings(cfg),
+                     *([keep[1]] if keep is not None else []))
     root = artifact_dir(cfg, "label", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
     return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
-                                   refine=refines(cfg, "label")), root, fp)
+                                   refine=refines(cfg, "label"), previous=keep[0] if keep else None), root, fp)

@@ -78,9 +78,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
         final_ckpt = pred_dir = None
         for r in range(1, cfg.final.rounds + 1):
             t = time.perf_counter()
-            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, ds, teacher, data_fp)
+            learned_from = (keymasks, km_fp) if r == 1 else (rounds[-1]["labels"], rounds[-1]["fp"])
+            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, ds, teacher, data_fp, learned_from)
             timings[f"label{r}"] = time.perf_counter() - t
-            rounds.append({"labels": labels_r, "dir": label_dir, "ckpt": None})
+            rounds.append({"labels": labels_r, "dir": label_dir, "fp": label_fp, "ckpt": None})
             if not any(v.instances for v in labels_r):  # nothing to train on: say so, report what ran
                 log.warning("final: round %d skipped, its dense labelset is empty (no prediction of the teacher "
                             "reached label.score_thr=%s); train longer (train.max_steps) or lower label.score_thr",
