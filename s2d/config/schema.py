@@ -154,11 +154,12 @@ class LabelSchema:
     # model's predictions: final.refine.
     # experiment=paper: false (the method's dense labelset is the teacher's masks as they are)
     refine: bool = True
-    # CutLER's self-training merge: an instance of the labels the teacher learned from (the keymasks; in round
-    # r > 1 the last round's dense labelset) that no teacher tube matches at tube IoU >= keep_iou, over the
-    # instance's own frames, is kept in the dense labelset, scored below every tube (s2d/inference/keep_labels.py), so
-    # that an object the teacher lost is still taught to the final model. null: the teacher's tubes only.
-    keep_iou: Optional[float] = None
+    # CutLER's self-training merge (its IoU 0.5): an instance of the labels the teacher learned from (the keymasks;
+    # in round r > 1 the last round's dense labelset) that no teacher tube matches at tube IoU >= keep_iou, over
+    # the instance's own frames, is kept in the dense labelset, scored below every tube
+    # (s2d/inference/keep_labels.py), so that an object the teacher lost is still taught to the final model (demo,
+    # 3 seeds: docs/RESULTS.md). null: the teacher's tubes only (experiment=paper, the method's dense labelset).
+    keep_iou: Optional[float] = 0.5
 
 
 @dataclass
