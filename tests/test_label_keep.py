@@ -48,6 +48,7 @@ def test_keep_missed_keeps_unmatched_instances_scored_below():
     kept = keep_missed(new, previous, iou_thr=0.5, score_scale=0.5)
     assert [k.score for k in kept] == [pytest.approx(0.3), pytest.approx(0.4)]   # missed, barely: 0.5 x own
     assert kept[0].segmentations == missed.segmentations and kept[0] is not missed
+    assert all(k.extra == {"kept": True} for k in kept) and missed.extra == {}   # marked in the json's diagnostics
     # a lower bar: the one at IoU 1/3 is a match now
     assert [k.score for k in keep_missed(new, previous, 0.3, 0.5)] == [pytest.approx(0.3)]
     # a teacher that found nothing: every earlier instance with a mask is kept
@@ -81,6 +82,7 @@ def test_label_stage_adds_the_missed_labels(compose, tiny_demo, tmp_path):
         out = predictions(cfg, ds, LeftHalfModel(), crop, 0.6, None, "label", f"fp{keep}", tmp_path / f"k{keep}",
                           previous=earlier)
         counts[keep] = [round(i.score, 3) for i in out[name].instances]
+        assert [bool(i.extra.get("kept")) for i in out[name].instances] == [False] + [True] * (keep is not None)
         assert ("keep_iou" in label_settings(cfg)) == (keep is not None)
         assert "keep_iou" not in label_settings(cfg, "predict")
     assert len(counts[None]) == 1 and counts[0.5] == counts[None] + [round(0.6 * 0.8, 3)]

@@ -5,7 +5,8 @@ For video labels the match is a tube IoU over the earlier instance's own frames:
 (masks on its keymask frames, None elsewhere), and a teacher tube that extends it to the frames between is the
 same object, not a worse match. An earlier instance that no new tube matches is kept as it is, its score scaled
 below every new tube's, so that a model trained on the merged labels still learns it (Temporal DropLoss lets the
-model fill the frames it lacks) while the new tubes rank first wherever the labels are scored.
+model fill the frames it lacks) while the new tubes rank first wherever the labels are scored. A kept instance is
+marked ``"kept": true`` (in the labelset json under the annotation's ``"s2d"`` diagnostics).
 """
 from __future__ import annotations
 
@@ -37,4 +38,5 @@ def keep_missed(new: VideoLabels, previous: VideoLabels, iou_thr: float, score_s
     earlier = [i for i in previous.instances if any(s is not None for s in i.segmentations)]
     iou = match_on_own_frames(earlier, new.instances, new.height, new.width)     # (P, N)
     best = iou.max(1) if new.instances else np.zeros(len(earlier))
-    return [Instance(list(i.segmentations), score_scale * i.score) for i, b in zip(earlier, best) if b < iou_thr]
+    return [Instance(list(i.segmentations), score_scale * i.score, extra={"kept": True})
+            for i, b in zip(earlier, best) if b < iou_thr]

@@ -114,5 +114,11 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
                      *([keep[1]] if keep is not None else []))
     root = artifact_dir(cfg, "label", fp)
     model, crop = load_model(cfg, ckpt, "teacher")
-    return StageOutput(predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
-                                   refine=refines(cfg, "label"), previous=keep[0] if keep else None), root, fp)
+    labels = predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
+                         refine=refines(cfg, "label"), previous=keep[0] if keep else None)
+    if keep is not None:
+        kept = [v.name for v in labels for i in v.instances if i.extra.get("kept")]
+        log.info("label: %d instance(s) of the labels the teacher learned from kept, no tube of it matching them "
+                 "(label.keep_iou=%s)%s", len(kept), cfg.label.keep_iou,
+                 f", in {sorted(set(kept))[:10]}" if kept else "")
+    return StageOutput(labels, root, fp)
