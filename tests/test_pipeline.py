@@ -208,13 +208,35 @@ def test_nothing_to_train_on_is_one_line_naming_the_way_out(tmp_path, demo_video
 
 @pytest.mark.slow
 def test_empty_dense_labelset_skips_the_final_stage_and_still_reports(tmp_path):
-    r = run_s2d("run", "debug=fast", "label.score_thr=1.0", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
-    # (debug=fast itself keeps every teacher query, label.score_thr=0, so that its smoke runs reach every stage)
+    r = run_s2d("run", "debug=fast", "label.score_thr=1.0", "label.keep_iou=null", f"paths.output_root={tmp_path}/out",
+                cwd=tmp_path)
+    # (debug=fast itself keeps every teacher query, label.score_thr=0, so that its smoke runs reach every stage;
+    # keep_iou=null: with it the keymasks the teacher misses fill the labelset, next test)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "final: round 1 skipped, its dense labelset is empty" in r.stdout + r.stderr
     report = (tmp_path / "out" / "runs" / "debug-fast-seed0" / "report.md").read_text()
     assert "| final (round 1) | skipped: the dense labelset is empty" in report
     assert "| sparse keymasks |" in report and "| final model |" not in report
+
+
+@pytest.mark.slow
+def test_a_teacher_that_finds_nothing_leaves_the_kept_keymasks_to_learn_from(tmp_path):
+    """label.keep_iou (the default): no teacher query reaches the score, so every keymask instance is kept; the
+    run says so, and the final stage trains on them instead of being skipped."""
+    r = run_s2d("run", "debug=fast", "label.score_thr=1.0", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "the dense labelset is only the" in r.stdout + r.stderr and "skipped" not in r.stdout + r.stderr
+    [dense_dir] = [p.parent for p in (tmp_path / "out" / "artifacts").glob("label-*/MANIFEST.json")]
+    [km_dir] = [p.parent for p in (tmp_path / "out" / "artifacts").glob("keymasks-*/MANIFEST.json")]
+    from s2d.labelset import read_labelset
+
+    dense, km = read_labelset(dense_dir), read_labelset(km_dir)
+    kept = [(v.name, i.segmentations) for v in dense for i in v.instances]
+    assert kept and all(i.extra.get("kept") for v in dense for i in v.instances)
+    assert kept == [(v.name, i.segmentations) for v in km for i in v.instances
+                    if any(s is not None for s in i.segmentations)]
+    report = (tmp_path / "out" / "runs" / "debug-fast-seed0" / "report.md").read_text()
+    assert "| final model |" in report
 
 
 @pytest.mark.slow

@@ -121,4 +121,8 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
         log.info("label: %d instance(s) of the labels the teacher learned from kept, no tube of it matching them "
                  "(label.keep_iou=%s)%s", len(kept), cfg.label.keep_iou,
                  f", in {sorted(set(kept))[:10]}" if kept else "")
+        if kept and len(kept) == sum(len(v.instances) for v in labels):
+            log.warning("label: no prediction of the teacher reached label.score_thr=%s; the dense labelset is only "
+                        "the %d earlier labels kept (label.keep_iou); train longer (train.max_steps) or lower "
+                        "label.score_thr", cfg.label.score_thr, len(kept))
     return StageOutput(labels, root, fp)
