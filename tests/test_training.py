@@ -116,6 +116,24 @@ def test_cutler_variant_drops_background_loss_of_isolated_predictions():
     assert float(l_plain) > float(l_cut) + 1.0
 
 
+def test_teacher_targets_are_its_confident_queries_with_a_mask():
+    from s2d.lit.distillation import DistillationModule
+
+    class Teacher(torch.nn.Module):
+        def forward(self, clips):
+            logits = torch.tensor([[[2.0, -2.0], [2.0, -2.0], [-2.0, 2.0]]])  # scores 0.98, 0.98, 0.02
+            masks = torch.full((1, 3, 2, 4, 4), -5.0)                          # (B, Q, T, h, w)
+            masks[0, 0, 1, :2, :2] = 5.0      # confident, 4 pixels on frame 1: a target
+            masks[0, 2] = 5.0                 # a full mask, but not confident
+            return {"pred_logits": logits, "pred_masks": masks}                # query 1: confident, empty
+
+    module = DistillationModule(TINY, LOSS, OPTIM, teacher_score=0.75)
+    module.teacher = Teacher()
+    (t,) = module.teacher_targets(torch.zeros(1, 2, 3, 16, 16))
+    # a confident query without a pixel is no object: as a target it only adds a near-tie to the matching
+    assert t.shape == (1, 2, 4, 4) and t[0, 1, :2, :2].all() and t.sum() == 4
+
+
 # --------------------------------------------------------------------------------- the Lightning side
 def _trainer(tmp_path, max_epochs, **kw):
     import lightning as L

@@ -55,11 +55,17 @@ class DistillationModule(L.LightningModule):
 
     @torch.no_grad()
     def teacher_targets(self, clips: torch.Tensor) -> list[torch.Tensor]:
-        """Teacher queries with score >= teacher_score -> binary tube targets (N, T, h, w) per clip."""
+        """Teacher queries with score >= teacher_score and at least one pixel -> binary tube targets (N, T, h, w)
+        per clip. An empty tube is no object (detectron2's data loaders drop empty instances the same way): as a
+        target it would only teach a class with no mask, and several of them tie in the Hungarian matching, where
+        float noise (a batch split over DDP ranks) decides which query gets which."""
         out = self.teacher(clips)
         scores = VideoMask2Former.scores(out["pred_logits"])  # (B, Q)
-        return [(out["pred_masks"][b][scores[b] >= self.hparams.teacher_score] > 0).float()
-                for b in range(clips.shape[0])]
+        targets = []
+        for b in range(clips.shape[0]):
+            t = (out["pred_masks"][b][scores[b] >= self.hparams.teacher_score] > 0).float()  # (N, T, h, w)
+            targets.append(t[t.flatten(1).any(1)])
+        return targets
 
     def _generators(self, batch: dict) -> list[torch.Generator]:
         return [torch.Generator(device=self.device).manual_seed(step_seed(self.hparams.seed, self.global_step, int(i)))

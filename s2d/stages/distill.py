@@ -174,12 +174,16 @@ _RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_s
                          "deterministic")
 
 
+# bump when training with the same config learns something else (2: empty teacher tubes are no targets)
+TRAIN_VERSION = 2
+
+
 def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str) -> Path:
     """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
     from s2d.fingerprint import fingerprint
 
     train = {k: v for k, v in section(cfg, "train").items() if k not in _RESUMABLE_TRAIN_KEYS}
-    fp = fingerprint(stage, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
+    fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
                      section(cfg, "optim"), section(cfg, "distill"), train)
     return run_dir / "checkpoints" / f"{stage}-{fp}"
 
