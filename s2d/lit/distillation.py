@@ -3,8 +3,9 @@ and ``DenseModule`` (stage 3: the final model on the dense labelset, with option
 
 The teacher is an exponential moving average of the student (momentum 0.999 per step), sees the same
 augmented clip, and its queries with foreground score >= 0.75 and mask logits > 0 become dense targets for the
-student (a query whose tube has no pixel is none). From scratch (the demo, no pretrained weights) the teacher starts random, so ``distill_warmup`` steps of
-keymask loss alone come first: a random teacher's confident blobs would otherwise be learned as objects.
+student (a query whose tube has no pixel is none). From scratch (the demo, no pretrained weights) the teacher
+starts random, so ``distill_warmup`` steps of keymask loss alone come first: a random teacher's confident blobs
+would otherwise be learned as objects.
 Point sampling is seeded by (seed, global step, clip): a resumed run continues the same loss sequence and a batch
 split over ranks samples the same points as one process. Dropout is seeded by (seed, global step, rank), so
 with dropout on (``model.dropout`` > 0) a DDP run is reproducible but not equal to one process.
