@@ -205,3 +205,33 @@ def test_final_lr_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path)
     assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
     both = stage_config(compose("final.lr=0.0001", "final.distill_warmup=0"))
     assert both.optim.lr == 1e-4 and both.distill.distill_warmup == 0
+
+
+def test_final_teach_absent_reaches_the_dense_clips_and_the_final_fingerprint(compose, tmp_path):
+    """final.teach_absent flags the dense labelset's tubes (not its kept keymask instances) in the final stage's
+    clips, never the keymasks'; it gives the final stage, and only it, another checkpoint folder."""
+    from s2d.data.clips import AugmentConfig, ClipDataset
+    from s2d.data.demo import DemoConfig, write_demo_dataset
+    from s2d.data.sources import open_dataset
+    from s2d.stages.distill import checkpoint_dir
+
+    same, cfg = compose("final.teach_absent=false"), compose()
+    assert cfg.final.teach_absent and not compose("experiment=paper").final.teach_absent   # the method drops them
+    assert checkpoint_dir(cfg, tmp_path, "final", "fp", "dense") != checkpoint_dir(same, tmp_path, "final", "fp",
+                                                                                   "dense")
+    assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
+    write_demo_dataset(tmp_path / "d", DemoConfig(num_videos=1, num_frames=6, height=32, width=40, seed=1))
+    ds = open_dataset("ytvis", tmp_path / "d")
+    labels = ds.gt_labelset()
+    v = labels.videos[0]
+    assert len(v.instances) >= 2
+    v.instances[0].extra["kept"] = True                     # a keymask instance the dense labelset carried over
+    aug = AugmentConfig(enabled=False)
+    for mode, teach, want in (("dense", True, [False] + [True] * (len(v.instances) - 1)),
+                              ("dense", False, [False] * len(v.instances)),
+                              ("sparse", True, [False] * len(v.instances))):
+        item = ClipDataset(ds, labels, 3, mode, augment=aug, teach_absent=teach)[0]
+        present = [i for i, inst in enumerate(v.instances)
+                   if any(inst.segmentations[t] is not None for t in item["frames"])]
+        assert item["known_empty"].tolist() == [want[i] for i in present], (mode, teach)
+        assert len(item["known_empty"]) == len(item["targets"])

@@ -68,6 +68,34 @@ def test_temporal_droploss_ignores_empty_frames_exactly():
     assert float(again["loss_mask"]) < float(half["loss_mask"]) < float(plain["loss_mask"])
 
 
+def test_known_empty_frames_are_taught_per_target():
+    """Two targets, each with a mask on frame 0 only. Flagged known-empty, a target's empty frames are taught as
+    absent (its loss that of drop_rate 0); unflagged, they are dropped (Temporal DropLoss)."""
+    out = _outputs(Q=2)
+    with torch.no_grad():
+        out["pred_masks"][0, :, 1:] = 5.0          # the queries claim pixels on the empty frames
+    tgt = torch.zeros(2, 3, 8, 8)
+    tgt[0, 0, :4, :4] = 1
+    tgt[1, 0, 4:, 4:] = 1
+    gens = lambda: [torch.Generator().manual_seed(2)]  # noqa: E731
+    crit = VideoSetCriterion(class_weight=0.0, num_points=32)
+    dropped = crit(out, [tgt], gens())
+    taught = crit(out, [tgt], gens(), known_empty=[torch.tensor([True, True])])
+    plain = VideoSetCriterion(class_weight=0.0, num_points=32, drop_rate=0.0)(out, [tgt], gens())
+    none = crit(out, [tgt], gens(), known_empty=[torch.tensor([False, False])])
+    for k in ("loss_mask", "loss_dice"):
+        assert float(taught[k]) == pytest.approx(float(plain[k]), abs=1e-6)
+        assert float(none[k]) == pytest.approx(float(dropped[k]), abs=1e-6)
+        assert float(taught[k]) > float(dropped[k]) + 0.5
+    # the sampled points depend on the predictions only, so every call sees the same per-(target, frame) losses
+    # and only the weights differ: flagging one target each way adds up to flagging both and neither
+    tf = crit(out, [tgt], gens(), known_empty=[torch.tensor([True, False])])
+    ft = crit(out, [tgt], gens(), known_empty=[torch.tensor([False, True])])
+    for k in ("loss_mask", "loss_dice"):
+        assert float(dropped[k]) < float(tf[k]) < float(taught[k])
+        assert float(tf[k]) + float(ft[k]) == pytest.approx(float(taught[k]) + float(dropped[k]), rel=1e-5)
+
+
 def test_temporal_droploss_weights_hand_computed():
     """Two instances x three frames: instance 0 has a keymask on frames 0 and 2, instance 1 only on frame 1.
     The paper's indicator 1(|m| > 0) -> [1, 0, 1, 0, 1, 0] (instance-major); drop_rate 0.25 keeps 0.75 of an

@@ -54,12 +54,17 @@ class AugmentConfig:
 class ClipDataset(Dataset):
     def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
-                 seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None):
+                 seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
+                 teach_absent: bool = False):
+        """``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
+        item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
+        dense labelset carries over: their empty frames are unknown, as in the distill stage)."""
         if on_error not in ("raise", "substitute"):
             raise ValueError(f"on_error must be raise|substitute, got '{on_error}'")
         self.videos, self.labels, self.length, self.mode = videos, labels, length, mode
         self.radius, self.augment, self.seed = fallback_radius, augment, seed
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
+        self.teach_absent = teach_absent and mode != "sparse"
         self.epoch = 0
         self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
         for name in videos.names:
@@ -118,15 +123,17 @@ class ClipDataset(Dataset):
         video = self.videos[name].video
         lv = self.labels[name]
         imgs = torch.from_numpy(video.frames(frames)).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
-        masks = []
+        masks, known = [], []
         for inst in lv.instances:
             segs = [inst.segmentations[t] for t in frames]
             if any(s is not None for s in segs):
                 masks.append(rle_utils.decode_many(segs, lv.height, lv.width))
+                known.append(self.teach_absent and not inst.extra.get("kept", False))
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
             imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))
-        return {"clip": imgs, "targets": tgt, "video": name, "frames": frames, "index": index}
+        return {"clip": imgs, "targets": tgt, "known_empty": torch.tensor(known, dtype=torch.bool), "video": name,
+                "frames": frames, "index": index}
 
 
 _AUGMENTERS: dict[AugmentConfig, tuple] = {}
@@ -164,6 +171,7 @@ def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, se
 
 def collate(items: list[dict]) -> dict:
     return {"clips": torch.stack([i["clip"] for i in items]), "targets": [i["targets"] for i in items],
+            "known_empty": [i["known_empty"] for i in items],
             "videos": [i["video"] for i in items], "frames": [i["frames"] for i in items],
             "indices": torch.tensor([i["index"] for i in items]),
             "substituted": sum(i.get("substituted", 0) for i in items)}

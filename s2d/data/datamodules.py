@@ -92,8 +92,9 @@ class ClipDataModule(L.LightningDataModule):
     def __init__(self, videos: VideoDataset, labels: Labelset, mode: str = "sparse", batch_size: int = 4,
                  clip_length: int = 3, num_workers: int = 0, fallback_radius: int = 20, seed: int = 0,
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
-                 quarantine: str | None = None, val_videos: list[str] | None = None):
+                 quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False):
         super().__init__()
+        self.teach_absent = teach_absent  # dense mode: empty frames of the labeller's tubes taught as absent
         self.videos, self.labels, self.mode = videos, labels, mode
         self.batch_size, self.clip_length, self.num_workers = batch_size, clip_length, num_workers
         self.fallback_radius, self.seed, self.augment = fallback_radius, seed, augment
@@ -108,7 +109,7 @@ class ClipDataModule(L.LightningDataModule):
                               f"{world} processes")
         self.dataset = ClipDataset(self.videos, self.labels, self.clip_length, self.mode, self.fallback_radius,
                                    augment=self.augment, seed=self.seed, on_error=self.on_error,
-                                   retries=self.retries, quarantine=self.quarantine)
+                                   retries=self.retries, quarantine=self.quarantine, teach_absent=self.teach_absent)
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None

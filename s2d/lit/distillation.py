@@ -81,7 +81,8 @@ class DistillationModule(L.LightningModule):
         context = f"step {self.global_step}, videos {batch['videos']}"
         failure = None
         try:
-            terms = {f"{self.LABELS}/{k}": v for k, v in self.criterion(out, targets, gens, context).items()}
+            terms = {f"{self.LABELS}/{k}": v for k, v in
+                     self.criterion(out, targets, gens, context, batch.get("known_empty")).items()}
             if self.hparams.distill_weight > 0 and self.global_step >= self.hparams.distill_warmup:
                 dist_t = self.teacher_targets(clips)
                 gens = self._generators(batch)

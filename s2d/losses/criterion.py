@@ -6,6 +6,8 @@ variant="temporal" (S2D's Temporal DropLoss): an (instance, frame) pair whose ta
 variant="cutler" (CutLER's DropLoss, the comparison): every frame counts in the mask losses, and the
   no-object loss of an unmatched prediction whose best IoU with every target is <= ``cutler_iou`` is dropped.
 Dropping nothing at all is variant="temporal" with ``drop_rate=0`` (``loss=no_droploss``).
+``known_empty`` (per clip, one flag per target) marks targets whose empty frames are known to be empty (a dense
+labelset's tube: the labeller saw the frame and no object); those frames are taught as absent under any variant.
 Losses are normalised by the number of target instances summed over all DDP ranks, clamped to >= 1; the
 all-reduce runs on every rank even when a rank has no targets, so no rank hangs. A batch in which everything
 is dropped gives a finite zero loss that still has a graph (every parameter gets a zero gradient).
@@ -92,7 +94,7 @@ class VideoSetCriterion:
         ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")  # (B, Q)
         return (ce * weight).sum() / global_count(weight.sum().detach(), logits.device)[0]
 
-    def _mask_losses(self, masks, targets, indices, num_instances, generators):
+    def _mask_losses(self, masks, targets, indices, num_instances, generators, known_empty=None):
         """Per (instance, frame) point-sampled BCE and Dice, weighted by the DropLoss rule, summed per clip."""
         bce_sum = masks.sum() * 0.0  # starts as a graph-carrying zero: an all-dropped batch still backpropagates
         dice_sum = masks.sum() * 0.0
@@ -112,6 +114,9 @@ class VideoSetCriterion:
             dice = 1 - (2 * (prob * pt).sum(1) + 1) / (prob.sum(1) + pt.sum(1) + 1)    # (n*T,)
             if self.variant == "temporal":
                 w = temporal_droploss_weights(tgt, self.drop_rate)                     # (n*T,)
+                if known_empty is not None:  # a known-empty frame is absent, not unknown: it keeps weight 1
+                    known = known_empty[b].to(w.device)[ti].repeat_interleave(T)       # (n*T,)
+                    w = torch.where(known, torch.ones_like(w), w)
             else:
                 w = torch.ones_like(bce)
             # the method's sum over frames of 1(|m| > 0) * L per instance, summed over instances
@@ -120,8 +125,9 @@ class VideoSetCriterion:
         return bce_sum / num_instances, dice_sum / num_instances
 
     def __call__(self, outputs: dict, targets: list[torch.Tensor], generators: list[torch.Generator] | None = None,
-                 context: str = "") -> dict[str, torch.Tensor]:
-        """outputs: model outputs; targets[b]: (N_b, T, H, W) {0,1} at any resolution (point-sampled).
+                 context: str = "", known_empty: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """outputs: model outputs; targets[b]: (N_b, T, H, W) {0,1} at any resolution (point-sampled);
+        known_empty[b]: (N_b,) bool, targets whose empty frames are taught as absent (None: none).
 
         ``generators`` (one per clip) make the random points a function of the clip alone, so a batch split
         over DDP ranks samples the same points as one process.
@@ -139,7 +145,7 @@ class VideoSetCriterion:
         losses: dict[str, torch.Tensor] = {}
         for i, out in enumerate(layers):
             indices = self.matcher(out["pred_logits"], out["pred_masks"], targets, generators, context)
-            bce, dice = self._mask_losses(out["pred_masks"], targets, indices, num, generators)
+            bce, dice = self._mask_losses(out["pred_masks"], targets, indices, num, generators, known_empty)
             cls = self._class_loss(out["pred_logits"], out["pred_masks"], targets, indices)
             sfx = "" if i == 0 else f"_aux{i - 1}"
             losses[f"loss_mask{sfx}"] = self.mask_weight * bce

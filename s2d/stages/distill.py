@@ -28,7 +28,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
                           quarantine=None if quarantine is None else str(quarantine),
-                          val_videos=validation_videos(cfg, ds))
+                          val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
@@ -178,13 +178,21 @@ _RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_s
 TRAIN_VERSION = 2
 
 
-def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str) -> Path:
+def teaches_absent(cfg: Any, mode: str) -> bool:
+    """Whether a stage trained on ``mode`` labels teaches the empty frames of their tubes as absent
+    (``final.teach_absent``: the dense labelset's teacher tubes; never the sparse keymasks)."""
+    return mode != "sparse" and bool(cfg.final.teach_absent)
+
+
+def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: str = "sparse") -> Path:
     """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
     from s2d.fingerprint import fingerprint
 
     train = {k: v for k, v in section(cfg, "train").items() if k not in _RESUMABLE_TRAIN_KEYS}
+    # present only when on, so stages trained before the key existed keep their fingerprints
+    absent = [{"teach_absent": True}] if teaches_absent(cfg, mode) else []
     fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
-                     section(cfg, "optim"), section(cfg, "distill"), train)
+                     section(cfg, "optim"), section(cfg, "distill"), train, *absent)
     return run_dir / "checkpoints" / f"{stage}-{fp}"
 
 
@@ -198,7 +206,7 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
     from s2d.lit.checkpoint_io import newest_valid_checkpoint
     from s2d.lit.run_stamp import check_resume
 
-    folder = checkpoint_dir(cfg, run_dir, stage, upstream_fp)
+    folder = checkpoint_dir(cfg, run_dir, stage, upstream_fp, mode)
     last = folder / "last.ckpt"
     ckpt = None
     if cfg.resume.checkpoint:
