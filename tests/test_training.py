@@ -108,6 +108,9 @@ def test_temporal_droploss_weights_hand_computed():
     assert temporal_droploss_weights(t).tolist() == [1, 0, 1, 0, 1, 0]
     assert temporal_droploss_weights(t, 0.25).tolist() == [1, 0.75, 1, 0.75, 1, 0.75]
     assert temporal_droploss_weights(t, 0.0).tolist() == [1.0] * 6
+    # instance 1's empty frames known to be empty (a dense tube): taught, weight 1; instance 0 keeps the rule
+    assert temporal_droploss_weights(t, known_empty=torch.tensor([False, True])).tolist() == [1, 0, 1, 1, 1, 1]
+    assert temporal_droploss_weights(t, 0.25, torch.tensor([True, False])).tolist() == [1, 1, 1, 0.75, 1, 0.75]
 
 
 def test_everything_dropped_is_a_finite_zero_with_gradients():

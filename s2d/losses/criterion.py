@@ -113,10 +113,8 @@ class VideoSetCriterion:
             prob = ps.sigmoid()
             dice = 1 - (2 * (prob * pt).sum(1) + 1) / (prob.sum(1) + pt.sum(1) + 1)    # (n*T,)
             if self.variant == "temporal":
-                w = temporal_droploss_weights(tgt, self.drop_rate)                     # (n*T,)
-                if known_empty is not None:  # a known-empty frame is absent, not unknown: it keeps weight 1
-                    known = known_empty[b].to(w.device)[ti].repeat_interleave(T)       # (n*T,)
-                    w = torch.where(known, torch.ones_like(w), w)
+                known = None if known_empty is None else known_empty[b][ti]            # (n,)
+                w = temporal_droploss_weights(tgt, self.drop_rate, known)              # (n*T,)
             else:
                 w = torch.ones_like(bce)
             # the method's sum over frames of 1(|m| > 0) * L per instance, summed over instances

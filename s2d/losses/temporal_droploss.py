@@ -11,8 +11,14 @@ from __future__ import annotations
 import torch
 
 
-def temporal_droploss_weights(targets: torch.Tensor, drop_rate: float = 1.0) -> torch.Tensor:
+def temporal_droploss_weights(targets: torch.Tensor, drop_rate: float = 1.0,
+                              known_empty: torch.Tensor | None = None) -> torch.Tensor:
     """targets (n, T, H, W) matched pseudo-label masks -> (n * T,) weights of the per-(instance, frame) mask
-    losses, instance-major: 1 where the mask is non-empty, 1 - drop_rate where it is empty."""
-    present = (targets.flatten(2).sum(-1) > 0).flatten().float()  # (n*T,)
+    losses, instance-major: 1 where the mask is non-empty, 1 - drop_rate where it is empty. ``known_empty`` (n,)
+    bool: instances whose empty frames are known to be empty (a dense labelset's tube, not a keymask instance),
+    so absent rather than unlabelled; every frame of theirs keeps weight 1."""
+    present = (targets.flatten(2).sum(-1) > 0).float()            # (n, T)
+    if known_empty is not None:
+        present = torch.maximum(present, known_empty.to(present.device, present.dtype)[:, None])
+    present = present.flatten()                                    # (n*T,)
     return present + (1 - present) * (1 - drop_rate)
