@@ -108,6 +108,9 @@ class TrainSchema:
     batch_size: int = 4                # global, over all processes
     clip_length: int = 3
     num_workers: int = 0
+    # decoded training frames kept in memory, per process (each data-loader worker has its own): a run reads every
+    # frame many times, and decoding it again is a large share of a CPU step on small data (0: no cache)
+    frame_cache_mb: float = 1024
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1
@@ -118,7 +121,7 @@ class TrainSchema:
     deterministic: Any = False
     gradient_clip_val: float = 0.01
     log_every_n_steps: int = 5
-    checkpoint_every_n_steps: int = 20
+    checkpoint_every_n_steps: int = 50  # ~15 s of CPU training: what SIGKILL can cost; saving is ~0.1 s
     crop_size: List[int] = field(default_factory=lambda: [96, 128])  # H, W after augmentation
     crop_scale: List[float] = field(default_factory=lambda: [0.6, 1.0])
     rotation: float = 15.0
@@ -351,6 +354,7 @@ def validate_config(cfg: Any) -> None:
              f"must be within [0, 1], got {la.eval_score_thr}")
     _require(tr.clip_length >= 1, "train.clip_length", f"must be >= 1, got {tr.clip_length}")
     _require(tr.num_workers >= 0, "train.num_workers", f"must be >= 0, got {tr.num_workers}")
+    _require(tr.frame_cache_mb >= 0, "train.frame_cache_mb", f"must be >= 0 (0: no cache), got {tr.frame_cache_mb}")
     _require(len(tr.crop_size) == 2 and min(tr.crop_size) >= 32, "train.crop_size",
              f"must be [H, W] with both >= 32, got {list(tr.crop_size)}")
     for key in ("class_weight", "mask_weight", "dice_weight", "cutler_iou"):

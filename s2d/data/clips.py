@@ -23,11 +23,12 @@ import torch
 from torch.utils.data import Dataset
 
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
+from s2d.data.frame_cache import FrameCache
 from s2d.data.sources import Dataset as VideoDataset
 from s2d.errors import VideoError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Labelset
-from s2d.seeds import item_seed
+from s2d.seeds import item_seed, seed_torch
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class ClipDataset(Dataset):
     def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
                  seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
-                 teach_absent: bool = False):
-        """``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
+                 teach_absent: bool = False, frame_cache_mb: float = 0):
+        """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
+        ``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
         dense labelset carries over: their empty frames are unknown, as in the distill stage)."""
         if on_error not in ("raise", "substitute"):
@@ -66,6 +68,7 @@ class ClipDataset(Dataset):
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.teach_absent = teach_absent and mode != "sparse"
         self.epoch = 0
+        self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20))
         self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
         for name in videos.names:
             if name not in labels:
@@ -122,7 +125,8 @@ class ClipDataset(Dataset):
         frames = self.frames_of(index, rng)
         video = self.videos[name].video
         lv = self.labels[name]
-        imgs = torch.from_numpy(video.frames(frames)).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
+        stack = np.stack([self.frame_cache.get((name, t), lambda t=t: video[t]) for t in frames])  # (T, H, W, 3)
+        imgs = torch.from_numpy(stack).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
         masks, known = [], []
         for inst in lv.instances:
             segs = [inst.segmentations[t] for t in frames]
@@ -160,7 +164,7 @@ def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, se
     T = imgs.shape[0]
     aug, color = _augmenters(cfg)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seed_torch(seed)
         # kornia cannot warp a mask tensor with 0 channels: a clip without instances carries one dummy channel
         n = len(masks)
         m = masks.permute(1, 0, 2, 3) if n else torch.zeros(T, 1, *imgs.shape[-2:])  # (T, max(N, 1), H, W)

@@ -92,7 +92,8 @@ class ClipDataModule(L.LightningDataModule):
     def __init__(self, videos: VideoDataset, labels: Labelset, mode: str = "sparse", batch_size: int = 4,
                  clip_length: int = 3, num_workers: int = 0, fallback_radius: int = 20, seed: int = 0,
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
-                 quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False):
+                 quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False,
+                 frame_cache_mb: float = 0):
         super().__init__()
         self.teach_absent = teach_absent  # dense mode: empty frames of the labeller's tubes taught as absent
         self.videos, self.labels, self.mode = videos, labels, mode
@@ -100,6 +101,7 @@ class ClipDataModule(L.LightningDataModule):
         self.fallback_radius, self.seed, self.augment = fallback_radius, seed, augment
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.val_videos = val_videos  # whole videos with ground truth, scored during training (None: no validation)
+        self.frame_cache_mb = frame_cache_mb  # decoded frames kept per process (s2d/data/frame_cache.py)
         self.dataset: ClipDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -109,7 +111,8 @@ class ClipDataModule(L.LightningDataModule):
                               f"{world} processes")
         self.dataset = ClipDataset(self.videos, self.labels, self.clip_length, self.mode, self.fallback_radius,
                                    augment=self.augment, seed=self.seed, on_error=self.on_error,
-                                   retries=self.retries, quarantine=self.quarantine, teach_absent=self.teach_absent)
+                                   retries=self.retries, quarantine=self.quarantine, teach_absent=self.teach_absent,
+                                   frame_cache_mb=self.frame_cache_mb)
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None

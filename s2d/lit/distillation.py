@@ -29,7 +29,7 @@ from s2d.lit.params import DistillParams
 from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
-from s2d.seeds import step_seed
+from s2d.seeds import seed_torch, step_seed
 
 
 class DistillationModule(L.LightningModule):
@@ -73,7 +73,7 @@ class DistillationModule(L.LightningModule):
                 for i in batch["indices"]]
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        torch.manual_seed(step_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
+        seed_torch(step_seed(self.hparams.seed, self.global_step, self.global_rank, 7))  # dropout
         clips, targets = batch["clips"], batch["targets"]
         out = self.student(clips)
         targets = self.student.pad_targets(targets, out["image_size"])  # frames not divisible by 32 were padded

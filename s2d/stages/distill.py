@@ -28,7 +28,8 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
                           quarantine=None if quarantine is None else str(quarantine),
-                          val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode))
+                          val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode),
+                          frame_cache_mb=t.frame_cache_mb)
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
@@ -169,9 +170,9 @@ def config_dict(cfg: Any) -> dict:
 
 # train keys that change how long or how visibly a run trains, not what it learns: changing them resumes the
 # same checkpoint folder (e.g. more steps) instead of starting a new one
-_RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers", "on_error",
-                         "substitute_retries", "val_every_n_steps", "val_videos", "monitor", "monitor_mode",
-                         "deterministic")
+_RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_steps", "num_workers", "frame_cache_mb",
+                         "on_error", "substitute_retries", "val_every_n_steps", "val_videos", "monitor",
+                         "monitor_mode", "deterministic")
 
 
 # bump when training with the same config learns something else (2: empty teacher tubes are no targets)
