@@ -477,3 +477,40 @@ def test_loss_normaliser_on_two_ranks_averages_to_the_one_process_value():
         assert out[rank] == (0.5, 0.5, 6.0, 1)
     # the loss: 7.0 on the rank with the target, 0 on the other -> mean (7/0.5 + 0) / 2 = 7 = one process's 7 / 1
     assert (7.0 / out[1][0] + 0.0) / 2 == 7.0 / float(global_count(1.0, "cpu")[0])
+
+
+def test_ema_and_optimizer_updates_are_the_per_tensor_arithmetic_exactly():
+    """The fused EMA (two multi-tensor calls) and the multi-tensor AdamW give, bit for bit, what a loop over the
+    tensors gives: teacher.mul_(m).add_(student, alpha=1 - m), and torch's one-tensor-at-a-time AdamW."""
+    from s2d.lit.distillation import DistillationModule
+
+    torch.manual_seed(0)
+    module = DistillationModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=0.5, distill_warmup=0, seed=0)
+    with torch.no_grad():
+        for p in module.student.parameters():
+            p.add_(torch.randn_like(p))
+    # the per-tensor loop the fused calls replace (alpha folds the product into the add: not t * m + s * (1 - m))
+    want = [t.detach().clone().mul_(0.9).add_(s.detach(), alpha=1 - 0.9)
+            for t, s in zip(module.teacher.parameters(), module.student.parameters())]
+    module._ema_update()
+    got = list(module.teacher.parameters())
+    assert len(got) == len(want) > 100 and all(torch.equal(g, w) for g, w in zip(got, want))
+    # the buffers are copied, not averaged
+    assert all(torch.equal(t, s) for t, s in zip(module.teacher.buffers(), module.student.buffers()))
+
+    params = [p for p in module.student.parameters() if p.requires_grad]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    fused = module.configure_optimizers()["optimizer"]
+    assert all(g["foreach"] for g in fused.param_groups)
+    names = [n for n, p in module.student.named_parameters() if p.requires_grad]
+    by_group = [[c for n, c in zip(names, copies) if not n.startswith("backbone.")],
+                [c for n, c in zip(names, copies) if n.startswith("backbone.")]]
+    loop = torch.optim.AdamW([{"params": by_group[0], "lr": 1e-3}, {"params": by_group[1], "lr": 1e-4}],
+                             lr=1e-3, weight_decay=0.05, foreach=False)
+    for step in range(3):
+        grads = [torch.randn_like(p) for p in params]
+        for p, c, g in zip(params, copies, grads):
+            p.grad, c.grad = g.clone(), g.clone()
+        fused.step()
+        loop.step()
+    assert all(torch.equal(p, c) for p, c in zip(params, copies))

@@ -140,8 +140,11 @@ class DistillationModule(L.LightningModule):
     @torch.no_grad()
     def _ema_update(self) -> None:
         m = self.hparams.ema_momentum
-        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
-            t.mul_(m).add_(s.detach(), alpha=1 - m)
+        # t.mul_(m).add_(s, alpha=1 - m) for all parameters in two multi-tensor calls: the same arithmetic, element
+        # for element, as a loop over the tensors, without a Python round per tensor (the tiny model has 122)
+        teacher, student = list(self.teacher.parameters()), [p.detach() for p in self.student.parameters()]
+        torch._foreach_mul_(teacher, m)
+        torch._foreach_add_(teacher, student, alpha=1 - m)
         for t, s in zip(self.teacher.buffers(), self.student.buffers()):
             t.copy_(s)
 
@@ -174,7 +177,10 @@ class DistillationModule(L.LightningModule):
         rest = [p for n, p in self.student.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
         opt = torch.optim.AdamW([{"params": rest, "lr": o["lr"]},
                                  {"params": backbone, "lr": o["lr"] * o.get("backbone_lr_mult", 0.1)}],
-                                lr=o["lr"], weight_decay=o.get("weight_decay", 0.05))
+                                lr=o["lr"], weight_decay=o.get("weight_decay", 0.05),
+                                # the multi-tensor update (the default on GPUs) on the CPU too: the same
+                                # arithmetic per element, bit-identical weights, half the time of one per tensor
+                                foreach=True)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(o.get("milestones", [])),
                                                      gamma=o.get("gamma", 0.1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
