@@ -59,7 +59,9 @@ def save_gif(path: str | Path, frames: list[np.ndarray], fps: int = 6) -> Path:
     from PIL import Image
     import io
 
-    ims = [Image.fromarray(f) for f in frames]
+    # fast-octree palettes instead of Pillow's default median cut: a demo video's 24 frames in 0.02 s instead of
+    # 1 s (8 GIFs per report), mean colour error 6.6 instead of 6.2 of 255
+    ims = [Image.fromarray(f).quantize(256, method=Image.Quantize.FASTOCTREE) for f in frames]
     buf = io.BytesIO()
     ims[0].save(buf, format="GIF", save_all=True, append_images=ims[1:], duration=int(1000 / fps), loop=0)
     return atomic_write_bytes(path, buf.getvalue())

@@ -108,8 +108,9 @@ class TrainSchema:
     batch_size: int = 4                # global, over all processes
     clip_length: int = 3
     num_workers: int = 0
-    # decoded training frames kept in memory, per process (each data-loader worker has its own): a run reads every
-    # frame many times, and decoding it again is a large share of a CPU step on small data (0: no cache)
+    # decoded training frames kept in memory, per process: a run reads every frame many times, and decoding it
+    # again is a large share of a CPU step on small data (0: no cache). Data-loader workers are forked anew each
+    # epoch, so with num_workers > 0 a worker's cache lasts one epoch (a frame is in ~clip_length clips of it)
     frame_cache_mb: float = 1024
     accelerator: str = "auto"
     devices: Any = 1
