@@ -27,7 +27,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def seed_torch(seed: int) -> None:
-    """Seed torch's global generators: the CPU one, and CUDA's when CUDA is in use in this process.
+    """Seed torch's global generators: the CPU one, CUDA's when CUDA is in use in this process, and MPS's.
 
     ``torch.manual_seed`` gives the same CPU stream, but in a process that has not initialised CUDA (a CPU run,
     a data-loader worker) it also queues a deferred seeding call for CUDA, XPU and MTIA, each with a formatted
@@ -39,3 +39,5 @@ def seed_torch(seed: int) -> None:
     torch.default_generator.manual_seed(int(seed))
     if torch.cuda.is_initialized():
         torch.cuda.manual_seed_all(int(seed))
+    if torch.backends.mps.is_available():  # Apple GPUs: seeded directly, nothing is queued
+        torch.mps.manual_seed(int(seed))
