@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parent.parent / "s2d"
 
 # bottom to top: a folder may import from its own layer's folder and from lower layers only
 LAYERS = [
-    {"errors", "version", "seeds", "choices"},
+    {"errors", "version", "compute", "seeds", "choices"},
     {"fingerprint", "io"},
     {"labelset"},
     {"data", "tracking", "models", "evaluation", "viz"},

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def run_s2d(*args, cwd, timeout=600):
@@ -34,6 +35,8 @@ def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
         assert (run_dir / "overlays" / f"{name}_final.gif").exists()
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["complete"] and 0 <= m["metrics"]["sparse keymasks"]["AP50"] <= 100
+    # the compute that made the numbers, in the metrics and the report's header
+    assert m["compute"]["torch"] == torch.__version__ and f"Compute: torch {torch.__version__}" in report
     overlays = list((tmp_path / "out" / "artifacts").glob("keymasks-*/overlays/*.gif"))
     assert len(overlays) == 2
     r2 = run_s2d(*args, cwd=tmp_path)

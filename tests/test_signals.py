@@ -77,6 +77,7 @@ def test_sigterm_exits_143_with_a_checkpoint_and_the_next_launch_resumes(compose
     ck = torch.load(folder / "last.ckpt", weights_only=True)
     assert ck["global_step"] == 6 and ck["s2d"]["config"]["model"]["num_queries"] > 0  # C6: config stored
     assert ck["s2d"]["code_version"]
+    assert ck["s2d"]["compute"]["cpu_kernels"] == str(torch.backends.cpu.get_cpu_capability())  # what trained it
 
 
 @pytest.mark.slow

@@ -58,3 +58,26 @@ def test_a_seeds_only_sweep_is_one_row_as_wide_as_its_header(tmp_path):
     assert lines[:3] == ["| AP | AP50 |", "|---:|---:|", "| 12.0 ± 1.6 (3) | 31.0 ± 0.8 (3) |"]
     assert [line.count("|") for line in lines[:3]] == [3, 3, 3]
     assert r"12.0 $\pm$ 1.6 (3) & 31.0 $\pm$ 0.8 (3) \\" in tex
+
+
+def test_the_table_names_the_compute_its_runs_came_from(tmp_path):
+    """Runs of several machines are aggregated, and the table says so with how many runs each gave; one machine
+    is named once; a run that recorded nothing (older code) is counted as 'not recorded'."""
+    avx2 = {"torch": "2.4.1", "cpu_kernels": "AVX2", "threads": "2"}
+    avx512 = {"torch": "2.4.1", "cpu_kernels": "AVX512", "threads": "2", "onednn_isa": "AVX512_CORE"}
+    for seed, env in ((0, avx2), (1, avx2), (2, avx512)):
+        d = tmp_path / f"seed={seed}"
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}"]))
+        (d / "metrics.json").write_text(json.dumps({"complete": True, "code_version": code_version(),
+                                                    "compute": env, "metrics": {"final model": {"AP": 1.0 + seed}}}))
+    md, _ = build(tmp_path, "final model", ["AP"])
+    assert ("Compute: runs from 2 environments" in md and "torch 2.4.1, CPU kernels AVX2, 2 threads (2 runs)" in md
+            and "torch 2.4.1, CPU kernels AVX512, 2 threads, oneDNN ISA AVX512_CORE (1 run)" in md)
+    assert "| 2.0 ± 0.8 (3) |" in md  # aggregated all the same
+    (tmp_path / "seed=2" / "metrics.json").unlink()  # unfinished now: excluded, so one environment is left
+    md, _ = build(tmp_path, "final model", ["AP"])
+    assert "Compute: torch 2.4.1, CPU kernels AVX2, 2 threads (every run)." in md
+    _run(tmp_path, "old", ["seed=3"], {"AP": 1.0})  # an older run's metrics.json has no compute
+    md, _ = build(tmp_path, "sparse keymasks", ["AP"])
+    assert "Compute: not recorded (every run)." in md

@@ -17,6 +17,7 @@ from typing import Any
 
 import lightning as L
 
+from s2d.compute import compute_env
 from s2d.errors import ConfigError, S2DError
 from s2d.version import code_version
 
@@ -31,7 +32,7 @@ class RunStamp(L.Callback):
         self.config = config
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
-        checkpoint["s2d"] = {"config": self.config, "code_version": code_version()}
+        checkpoint["s2d"] = {"config": self.config, "code_version": code_version(), "compute": compute_env()}
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from s2d.data.sources import Dataset
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.stages.common import StageOutput, section
+from s2d.compute import compute_env
 from s2d.version import code_version
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ def run_keymasks(cfg: Any, run_dir: Path) -> dict:
         table = format_table(rows)
         print(table)
         atomic_write_json(run_dir / "metrics.json", {"stage": "keymasks", "config": section(cfg, "keymasks"),
-                                                      "metrics": rows, "complete": True, "code_version": code_version()})
+                                                      "metrics": rows, "complete": True, "code_version": code_version(),
+                                                      "compute": compute_env()})
         atomic_write_text(run_dir / "metrics.md", table)
         result["metrics"] = rows
     log.info("keymasks: overlays in %s", root / "overlays")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from s2d.compute import compute_env, describe
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.gains import gain_lines
@@ -100,9 +101,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if rank != 0:  # several tasks of one job ran the stages together; one of them scores and reports
         log.info("rank %d of %d: stages done, rank 0 writes the report", rank, world)
         return {"metrics": {}}
+    compute = compute_env()
     lines = [f"# s2d run `{cfg.run_id}`", "",
              f"Data: {len(ds)} videos from `{ds.root}` ({cfg.data.kind}); tracker `{cfg.tracker.kind}`; "
              f"masks `{cfg.masks.source}/{cfg.masks.features}`.", "",
+             f"Compute: {describe(compute)} (the learned stages' numbers depend on it: docs/RESULTS.md, "
+             "\"Reproducibility\").", "",
              "| stage | artifact | seconds |", "|---|---|---:|",
              f"| masks | `{masks_dir}` | {timings['masks']:.1f} |",
              f"| keymasks | `{km_dir}` | {timings['keymasks']:.1f} |"]
@@ -155,12 +159,13 @@ def run(cfg: Any, run_dir: Path) -> dict:
                                                             ("data", "masks", "tracker", "keymasks", "model",
                                                              "loss", "optim", "train", "distill", "label",
                                                              "final")},
-                                                 "complete": True, "code_version": code_version()}, indent=1)
+                                                 "complete": True, "code_version": code_version(),
+                                                 "compute": compute}, indent=1)
     if cfg.logger.wandb:
         from s2d.stages.loggers import log_report_to_wandb
 
         log_report_to_wandb(cfg, run_dir, metrics)
-    print("\n".join(lines[:8]))
+    print("\n".join(lines[:10]))
     if metrics:
         print(format_table(metrics))
     print(f"report: {run_dir / 'report.md'}  ({time.perf_counter() - t0:.0f} s)")

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from s2d.compute import compute_env
 from s2d.io.atomic import atomic_write_json
 from s2d.labelset import rle
 from s2d.labelset.types import Instance, Labelset, VideoLabels
@@ -56,7 +57,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if gt is not None:
         voids = {r.name: r.void for r in full if r.void is not None}  # type: ignore[union-attr]
         metrics = score(gt, pred, voids, cfg.eval.davis_jf, workers=cfg.eval.workers)
-        atomic_write_json(run_dir / "metrics.json", {"predictions": str(out), "metrics": metrics}, indent=1)
+        atomic_write_json(run_dir / "metrics.json", {"predictions": str(out), "metrics": metrics,
+                                                     "compute": compute_env()}, indent=1)
         table = format_table({out.name: metrics})
         print(table)
         result["metrics"] = metrics

@@ -4,7 +4,9 @@ Each finished run folder holds ``metrics.json`` (``"complete": true`` and the co
 ``.hydra/overrides.yaml``; the row is the run's overrides minus ``seed`` and minus the ones every run shares.
 Several seeds of one setting become mean ± std (n); two runs of the same setting AND seed are an error.
 Runs that are unfinished, or from another code version (unless ``table.any_version=true``), are excluded and
-listed under the table; a setting with no finished run shows "—".
+listed under the table; a setting with no finished run shows "—". Under the table, the compute the runs came from
+(``s2d.compute``): runs of several machines are aggregated, but the table says so, since their learned stages
+differ by about the spread across seeds.
 """
 from __future__ import annotations
 
@@ -15,13 +17,17 @@ from typing import Any
 import numpy as np
 import yaml
 
+from s2d.compute import describe
 from s2d.errors import S2DError
 from s2d.io.atomic import atomic_write_text
 from s2d.version import code_version
 
 
-def collect(root: Path, row: str, any_version: bool = True) -> tuple[list[tuple[dict, dict]], list[str]]:
-    runs, excluded = [], []
+def collect(root: Path, row: str, any_version: bool = True
+            ) -> tuple[list[tuple[dict, dict]], list[str], dict[str, int]]:
+    """-> (setting and metrics row per run folder, None where excluded; the excluded, with why; how many of the
+    included runs each compute environment produced)."""
+    runs, excluded, computes = [], [], {}
     for hydra_dir in sorted(root.rglob(".hydra")):
         run = hydra_dir.parent
         name = str(run.relative_to(root))
@@ -42,7 +48,9 @@ def collect(root: Path, row: str, any_version: bool = True) -> tuple[list[tuple[
             runs.append((setting, None))
             continue
         runs.append((setting, data["metrics"][row]))
-    return runs, excluded
+        env = describe(data.get("compute"))
+        computes[env] = computes.get(env, 0) + 1
+    return runs, excluded, computes
 
 
 def _fmt(vals: list[float]) -> str:
@@ -56,7 +64,7 @@ def _fmt(vals: list[float]) -> str:
 
 def build(root: Path, row: str, metrics: list[str], any_version: bool = True) -> tuple[str, str]:
     """-> (markdown, latex)."""
-    runs, excluded = collect(root, row, any_version)
+    runs, excluded, computes = collect(root, row, any_version)
     if not any(v is not None for _, v in runs):
         raise S2DError(f"{root}: no finished runs with a '{row}' row (excluded: {excluded[:10]})")
     keys = sorted({k for s, _ in runs for k in s} - {"seed"})
@@ -87,6 +95,12 @@ def build(root: Path, row: str, metrics: list[str], any_version: bool = True) ->
         tex.append(" & ".join(names + [v.replace("±", r"$\pm$").replace("—", "--") for v in vals]) + r" \\")
     tex += [r"\bottomrule", r"\end{tabular}"]
     text = "\n".join(md) + "\n"
+    if len(computes) == 1:
+        text += f"\nCompute: {next(iter(computes))} (every run).\n"
+    else:  # aggregated anyway (a sweep spread over a cluster), but a reader must know
+        text += ("\nCompute: runs from " + str(len(computes)) + " environments, whose learned stages differ by about "
+                 "the spread across seeds (docs/RESULTS.md, \"Reproducibility\"): "
+                 + "; ".join(f"{env} ({n} run{'s' if n > 1 else ''})" for env, n in sorted(computes.items())) + ".\n")
     if excluded:
         text += "\nExcluded: " + ", ".join(excluded) + "\n"
     if missing:
