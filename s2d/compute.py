@@ -1,40 +1,62 @@
 """The compute a run's numbers came from, recorded beside them.
 
 The same command on the same machine repeats every number. On another machine the learned stages differ by about
-the spread across seeds: PyTorch (ATen) and oneDNN choose their kernels, and with them the order of float sums, by
-the thread count and the CPU's instruction set, and on a GPU by the device. 1200 training steps amplify the last
-bit (docs/RESULTS.md, "Reproducibility", measures each switch). So every run's metrics.json and report name these,
-and ``s2d table`` says when the runs it aggregates came from more than one.
+the spread across seeds: ATen, oneDNN (convolutions) and MKL (matrix products) choose their kernels, and with them
+the order of float sums, by the thread count and the CPU's instruction set (MKL also by its vendor), and on a GPU
+by the device; 1200 training steps amplify the last bit (docs/RESULTS.md, "Reproducibility", measures each
+switch). So every run's metrics.json, checkpoints and report name these, and ``s2d table`` says when the runs it
+aggregates came from more than one.
 """
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform says; the vendor matters to MKL, whose
+    reproducible branches hold across Intel CPUs only, except MKL_CBWR=COMPATIBLE."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def compute_env() -> dict[str, str]:
-    """What picks the kernels of this process: torch version, ATen's CPU kernels (``ATEN_CPU_CAPABILITY`` if set,
-    else the best the CPU has), intra-op threads, oneDNN's instruction-set cap if set, the CUDA devices if any."""
+    """What picks the kernels of this process: torch version, the CPU, ATen's CPU kernels (``ATEN_CPU_CAPABILITY``
+    if set, else the best the CPU has), intra-op threads, oneDNN's instruction-set cap and MKL's reproducible
+    branch if set, the CUDA devices if any. Plain str values: checkpoints carry this dict."""
     import torch
 
     env = {"torch": str(torch.__version__),  # a TorchVersion: a class weights_only=True loading refuses
+           "cpu": cpu_name(),
            "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()),
            "threads": str(torch.get_num_threads())}
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
     if isa:
         env["onednn_isa"] = isa
+    if os.environ.get("MKL_CBWR"):
+        env["mkl_cbwr"] = os.environ["MKL_CBWR"]
     if torch.cuda.is_available():
         env["cuda"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     return env
 
 
 def describe(env: dict[str, str] | None) -> str:
-    """One line: 'torch 2.4.1, CPU kernels AVX2, 2 threads' (+ ', oneDNN ISA ...', ', CUDA ...')."""
+    """One line: 'torch 2.4.1, AMD EPYC, CPU kernels AVX2, 2 threads' (+ ', oneDNN ISA ...', ', MKL_CBWR ...',
+    ', CUDA ...')."""
     if not env:
         return "not recorded"
-    parts = [f"torch {env.get('torch', '?')}", f"CPU kernels {env.get('cpu_kernels', '?')}",
-             f"{env.get('threads', '?')} threads"]
+    parts = [f"torch {env.get('torch', '?')}"] + ([env["cpu"]] if env.get("cpu") else []) + \
+        [f"CPU kernels {env.get('cpu_kernels', '?')}", f"{env.get('threads', '?')} threads"]
     if env.get("onednn_isa"):
         parts.append(f"oneDNN ISA {env['onednn_isa']}")
+    if env.get("mkl_cbwr"):
+        parts.append(f"MKL_CBWR {env['mkl_cbwr']}")
     if env.get("cuda"):
         parts.append(f"CUDA {env['cuda']}")
     return ", ".join(parts)

@@ -64,7 +64,8 @@ def test_the_table_names_the_compute_its_runs_came_from(tmp_path):
     """Runs of several machines are aggregated, and the table says so with how many runs each gave; one machine
     is named once; a run that recorded nothing (older code) is counted as 'not recorded'."""
     avx2 = {"torch": "2.4.1", "cpu_kernels": "AVX2", "threads": "2"}
-    avx512 = {"torch": "2.4.1", "cpu_kernels": "AVX512", "threads": "2", "onednn_isa": "AVX512_CORE"}
+    avx512 = {"torch": "2.4.1", "cpu": "Intel Xeon", "cpu_kernels": "AVX512", "threads": "2",
+              "onednn_isa": "AVX512_CORE"}
     for seed, env in ((0, avx2), (1, avx2), (2, avx512)):
         d = tmp_path / f"seed={seed}"
         (d / ".hydra").mkdir(parents=True)
@@ -73,7 +74,7 @@ def test_the_table_names_the_compute_its_runs_came_from(tmp_path):
                                                     "compute": env, "metrics": {"final model": {"AP": 1.0 + seed}}}))
     md, _ = build(tmp_path, "final model", ["AP"])
     assert ("Compute: runs from 2 environments" in md and "torch 2.4.1, CPU kernels AVX2, 2 threads (2 runs)" in md
-            and "torch 2.4.1, CPU kernels AVX512, 2 threads, oneDNN ISA AVX512_CORE (1 run)" in md)
+            and "torch 2.4.1, Intel Xeon, CPU kernels AVX512, 2 threads, oneDNN ISA AVX512_CORE (1 run)" in md)
     assert "| 2.0 ± 0.8 (3) |" in md  # aggregated all the same
     (tmp_path / "seed=2" / "metrics.json").unlink()  # unfinished now: excluded, so one environment is left
     md, _ = build(tmp_path, "final model", ["AP"])
