@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s2d.compute import compute_env
 from s2d.data.sources import Dataset
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.stages.common import StageOutput, section
-from s2d.compute import compute_env
 from s2d.version import code_version
 
 log = logging.getLogger(__name__)
