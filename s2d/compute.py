@@ -42,7 +42,10 @@ def compute_env() -> dict[str, str]:
     if os.environ.get("MKL_CBWR"):
         env["mkl_cbwr"] = os.environ["MKL_CBWR"]
     if torch.cuda.is_available():
-        env["cuda"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+        # the device's name needs CUDA initialised: only where this process uses CUDA already (a GPU run, by the
+        # time it saves or reports), so that recording never creates a CUDA context in a CPU run
+        used = torch.cuda.get_device_name(0) if torch.cuda.is_initialized() else "not used by this process"
+        env["cuda"] = f"{torch.cuda.device_count()}x {used}"
     return env
 
 

@@ -11,7 +11,9 @@ def test_compute_env_reads_this_process_and_follows_the_thread_count(monkeypatch
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("MKL_CBWR", raising=False)
+    cuda_before = torch.cuda.is_initialized()
     env = compute_env()
+    assert torch.cuda.is_initialized() == cuda_before  # recording never initialises CUDA
     assert env["torch"] == torch.__version__ and env["threads"] == str(n) and env["cpu"] == cpu_name() != ""
     assert env["cpu_kernels"] == str(torch.backends.cpu.get_cpu_capability())
     assert "onednn_isa" not in env and "mkl_cbwr" not in env
