@@ -11,6 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 CONF_DIR = ROOT / "conf"
 
+# Under pytest-xdist (`pytest -n N`) the N workers share the cores: each worker and the runs it starts get its share
+# of OpenMP threads, since N workers spinning a thread per core each wait on one another. Set before torch loads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 
 @pytest.fixture(autouse=True)
 def _hygiene(monkeypatch):
@@ -100,3 +106,16 @@ def compose(tmp_path):
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def pytest_configure(config):
+    # pytest-xdist's load scheduler first hands each worker a quarter of its share in one block, which would give
+    # one worker every slow test (they come first, below); one test at a time balances the workers instead
+    if hasattr(config.option, "maxschedchunk") and config.option.maxschedchunk is None:
+        config.option.maxschedchunk = 1
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the slow tests first (stable otherwise): under `pytest -n N` the long whole-pipeline and DDP runs
+    then spread over the workers instead of finishing on one worker after the others are done."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
