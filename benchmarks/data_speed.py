@@ -3,11 +3,10 @@
     python benchmarks/data_speed.py                        # the embedded demo (4 videos x 24 frames, 160x120)
     python benchmarks/data_speed.py --davis ../shared/data/davis2016 --short-side 240
 
-Baseline: the data path before it was made cheaper: every frame decoded again for every clip
-(``train.frame_cache_mb=0``) and each clip's augmentation seeded with ``torch.manual_seed``. s2d: decoded frames
-kept in memory and the CPU generator seeded alone (``s2d.seeds.seed_torch``). Both run here, in this process,
-over the same clips (a dense labelset, 3 epochs); prints the time of each, the ratio, and whether every clip and
-every target is identical (must be).
+Baseline: every frame decoded again for every clip (``train.frame_cache_mb=0``). s2d: decoded frames kept in
+memory. Both run here, in this process, over the same clips (a dense labelset, 3 epochs); prints the time of
+each, the ratio, and whether every clip and every target is identical (must be). The augmentation alone:
+``benchmarks/augment_speed.py``.
 """
 from __future__ import annotations
 
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import torch
 
-import s2d.data.clips as clips
 from s2d.data.clips import AugmentConfig, ClipDataset
 from s2d.data.demo import DemoConfig, write_demo_dataset
 from s2d.data.sources import open_dataset
-from s2d.seeds import seed_torch
 
 
 def read_all(ds: ClipDataset, epochs: int) -> tuple[float, list]:
@@ -49,16 +46,14 @@ def main() -> None:
         labels = data.gt_labelset()
         aug = AugmentConfig()
 
-        clips.seed_torch = torch.manual_seed
         base_s, base = read_all(ClipDataset(data, labels, 3, "dense", augment=aug, frame_cache_mb=0), a.epochs)
-        clips.seed_torch = seed_torch
         ds = ClipDataset(data, labels, 3, "dense", augment=aug, frame_cache_mb=1024)
         new_s, new = read_all(ds, a.epochs)
     same = all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(base, new))
     n = len(base)
     print(f"{len(data.names)} videos, {n} clips ({a.epochs} epochs of {n // a.epochs}), crops {aug.size}")
-    print(f"baseline (no frame cache, torch.manual_seed) {base_s:7.2f} s  {n / base_s:7.1f} clips/s")
-    print(f"s2d (frame cache, seed_torch)                {new_s:7.2f} s  {n / new_s:7.1f} clips/s")
+    print(f"baseline (no frame cache) {base_s:7.2f} s  {n / base_s:7.1f} clips/s")
+    print(f"s2d (frame cache)          {new_s:7.2f} s  {n / new_s:7.1f} clips/s")
     print(f"speed-up {base_s / new_s:.2f}x   identical clips and targets: {same}   "
           f"frames decoded {ds.frame_cache.misses} of {ds.frame_cache.hits + ds.frame_cache.misses} read")
 

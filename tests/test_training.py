@@ -302,25 +302,6 @@ def test_short_videos_are_padded_deterministically():
     assert keymask_windows(v, 3) == [0]         # frames 0-2 all have a keymask; 3 breaks every later window
 
 
-def test_augmentation_is_clip_consistent_and_handles_clips_without_instances():
-    from s2d.data.clips import AugmentConfig, augment_clip
-
-    imgs = torch.rand(3, 3, 40, 50)
-    imgs[1:] = imgs[0]                       # three identical frames ...
-    masks = torch.zeros(2, 3, 40, 50)
-    masks[0, :, 10:20, 10:30] = 1
-    masks[1, :, 25:35, 5:15] = 1
-    cfg = AugmentConfig(size=(32, 40))
-    a, m = augment_clip(imgs, masks, cfg, seed=3)
-    assert a.shape == (3, 3, 32, 40) and m.shape == (2, 3, 32, 40)
-    assert torch.allclose(a[0], a[1]) and torch.allclose(a[0], a[2])   # ... stay identical: same parameters
-    assert torch.equal(m[:, 0], m[:, 2]) and m.sum() > 0
-    b, _ = augment_clip(imgs, masks, cfg, seed=3)
-    assert torch.equal(a, b)                 # a seed fixes everything
-    e, em = augment_clip(imgs, torch.zeros(0, 3, 40, 50), cfg, seed=3)
-    assert em.shape == (0, 3, 32, 40) and torch.equal(e, a)
-
-
 def test_backbone_weights_load_with_a_report_and_missing_keys_are_listed(tmp_path):
     import torchvision
 

@@ -1,4 +1,4 @@
-"""Training clips: frames + per-instance masks, with clip-consistent kornia augmentations.
+"""Training clips: frames + per-instance masks, with clip-consistent augmentation (s2d/data/augment.py).
 
 An item is (video, frame indices). Everything random about an item — fallback frames and augmentation
 parameters — is drawn from a generator seeded by (seed, epoch, item index), so the same item looks the same
@@ -14,42 +14,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from s2d.data.augment import AugmentConfig, augment_clip
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
 from s2d.data.frame_cache import FrameCache
 from s2d.data.sources import Dataset as VideoDataset
 from s2d.errors import VideoError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Labelset
-from s2d.seeds import item_seed, seed_torch
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    enabled: bool = True
-    crop_scale: tuple[float, float] = (0.6, 1.0)   # area fraction of the crop (the method: 600-720 px crops)
-    size: tuple[int, int] = (96, 128)              # output H, W (the method: short side 360/480)
-    flip: float = 0.5
-    brightness: float = 0.1                        # 0.9 - 1.1
-    contrast: float = 0.1
-    rotation: float = 15.0                         # degrees
-
-    @classmethod
-    def of(cls, train: Any) -> "AugmentConfig":
-        """From a ``train`` config section or a checkpoint's stamped copy of it (dict or OmegaConf node):
-        ``crop_size``, ``crop_scale`` and, when present, ``rotation``."""
-        kw = {"size": tuple(int(v) for v in train["crop_size"]),
-              "crop_scale": tuple(float(v) for v in train["crop_scale"])}
-        if "rotation" in train:
-            kw["rotation"] = float(train["rotation"])
-        return cls(**kw)
+from s2d.seeds import item_seed
 
 
 class ClipDataset(Dataset):
@@ -138,39 +116,6 @@ class ClipDataset(Dataset):
             imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))
         return {"clip": imgs, "targets": tgt, "known_empty": torch.tensor(known, dtype=torch.bool), "video": name,
                 "frames": frames, "index": index}
-
-
-_AUGMENTERS: dict[AugmentConfig, tuple] = {}
-
-
-def _augmenters(cfg: AugmentConfig):
-    """The kornia pipelines for a config, built once per process (building them costs more than applying)."""
-    if cfg not in _AUGMENTERS:
-        import kornia.augmentation as K
-
-        geo = K.AugmentationSequential(
-            K.RandomResizedCrop(cfg.size, scale=cfg.crop_scale, ratio=(0.75, 1.333), p=1.0),
-            K.RandomHorizontalFlip(p=cfg.flip),
-            K.RandomRotation(degrees=cfg.rotation, p=1.0),
-            data_keys=["input", "mask"], same_on_batch=True)
-        color = K.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast, p=1.0, same_on_batch=True)
-        _AUGMENTERS[cfg] = (geo, color)
-    return _AUGMENTERS[cfg]
-
-
-def augment_clip(imgs: torch.Tensor, masks: torch.Tensor, cfg: AugmentConfig, seed: int):
-    """imgs (T, 3, H, W), masks (N, T, H, W) -> the same random crop/resize/flip/rotation on every frame and
-    every mask, and the same brightness/contrast on every frame."""
-    T = imgs.shape[0]
-    aug, color = _augmenters(cfg)
-    with torch.random.fork_rng(devices=[]):
-        seed_torch(seed)
-        # kornia cannot warp a mask tensor with 0 channels: a clip without instances carries one dummy channel
-        n = len(masks)
-        m = masks.permute(1, 0, 2, 3) if n else torch.zeros(T, 1, *imgs.shape[-2:])  # (T, max(N, 1), H, W)
-        out_img, out_mask = aug(imgs, m)
-        out_img = color(out_img).clamp(0, 1)
-    return out_img, (out_mask.permute(1, 0, 2, 3)[:n] > 0.5).float()
 
 
 def collate(items: list[dict]) -> dict:
