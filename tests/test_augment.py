@@ -120,3 +120,22 @@ def test_a_mask_moves_with_its_object():
         bright = a[0, 0] > 0.5
         assert m[0, 0].bool().eq(bright).float().mean() > 0.99
         assert math.isclose(m.sum().item(), bright.sum().item(), rel_tol=0.05)
+
+
+def test_a_clip_is_the_same_on_any_thread_count():
+    """A data-loader worker runs on one thread and the main process on several: the clip must not depend on it
+    (the learned numbers would, through the last bits of every pixel)."""
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.rand(3, 3, 240, 427, generator=g)
+    masks = (torch.rand(2, 3, 240, 427, generator=g) > 0.5).float()
+    cfg = AugmentConfig(size=(192, 256))
+    before = torch.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out[n] = [augment_clip(imgs, masks, cfg, seed) for seed in range(4)]
+    finally:
+        torch.set_num_threads(before)
+    for (a, am), (b, bm) in zip(out[1], out[2]):
+        assert torch.equal(a, b) and torch.equal(am, bm)

@@ -107,8 +107,8 @@ class TrainSchema:
     max_steps: int = 1200              # per learning stage (the CPU demo schedule; experiment=paper: 32k)
     batch_size: int = 4                # global, over all processes
     clip_length: int = 3
-    # data-loader worker processes; a worker augments on one thread, which changes the last bits of the clips and so
-    # the learned numbers (docs/RESULTS.md, "Speed"): hold it fixed across the runs of a comparison
+    # data-loader worker processes: the clips and the learned numbers are the same with any count (a worker runs on
+    # one thread, and the augmentation does not depend on the thread count); on 2 cores 0 is fastest
     num_workers: int = 0
     # decoded training frames kept in memory, per process: a run reads every frame many times, and decoding it
     # again is a large share of a CPU step on small data (0: no cache). Data-loader workers are forked anew each
