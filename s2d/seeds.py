@@ -29,10 +29,9 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def seed_torch(seed: int) -> None:
     """Seed torch's global generators: the CPU one, CUDA's when CUDA is in use in this process, and MPS's.
 
-    ``torch.manual_seed`` gives the same CPU stream, but in a process that has not initialised CUDA (a CPU run,
-    a data-loader worker) it also queues a deferred seeding call for CUDA, XPU and MTIA, each with a formatted
-    copy of the Python stack: about 5 ms per call, paid once per training clip and once per step, and a queue
-    that grows for the whole run. Seeding CUDA only once it is initialised loses nothing: its generator is
+    ``torch.manual_seed`` gives the same CPU stream, but in a process that has not initialised CUDA (a CPU run)
+    it also queues a deferred seeding call for CUDA, XPU and MTIA, each with a formatted copy of the Python
+    stack: about 5 ms per call, paid once per training step, and a queue that grows for the whole run. Seeding CUDA only once it is initialised loses nothing: its generator is
     seeded afresh before every use that matters here (each training step), and then it is initialised."""
     import torch
 

@@ -3,9 +3,9 @@ and every mask in a single resampling, then one random brightness/contrast chang
 
 The geometric steps are composed into one affine matrix and warped once (kornia's ``warp_affine``), images and
 masks together in one call: kornia's chain of per-step modules (crop-resize, then flip, then rotate) costs
-2.3-3.9x as much on a 2-core machine (``python benchmarks/augment_speed.py``) and resamples the images twice. Parameters come
-from a numpy generator seeded by the caller (the clip's ``item_seed``), never from torch's global generator,
-so a clip is a pure function of (seed, epoch, item) in any process, worker or thread count.
+2.3-3.9x as much on a 2-core machine (``python benchmarks/augment_speed.py``) and resamples the images twice.
+Parameters come from a numpy generator seeded by the caller (the clip's ``item_seed``), never from torch's
+global generator, so a clip is a pure function of (seed, epoch, item) in any process, worker or thread count.
 
 Parameter distributions (torchvision's conventions):
   crop     area fraction ~ U(crop_scale), log aspect ratio (w/h) ~ U(log 3/4, log 4/3); 10 tries to fit the
