@@ -44,14 +44,16 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     from s2d.stages.common import section
     from s2d.stages.label import MODEL_MASK_REFINE, label_settings
 
-    off, on = compose("label.refine=false", "label.keep_iou=null"), compose("label.keep_iou=null")
+    plain = ("label.mask_score=false", "label.overlap_decay=false")  # tube ranking: test_rescore.py
+    off, on = compose("label.refine=false", "label.keep_iou=null", *plain), compose("label.keep_iou=null", *plain)
     # the section before the keys (keep_iou enters only when set: tests/test_label_keep.py)
-    before = {k: v for k, v in section(off, "label").items() if k not in ("refine", "keep_iou")}
+    before = {k: v for k, v in section(off, "label").items()
+              if k not in ("refine", "keep_iou", "mask_score", "overlap_decay")}
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": MODEL_MASK_REFINE}
     # the predictions' own key is final.refine: label.refine does not reach them
-    assert label_settings(compose("final.refine=false"), "predict") == before
-    assert label_settings(compose("label.refine=false", "label.keep_iou=null"), "predict") == {
+    assert label_settings(compose("final.refine=false", *plain), "predict") == before
+    assert label_settings(compose("label.refine=false", "label.keep_iou=null", *plain), "predict") == {
         **before, "refine": MODEL_MASK_REFINE}
     # sets refined the earlier way (the cut free to reach the whole mask, fingerprinted as True) are not reused
     assert fingerprint("label", 1, label_settings(on)) != fingerprint("label", 1, {**before, "refine": True})

@@ -166,6 +166,13 @@ class LabelSchema:
     # (s2d/inference/keep_labels.py), so that an object the teacher lost is still taught to the final model (demo,
     # 3 seeds: docs/RESULTS.md). null: the teacher's tubes only (experiment=paper, the method's dense labelset).
     keep_iou: Optional[float] = 0.5
+    # the score tubes are ranked by in the dense labelset and the final model's predictions
+    # (s2d/inference/rescore.py; thresholds and NMS still go by the foreground probability, so no mask changes):
+    # mask_score multiplies it by the mean mask probability inside the mask (Mask2Former's instance score),
+    # overlap_decay by the share of the tube's pixels no higher-ranked tube of its video covers.
+    # experiment=paper: false, false (VideoMask2Former ranks by the foreground probability)
+    mask_score: bool = False
+    overlap_decay: bool = False
 
 
 @dataclass

@@ -32,12 +32,20 @@ from s2d.models.video_mask2former import masks_at
 @dataclass
 class Tube:
     masks: dict[int, np.ndarray]  # frame -> (H, W) bool
-    scores: list[float]
+    scores: list[float]           # per window: the query's foreground probability
+    # per window: the query's mean mask probability inside its mask (``mask_quality``); empty: not measured
+    mask_scores: list[float] = field(default_factory=list)
     _rles: dict[int, rle.RLE] = field(default_factory=dict, repr=False)  # frame -> its mask's RLE, once encoded
 
     @property
     def score(self) -> float:
+        """The tube's foreground probability (mean over its windows): what thresholds and NMS go by."""
         return float(np.mean(self.scores))
+
+    @property
+    def mask_score(self) -> float:
+        """Mean mask probability inside the tube's masks over its windows; 1 where it was not measured."""
+        return float(np.mean(self.mask_scores)) if self.mask_scores else 1.0
 
     def rles(self, length: int) -> list[rle.RLE | None]:
         """Per-frame RLE (None where the tube has no mask) of a ``length``-frame video; each mask encoded once."""
@@ -47,9 +55,11 @@ class Tube:
         return [self._rles.get(t) for t in range(length)]
 
 
-def tube_instances(tubes: list[Tube], length: int) -> list[Instance]:
-    """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask)."""
-    return [Instance(tb.rles(length), tb.score) for tb in tubes]
+def tube_instances(tubes: list[Tube], length: int, scores: list[float] | None = None) -> list[Instance]:
+    """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask),
+    scored by ``scores`` (default: each tube's foreground probability; ``s2d.inference.rescore`` ranks otherwise)."""
+    scores = [tb.score for tb in tubes] if scores is None else scores
+    return [Instance(tb.rles(length), float(s)) for tb, s in zip(tubes, scores, strict=True)]
 
 
 def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -69,15 +79,20 @@ def _clip(frames: np.ndarray, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float, size: tuple[int, int],
-                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size`` and scores (K,) of queries >= score_thr."""
+                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size``, foreground scores (K,) of the queries
+    >= score_thr and their mask scores (K,): the mean mask probability over the pixels of the mask (Mask2Former's
+    instance score is the product of the two; 0 for an empty mask)."""
     out = model(_clip(frames, device))
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
     keep = torch.nonzero(scores >= score_thr).flatten()
     m = out["pred_masks"][0, keep]                                           # (K, T, h, w) on the padded grid
     if len(keep):  # back to the frames: resize to the padded input, crop the padding, resize to ``size``
         m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, getattr(model, "size_divisibility", 1))
-    return (m > 0).cpu().numpy(), scores[keep].cpu().numpy()
+    fg = m > 0                                                               # (K, T, H, W)
+    inside = fg.flatten(1).sum(1)                                            # (K,)
+    mask_scores = (m.sigmoid() * fg).flatten(1).sum(1) / inside.clamp(min=1)  # (K,)
+    return fg.cpu().numpy(), scores[keep].cpu().numpy(), mask_scores.cpu().numpy()
 
 
 def link_iou_pairwise(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> float:
@@ -159,7 +174,7 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
     prev: list[int] = []  # indices in ``tubes`` alive in the previous window
     prev_end = 0
     for s, e in _windows(T, window, overlap):
-        masks, scores = predict_window(model, frames[s:e], score_thr, (H, W), device)  # (K, w, H, W)
+        masks, scores, mask_scores = predict_window(model, frames[s:e], score_thr, (H, W), device)  # (K, w, H, W)
         shared = list(range(s, min(prev_end, e)))
         assigned: dict[int, int] = {}
         if shared and prev and len(masks):
@@ -176,6 +191,7 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
                 if t not in tubes[ti].masks and masks[k, j].any():
                     tubes[ti].masks[t] = masks[k, j]
             tubes[ti].scores.append(float(scores[k]))
+            tubes[ti].mask_scores.append(float(mask_scores[k]))
             alive.append(ti)
         prev, prev_end = alive, e
     tubes = [t for t in tubes if t.masks]

@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from s2d.data.clips import AugmentConfig
 from s2d.inference.scale import input_scale
+from s2d.inference.rescore import ranking_scores
 from s2d.inference.video_predict import predict_video, tube_instances
 from s2d.labelset.types import VideoLabels
 from s2d.lit.params import DistillParams
@@ -152,8 +153,11 @@ class DistillationModule(L.LightningModule):
     def validation_step(self, item: dict, batch_idx: int) -> None:
         """One whole video (``s2d.data.whole_videos``): the teacher's tubes against its ground truth."""
         gt = item["gt"]
-        pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], tube_instances(self.val_tubes(item),
-                                                                                      len(item["frames"])), gt.id)
+        v = self.hparams.val or {}
+        tubes = self.val_tubes(item)
+        scores = ranking_scores(tubes, v.get("mask_score", False), v.get("overlap_decay", False))
+        pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], tube_instances(tubes, len(item["frames"]),
+                                                                                      scores), gt.id)
         self.val_ap.update(pred, gt)
 
     def val_tubes(self, item: dict) -> list:

@@ -23,6 +23,8 @@ VERSION = 1
 # and to 60.8 with the final stage trained again on labels refined so (3 seeds, docs/RESULTS.md). Enters the
 # fingerprint of every stage it refines.
 MODEL_MASK_REFINE = {"band": 8, "iters": 3, "keep_core": True}
+# settings that change how tubes are ranked (``s2d.inference.rescore``), not which masks they hold
+RANKING_KEYS = ("mask_score", "overlap_decay")
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
@@ -56,7 +58,7 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
     for (i, t), m in zip(jobs, refined):
         if m.any():
             per_tube[i][t] = m
-    return [Tube(masks, tb.scores) for tb, masks in zip(tubes, per_tube) if masks]
+    return [Tube(masks, tb.scores, tb.mask_scores) for tb, masks in zip(tubes, per_tube) if masks]
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
@@ -67,6 +69,7 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
     from s2d.inference.keep_labels import keep_missed
+    from s2d.inference.rescore import ranking_scores
 
     lab = cfg.label
 
@@ -77,7 +80,7 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
         if refine:
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
-        out.instances = tube_instances(tubes, len(frames))
+        out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay))
         if previous is not None and lab.keep_iou is not None:
             out.instances += keep_missed(out, previous[r.name], lab.keep_iou, score_thr)
         return out
@@ -97,6 +100,9 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
     their fingerprints."""
     lab = section(cfg, "label")
     lab.pop("refine", None)
+    for key in RANKING_KEYS:  # present only when on, like refine
+        if not lab.get(key):
+            lab.pop(key, None)
     if refines(cfg, stage):
         lab["refine"] = dict(MODEL_MASK_REFINE)
     if stage != "label" or lab.get("keep_iou") is None:  # only the dense labelset keeps earlier labels
@@ -110,11 +116,16 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
     learned from (the keymasks; the last round's dense labelset in later rounds), kept where the teacher misses
     them when ``label.keep_iou`` is set."""
     keep = previous if cfg.label.keep_iou is not None else None
-    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), label_settings(cfg),
-                     *([keep[1]] if keep is not None else []))
-    root = artifact_dir(cfg, "label", fp)
+    settings = label_settings(cfg)
+    ranking = {k: settings.pop(k) for k in RANKING_KEYS if k in settings}
+    fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), settings, *([keep[1]] if keep is not None else []))
+    # The ranking keys change the instances' scores, never a mask, and training reads the masks only
+    # (tests/test_rescore.py): the labelset's folder is named by every setting, the fingerprint a model trained
+    # on it inherits by the masks' settings, so ranking another way re-ranks without training again.
+    folder_fp = fingerprint(fp, ranking) if ranking else fp
+    root = artifact_dir(cfg, "label", folder_fp)
     model, crop = load_model(cfg, ckpt, "teacher")
-    labels = predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", fp, root,
+    labels = predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", folder_fp, root,
                          refine=refines(cfg, "label"), previous=keep[0] if keep else None)
     if keep is not None:
         kept = [v.name for v in labels for i in v.instances if i.extra.get("kept")]

@@ -1,0 +1,150 @@
+"""Ranking scores of tubes: Mask2Former's mask score and the overlap decay (s2d/inference/rescore.py)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from s2d.inference.rescore import exclusive_share, ranking_scores
+from s2d.inference.video_predict import Tube, predict_video, predict_window, tube_instances
+
+
+def _mask(h: int, w: int, ys: slice, xs: slice) -> np.ndarray:
+    m = np.zeros((h, w), bool)
+    m[ys, xs] = True
+    return m
+
+
+def test_exclusive_share_hand_computed():
+    a = _mask(4, 4, slice(0, 2), slice(0, 4))                    # 8 px
+    b = _mask(4, 4, slice(1, 3), slice(0, 2))                    # 4 px, 2 of them inside a
+    c = _mask(4, 4, slice(3, 4), slice(0, 4))                    # 4 px, disjoint from a and b
+    tubes = [Tube({0: a}, [0.9]), Tube({0: b, 1: b}, [0.8]), Tube({0: c}, [0.7])]
+    # b: frame 0 has 2 of its 4 px under a, frame 1 none of 4 -> 1 - 2/8
+    assert exclusive_share(tubes, [0, 1, 2]).tolist() == [1.0, 0.75, 1.0]
+    # b first: a loses the 2 px b covers (1 - 2/8); c is disjoint from both whatever the order
+    assert exclusive_share(tubes, [1, 0, 2]).tolist() == [0.75, 1.0, 1.0]
+    # the union of everything ranked above counts: d is covered half by a, half by c
+    d = _mask(4, 4, slice(1, 4), slice(3, 4))                    # rows 1..3 of the last column: 3 px
+    tubes.append(Tube({0: d}, [0.1]))
+    assert exclusive_share(tubes, [0, 2, 3])[3] == pytest.approx(1 - 2 / 3)  # row 1 under a, row 3 under c
+    assert exclusive_share([Tube({0: np.zeros((4, 4), bool)}, [0.5])], [0])[0] == 0.0  # no pixels, no share
+
+
+def test_ranking_scores_default_is_the_foreground_probability():
+    a, b = _mask(4, 4, slice(0, 2), slice(0, 4)), _mask(4, 4, slice(0, 1), slice(0, 4))
+    tubes = [Tube({0: a}, [0.9, 0.7], [0.5, 0.5]), Tube({0: b}, [0.6], [0.9])]
+    assert ranking_scores(tubes) == [pytest.approx(0.8), 0.6]
+    assert [i.score for i in tube_instances(tubes, 1)] == ranking_scores(tubes)
+    assert ranking_scores(tubes, mask_score=True) == [pytest.approx(0.4), pytest.approx(0.54)]
+    # b lies inside a: with the decay it has nothing of its own left
+    assert ranking_scores(tubes, overlap_decay=True) == [pytest.approx(0.8), 0.0]
+    # ranked by mask score first, b comes first and a loses the 4 of its 8 px that b covers
+    assert ranking_scores(tubes, mask_score=True, overlap_decay=True) == [pytest.approx(0.2), pytest.approx(0.54)]
+    assert Tube({0: a}, [0.5]).mask_score == 1.0                 # not measured: neutral
+
+
+def test_a_duplicate_ranks_below_another_videos_object_only_with_the_decay():
+    obj = _mask(8, 8, slice(0, 4), slice(0, 4))
+    dup = _mask(8, 8, slice(0, 4), slice(0, 3))                  # a fragment of the same object, 12 of its 16 px
+    video1 = [Tube({0: obj, 1: obj}, [0.95]), Tube({0: dup, 1: dup}, [0.9])]
+    other = [Tube({0: _mask(8, 8, slice(4, 8), slice(4, 8))}, [0.6])]  # a true object of another video
+    plain = ranking_scores(video1) + ranking_scores(other)
+    decayed = ranking_scores(video1, overlap_decay=True) + ranking_scores(other, overlap_decay=True)
+    assert plain[1] > plain[2] and decayed[1] < decayed[2]
+    assert decayed[0] == plain[0] and decayed[2] == plain[2]     # tubes nothing covers keep their score
+
+
+class FullResolutionModel(torch.nn.Module):
+    """One query (foreground probability softmax([1, -1])[0]) whose mask logits are given at frame size, so
+    that the resize back to the frames changes nothing and the mask score is hand-computable."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.logits = logits                                      # (T, H, W)
+
+    def forward(self, clips):
+        B, T = clips.shape[:2]
+        return {"pred_logits": torch.tensor([[[1.0, -1.0]]]).expand(B, -1, -1),
+                "pred_masks": self.logits[None, None, :T].expand(B, 1, -1, -1, -1)}
+
+
+def test_mask_score_is_the_mean_probability_inside_the_mask():
+    logits = torch.full((2, 4, 4), -3.0)
+    logits[0, 0, :2] = 2.0                                       # 2 px at sigmoid(2)
+    logits[1, 0, :2] = 0.5                                       # 2 px at sigmoid(0.5); the rest outside the mask
+    frames = np.zeros((2, 4, 4, 3), np.uint8)
+    masks, scores, mask_scores = predict_window(FullResolutionModel(logits), frames, 0.5, (4, 4))
+    sig = lambda x: 1 / (1 + math.exp(-x))                      # noqa: E731
+    assert masks.sum() == 4 and scores[0] == pytest.approx(sig(2.0))  # softmax of (1, -1) = sigmoid(2)
+    assert mask_scores[0] == pytest.approx((sig(2.0) + sig(0.5)) / 2, rel=1e-6)
+    tube = predict_video(FullResolutionModel(logits), frames, 0.5, nms_iou=None)[0]
+    assert tube.mask_scores == [pytest.approx(mask_scores[0])]
+    assert ranking_scores([tube], mask_score=True)[0] == pytest.approx(sig(2.0) * mask_scores[0], rel=1e-6)
+    empty = torch.full((2, 4, 4), -3.0)                           # a query with no pixel scores 0, not NaN
+    assert predict_window(FullResolutionModel(empty), frames, 0.5, (4, 4))[2].tolist() == [0.0]
+
+
+def test_ranking_keys_enter_the_fingerprints_only_when_on(compose):
+    from s2d.stages.label import label_settings
+
+    plain = compose("label.mask_score=false", "label.overlap_decay=false")
+    both = compose("label.mask_score=true", "label.overlap_decay=true")
+    for stage in ("label", "predict"):
+        assert "mask_score" not in label_settings(plain, stage) and "overlap_decay" not in label_settings(plain, stage)
+        assert {k: v for k, v in label_settings(both, stage).items() if k not in ("mask_score", "overlap_decay")} \
+            == label_settings(plain, stage)
+        assert label_settings(both, stage)["mask_score"] is True and label_settings(both, stage)["overlap_decay"]
+
+
+def test_ranking_renames_the_labelset_folder_but_not_what_training_inherits(compose, tiny_demo, tmp_path,
+                                                                         monkeypatch):
+    """label.compute with the ranking keys off and on: two folders (their scores differ), one fingerprint for a
+    model trained on them (their masks do not)."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.sources import open_dataset
+    from s2d.stages import label
+    from tests.test_inference_scale import LeftHalfModel
+
+    ds = open_dataset("ytvis", tiny_demo)
+    ckpt = tmp_path / "teacher.ckpt"
+    ckpt.write_bytes(b"weights")  # only hashed: the model comes from the stand-in below
+    monkeypatch.setattr(label, "load_model", lambda cfg, path, which="teacher": (
+        LeftHalfModel(), AugmentConfig(size=(64, 80), crop_scale=(1.0, 1.0))))
+    outs = {}
+    for on in (False, True):
+        cfg = compose("progress=false", "label.refine=false", "label.keep_iou=null", f"label.mask_score={on}",
+                      f"label.overlap_decay={on}")
+        outs[on] = label.compute(cfg, ds, ckpt, "data-fp")
+    assert outs[False].folder != outs[True].folder and outs[False].fingerprint == outs[True].fingerprint
+    for a, b in zip(outs[False].labels, outs[True].labels):
+        assert [i.segmentations for i in a.instances] == [i.segmentations for i in b.instances]
+
+
+def test_training_clips_do_not_read_instance_scores(sparse_data):
+    """What lets a model trained on a labelset ignore how it was ranked (label.compute): the same masks with
+    other scores give the same training clips, tensor for tensor."""
+    import copy
+
+    from s2d.data.clips import AugmentConfig, ClipDataset
+
+    ds, labels = sparse_data
+    rescored = copy.deepcopy(labels)
+    for v in rescored:
+        for k, inst in enumerate(v.instances):
+            inst.score = 0.01 * (k + 1)
+    assert [i.score for v in labels for i in v.instances] != [i.score for v in rescored for i in v.instances]
+    for mode in ("sparse", "dense"):
+        a = ClipDataset(ds, labels, 3, mode, augment=AugmentConfig(size=(48, 64)), seed=2)
+        b = ClipDataset(ds, rescored, 3, mode, augment=AugmentConfig(size=(48, 64)), seed=2)
+        assert len(a) == len(b)
+        for i in range(len(a)):
+            x, y = a[i], b[i]
+            assert x.keys() == y.keys()
+            for key in x:
+                if isinstance(x[key], torch.Tensor):
+                    assert torch.equal(x[key], y[key]), (mode, i, key)
+                else:
+                    assert x[key] == y[key], (mode, i, key)
