@@ -33,7 +33,7 @@ from s2d.models.video_mask2former import masks_at
 class Tube:
     masks: dict[int, np.ndarray]  # frame -> (H, W) bool
     scores: list[float]           # per window: the query's foreground probability
-    # per window: the query's mean mask probability inside its mask (``mask_quality``); empty: not measured
+    # per window: the query's mean mask probability inside its mask (``label.mask_score``); empty: not measured
     mask_scores: list[float] = field(default_factory=list)
     _rles: dict[int, rle.RLE] = field(default_factory=dict, repr=False)  # frame -> its mask's RLE, once encoded
 
