@@ -148,3 +148,13 @@ def test_training_clips_do_not_read_instance_scores(sparse_data):
                     assert torch.equal(x[key], y[key]), (mode, i, key)
                 else:
                     assert x[key] == y[key], (mode, i, key)
+
+
+def test_the_report_says_how_tubes_were_ranked(compose):
+    from s2d.stages.pipeline import _ranking_sentence
+
+    assert _ranking_sentence(compose("label.overlap_decay=false")) == \
+        "The learned stages' tubes are ranked by foreground probability."
+    both = _ranking_sentence(compose("label.mask_score=true", "label.overlap_decay=true"))
+    assert "`label.mask_score`" in both and "`label.overlap_decay`" in both
+    assert "`label.overlap_decay`" not in _ranking_sentence(compose("experiment=paper"))

@@ -30,6 +30,16 @@ def _gain_steps(rounds: list[dict], has_final: bool) -> list[tuple[str, str, str
     return steps
 
 
+def _ranking_sentence(cfg: Any) -> str:
+    """How the learned stages' tubes are ranked (``s2d.inference.rescore``): AP depends on it, so the report says."""
+    how = ["foreground probability"]
+    if cfg.label.mask_score:
+        how.append("mean mask probability inside the mask (`label.mask_score`)")
+    if cfg.label.overlap_decay:
+        how.append("share of the tube's pixels no higher-ranked tube of its video covers (`label.overlap_decay`)")
+    return "The learned stages' tubes are ranked by " + " x ".join(how) + "."
+
+
 def _curves(run_dir: Path, stages: list[str]) -> list[str]:
     """Report section: one learning-curve picture per learning stage, from its CSV logs."""
     from s2d.report.curves import plot_curves, read_curves
@@ -137,7 +147,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
         lines += ["## Class-agnostic results against the ground truth", "",
                   "Video AP/AR over tubes (YouTube-VIS protocol, 128²/256² area bounds) and DAVIS-2017 "
                   "unsupervised J&F, in %. The first row scores every frame on its own (single-frame masks "
-                  "have no identity across frames); — = undefined (no object in that area range).", "",
+                  "have no identity across frames); — = undefined (no object in that area range). "
+                  f"{_ranking_sentence(cfg)}", "",
                   format_table(metrics), "", "![metrics](metrics.png)", ""]
         bar_plot(run_dir / "metrics.png", metrics, ("AP", "AP50", "AP75", "AR10", "J&F-Mean"))
         gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
