@@ -31,8 +31,9 @@ def seed_torch(seed: int) -> None:
 
     ``torch.manual_seed`` gives the same CPU stream, but in a process that has not initialised CUDA (a CPU run)
     it also queues a deferred seeding call for CUDA, XPU and MTIA, each with a formatted copy of the Python
-    stack: about 5 ms per call, paid once per training step, and a queue that grows for the whole run. Seeding CUDA only once it is initialised loses nothing: its generator is
-    seeded afresh before every use that matters here (each training step), and then it is initialised."""
+    stack: about 5 ms per call, paid once per training step, and a queue that grows for the whole run. Seeding
+    CUDA only once it is initialised loses nothing: its generator is seeded afresh before every use that matters
+    here (each training step), and then it is initialised."""
     import torch
 
     torch.default_generator.manual_seed(int(seed))

@@ -76,15 +76,17 @@ def test_mask_score_is_the_mean_probability_inside_the_mask():
     logits[0, 0, :2] = 2.0                                       # 2 px at sigmoid(2)
     logits[1, 0, :2] = 0.5                                       # 2 px at sigmoid(0.5); the rest outside the mask
     frames = np.zeros((2, 4, 4, 3), np.uint8)
-    masks, scores, mask_scores = predict_window(FullResolutionModel(logits), frames, 0.5, (4, 4))
+    assert predict_window(FullResolutionModel(logits), frames, 0.5, (4, 4))[2] is None  # measured only when asked
+    masks, scores, mask_scores = predict_window(FullResolutionModel(logits), frames, 0.5, (4, 4), mask_scores=True)
     sig = lambda x: 1 / (1 + math.exp(-x))                      # noqa: E731
     assert masks.sum() == 4 and scores[0] == pytest.approx(sig(2.0))  # softmax of (1, -1) = sigmoid(2)
     assert mask_scores[0] == pytest.approx((sig(2.0) + sig(0.5)) / 2, rel=1e-6)
-    tube = predict_video(FullResolutionModel(logits), frames, 0.5, nms_iou=None)[0]
+    assert predict_video(FullResolutionModel(logits), frames, 0.5, nms_iou=None)[0].mask_scores == []
+    tube = predict_video(FullResolutionModel(logits), frames, 0.5, nms_iou=None, mask_scores=True)[0]
     assert tube.mask_scores == [pytest.approx(mask_scores[0])]
     assert ranking_scores([tube], mask_score=True)[0] == pytest.approx(sig(2.0) * mask_scores[0], rel=1e-6)
     empty = torch.full((2, 4, 4), -3.0)                           # a query with no pixel scores 0, not NaN
-    assert predict_window(FullResolutionModel(empty), frames, 0.5, (4, 4))[2].tolist() == [0.0]
+    assert predict_window(FullResolutionModel(empty), frames, 0.5, (4, 4), mask_scores=True)[2].tolist() == [0.0]
 
 
 def test_ranking_keys_enter_the_fingerprints_only_when_on(compose):

@@ -79,10 +79,11 @@ def _clip(frames: np.ndarray, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float, size: tuple[int, int],
-                   device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   device: str = "cpu", mask_scores: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size``, foreground scores (K,) of the queries
-    >= score_thr and their mask scores (K,): the mean mask probability over the pixels of the mask (Mask2Former's
-    instance score is the product of the two; 0 for an empty mask)."""
+    >= score_thr and, with ``mask_scores``, their mask scores (K,): the mean mask probability over the pixels of the
+    mask (Mask2Former's instance score is the product of the two; 0 for an empty mask), else None. Asked for only
+    when ranked by: a sigmoid over every mask at frame size costs 10x the masks' thresholding."""
     out = model(_clip(frames, device))
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
     keep = torch.nonzero(scores >= score_thr).flatten()
@@ -90,9 +91,11 @@ def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float
     if len(keep):  # back to the frames: resize to the padded input, crop the padding, resize to ``size``
         m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, getattr(model, "size_divisibility", 1))
     fg = m > 0                                                               # (K, T, H, W)
-    inside = fg.flatten(1).sum(1)                                            # (K,)
-    mask_scores = (m.sigmoid() * fg).flatten(1).sum(1) / inside.clamp(min=1)  # (K,)
-    return fg.cpu().numpy(), scores[keep].cpu().numpy(), mask_scores.cpu().numpy()
+    quality = None
+    if mask_scores:
+        inside = fg.flatten(1).sum(1)                                        # (K,)
+        quality = ((m.sigmoid() * fg).flatten(1).sum(1) / inside.clamp(min=1)).cpu().numpy()  # (K,)
+    return fg.cpu().numpy(), scores[keep].cpu().numpy(), quality
 
 
 def link_iou_pairwise(a: Tube, b_masks: np.ndarray, frames: list[int], offset: int) -> float:
@@ -162,11 +165,12 @@ def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
 
 def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
                   overlap: int = 2, link_iou: float = 0.5, nms_iou: float | None = 0.75,
-                  device: str | None = None, scale: float = 1.0) -> list[Tube]:
+                  device: str | None = None, scale: float = 1.0, mask_scores: bool = False) -> list[Tube]:
     """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one.
 
     ``device``: where the clips go (default: where the model's weights are). ``scale``: the model sees the frames
-    resized by this factor (``s2d.inference.scale``); masks are (H, W)."""
+    resized by this factor (``s2d.inference.scale``); masks are (H, W). ``mask_scores``: measure each tube's mask
+    score (``Tube.mask_scores``, for ``label.mask_score``)."""
     device = device or model_device(model)
     T, H, W = frames.shape[:3]
     frames = resize_frames(frames, scale)
@@ -174,7 +178,8 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
     prev: list[int] = []  # indices in ``tubes`` alive in the previous window
     prev_end = 0
     for s, e in _windows(T, window, overlap):
-        masks, scores, mask_scores = predict_window(model, frames[s:e], score_thr, (H, W), device)  # (K, w, H, W)
+        masks, scores, quality = predict_window(model, frames[s:e], score_thr, (H, W), device,  # (K, w, H, W)
+                                                mask_scores)
         shared = list(range(s, min(prev_end, e)))
         assigned: dict[int, int] = {}
         if shared and prev and len(masks):
@@ -191,7 +196,8 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
                 if t not in tubes[ti].masks and masks[k, j].any():
                     tubes[ti].masks[t] = masks[k, j]
             tubes[ti].scores.append(float(scores[k]))
-            tubes[ti].mask_scores.append(float(mask_scores[k]))
+            if quality is not None:
+                tubes[ti].mask_scores.append(float(quality[k]))
             alive.append(ti)
         prev, prev_end = alive, e
     tubes = [t for t in tubes if t.masks]

@@ -153,20 +153,25 @@ class DistillationModule(L.LightningModule):
     def validation_step(self, item: dict, batch_idx: int) -> None:
         """One whole video (``s2d.data.whole_videos``): the teacher's tubes against its ground truth."""
         gt = item["gt"]
-        v = self.hparams.val or {}
+        v = self.val_settings()
         tubes = self.val_tubes(item)
-        scores = ranking_scores(tubes, v.get("mask_score", False), v.get("overlap_decay", False))
+        scores = ranking_scores(tubes, v["mask_score"], v["overlap_decay"])
         pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], tube_instances(tubes, len(item["frames"]),
                                                                                       scores), gt.id)
         self.val_ap.update(pred, gt)
 
-    def val_tubes(self, item: dict) -> list:
+    def val_settings(self) -> dict:
+        """The inference settings validation uses: ``val`` over the defaults of a module built without it."""
         crop = AugmentConfig()  # the default training crops, for a module built without them in ``val``
-        v = {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
-             "crop_size": crop.size, "crop_scale": crop.crop_scale, **(self.hparams.val or {})}
+        return {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
+                "crop_size": crop.size, "crop_scale": crop.crop_scale, "mask_score": False, "overlap_decay": False,
+                **(self.hparams.val or {})}
+
+    def val_tubes(self, item: dict) -> list:
+        v = self.val_settings()
         scale = input_scale(item["frames"].shape[1:3], AugmentConfig.of(v), v["input_scale"])
         return predict_video(self.teacher, item["frames"], v["score_thr"], v["window"], v["overlap"],
-                             v["link_iou"], v["nms_iou"], device=self.device, scale=scale)
+                             v["link_iou"], v["nms_iou"], device=self.device, scale=scale, mask_scores=v["mask_score"])
 
     def on_validation_epoch_end(self) -> None:
         stats = self.val_ap.compute()  # gathers every rank's videos, each counted once

@@ -76,7 +76,8 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
-        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale)
+        tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale,
+                              mask_scores=lab.mask_score)
         if refine:
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
