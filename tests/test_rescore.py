@@ -103,8 +103,9 @@ def test_ranking_keys_enter_the_fingerprints_only_when_on(compose):
 
 def test_ranking_renames_the_labelset_folder_but_not_what_training_inherits(compose, tiny_demo, tmp_path,
                                                                          monkeypatch):
-    """label.compute with the ranking keys off and on: two folders (their scores differ), one fingerprint for a
-    model trained on them (their masks do not)."""
+    """label.compute with the ranking keys off and on: two folders (their scores differ); with hard class targets
+    (final.score_targets=false) one fingerprint for a model trained on them (their masks do not), with the scores
+    as class targets (the default) two."""
     from s2d.data.clips import AugmentConfig
     from s2d.data.sources import open_dataset
     from s2d.stages import label
@@ -118,16 +119,23 @@ def test_ranking_renames_the_labelset_folder_but_not_what_training_inherits(comp
     outs = {}
     for on in (False, True):
         cfg = compose("progress=false", "label.refine=false", "label.keep_iou=null", f"label.mask_score={on}",
-                      f"label.overlap_decay={on}")
+                      f"label.overlap_decay={on}", "final.score_targets=false")
         outs[on] = label.compute(cfg, ds, ckpt, "data-fp")
     assert outs[False].folder != outs[True].folder and outs[False].fingerprint == outs[True].fingerprint
     for a, b in zip(outs[False].labels, outs[True].labels):
         assert [i.segmentations for i in a.instances] == [i.segmentations for i in b.instances]
+    # scores taught as class targets (final.score_targets): the ranking reaches the model, and its fingerprint
+    taught = {on: label.compute(compose("progress=false", "label.refine=false", "label.keep_iou=null",
+                                        f"label.mask_score={on}", f"label.overlap_decay={on}",
+                                        "final.score_targets=true"), ds, ckpt, "data-fp") for on in (False, True)}
+    assert taught[False].fingerprint != taught[True].fingerprint
+    assert taught[False].fingerprint == outs[False].fingerprint   # nothing re-ranked: the masks' fingerprint
+    assert taught[True].folder == outs[True].folder               # the same labelset, reused
 
 
 def test_training_clips_do_not_read_instance_scores(sparse_data):
-    """What lets a model trained on a labelset ignore how it was ranked (label.compute): the same masks with
-    other scores give the same training clips, tensor for tensor."""
+    """What lets a model trained with hard class targets (final.score_targets=false) ignore how its labelset was
+    ranked (label.compute): the same masks with other scores give the same training clips, tensor for tensor."""
     import copy
 
     from s2d.data.clips import AugmentConfig, ClipDataset
@@ -150,6 +158,43 @@ def test_training_clips_do_not_read_instance_scores(sparse_data):
                     assert torch.equal(x[key], y[key]), (mode, i, key)
                 else:
                     assert x[key] == y[key], (mode, i, key)
+
+
+def test_score_targets_give_the_dense_clips_their_instances_scores(sparse_data, compose, tmp_path):
+    """final.score_targets: each dense clip carries the labelset scores of the instances it has targets for, in
+    their order (clamped to [0, 1]); sparse clips (keymasks) never do; the final stage alone changes folder."""
+    import copy
+
+    from s2d.data.clips import AugmentConfig, ClipDataset, collate
+    from s2d.stages.distill import checkpoint_dir
+
+    ds, labels = sparse_data
+    rescored = copy.deepcopy(labels)
+    for v in rescored:
+        for k, inst in enumerate(v.instances):
+            inst.score = 0.2 * k + 0.1
+        v.instances[0].score = 1.7                       # a score above 1 (a foreign labelset) is taught as 1
+    aug = AugmentConfig(size=(48, 64))
+    dense = ClipDataset(ds, rescored, 3, "dense", augment=aug, seed=2, score_targets=True)
+    plain = ClipDataset(ds, rescored, 3, "dense", augment=aug, seed=2)
+    checked = 0
+    for i in range(len(dense)):
+        item, ref = dense[i], plain[i]
+        assert torch.equal(item["targets"], ref["targets"]) and "target_scores" not in ref
+        v = rescored[item["video"]]
+        want = [min(inst.score, 1.0) for inst in v.instances
+                if any(inst.segmentations[t] is not None for t in item["frames"])]
+        assert item["target_scores"].tolist() == pytest.approx(want) and len(want) == len(item["targets"])
+        checked += len(want) > 1
+    assert checked > 0
+    assert "target_scores" not in ClipDataset(ds, rescored, 3, "sparse", augment=aug, score_targets=True)[0]
+    batch = collate([dense[0], dense[1]])
+    assert [t.tolist() for t in batch["target_scores"]] == [dense[0]["target_scores"].tolist(),
+                                                            dense[1]["target_scores"].tolist()]
+    on, off = compose(), compose("final.score_targets=false")
+    assert on.final.score_targets and not compose("experiment=paper").final.score_targets   # the method: hard
+    assert checkpoint_dir(on, tmp_path, "final", "fp", "dense") != checkpoint_dir(off, tmp_path, "final", "fp", "dense")
+    assert checkpoint_dir(on, tmp_path, "distill", "fp") == checkpoint_dir(off, tmp_path, "distill", "fp")
 
 
 def test_the_report_says_how_tubes_were_ranked(compose):

@@ -96,6 +96,35 @@ def test_known_empty_frames_are_taught_per_target():
         assert float(tf[k]) + float(ft[k]) == pytest.approx(float(taught[k]) + float(dropped[k]), rel=1e-5)
 
 
+def test_soft_class_targets_hand_computed():
+    """final.score_targets: a matched query is taught P(object) = its target's score, the others no-object at
+    weight 0.1, as in the hard case. Query 0 matched to target 1 (score 0.3), query 2 to target 0 (score 0.9),
+    query 1 unmatched; scores of 1 give the hard loss exactly."""
+    import math
+
+    logits = torch.tensor([[[0.5, -0.5], [1.0, 2.0], [-1.0, 0.25]]])           # (1, 3, 2)
+    masks = torch.zeros(1, 3, 2, 4, 4)
+    tgt = [torch.zeros(2, 2, 4, 4)]
+    idx = [(torch.tensor([0, 2]), torch.tensor([1, 0]))]
+    crit = VideoSetCriterion(num_points=16)
+
+    def logp(a, b):  # log-softmax of the two logits (object, no-object)
+        z = math.log(math.exp(a) + math.exp(b))
+        return a - z, b - z
+
+    (o0, n0), (o1, n1), (o2, n2) = logp(0.5, -0.5), logp(1.0, 2.0), logp(-1.0, 0.25)
+    soft = -(0.3 * o0 + 0.7 * n0) - (0.9 * o2 + 0.1 * n2) + 0.1 * -n1
+    hard = -o0 - o2 + 0.1 * -n1
+    got = crit._class_loss(logits, masks, tgt, idx, [torch.tensor([0.9, 0.3])])
+    assert float(got) == pytest.approx(soft / 2.1, rel=1e-6)
+    assert float(crit._class_loss(logits, masks, tgt, idx)) == pytest.approx(hard / 2.1, rel=1e-6)
+    assert float(crit._class_loss(logits, masks, tgt, idx, [torch.ones(2)])) == pytest.approx(hard / 2.1, rel=1e-6)
+    # the soft target is the minimum: at P(object) = 0.3 the gradient on query 0's logits vanishes
+    at = torch.tensor([[[math.log(0.3), math.log(0.7)], [1.0, 2.0], [-1.0, 0.25]]], requires_grad=True)
+    crit._class_loss(at, masks, tgt, idx, [torch.tensor([0.9, 0.3])]).backward()
+    assert at.grad[0, 0].abs().max() < 1e-6 and at.grad[0, 2].abs().max() > 0.1
+
+
 def test_temporal_droploss_weights_hand_computed():
     """Two instances x three frames: instance 0 has a keymask on frames 0 and 2, instance 1 only on frame 1.
     The paper's indicator 1(|m| > 0) -> [1, 0, 1, 0, 1, 0] (instance-major); drop_rate 0.25 keeps 0.75 of an

@@ -34,8 +34,10 @@ class ClipDataset(Dataset):
     def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
                  seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
-                 teach_absent: bool = False, frame_cache_mb: float = 0):
+                 teach_absent: bool = False, frame_cache_mb: float = 0, score_targets: bool = False):
         """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
+        ``score_targets`` (dense mode): each item also gives its instances' labelset scores (``target_scores``),
+        the class targets of soft pseudo-labels.
         ``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
         dense labelset carries over: their empty frames are unknown, as in the distill stage)."""
@@ -45,6 +47,7 @@ class ClipDataset(Dataset):
         self.radius, self.augment, self.seed = fallback_radius, augment, seed
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.teach_absent = teach_absent and mode != "sparse"
+        self.score_targets = score_targets and mode != "sparse"
         self.epoch = 0
         self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20))
         self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
@@ -105,21 +108,26 @@ class ClipDataset(Dataset):
         lv = self.labels[name]
         stack = np.stack([self.frame_cache.get((name, t), lambda t=t: video[t]) for t in frames])  # (T, H, W, 3)
         imgs = torch.from_numpy(stack).permute(0, 3, 1, 2).float() / 255  # (T, 3, H, W)
-        masks, known = [], []
+        masks, known, scores = [], [], []
         for inst in lv.instances:
             segs = [inst.segmentations[t] for t in frames]
             if any(s is not None for s in segs):
                 masks.append(rle_utils.decode_many(segs, lv.height, lv.width))
                 known.append(self.teach_absent and not inst.extra.get("kept", False))
+                scores.append(min(max(float(inst.score), 0.0), 1.0))
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
             imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))
-        return {"clip": imgs, "targets": tgt, "known_empty": torch.tensor(known, dtype=torch.bool), "video": name,
+        item = {"clip": imgs, "targets": tgt, "known_empty": torch.tensor(known, dtype=torch.bool), "video": name,
                 "frames": frames, "index": index}
+        if self.score_targets:
+            item["target_scores"] = torch.tensor(scores, dtype=torch.float32)  # (N,)
+        return item
 
 
 def collate(items: list[dict]) -> dict:
-    return {"clips": torch.stack([i["clip"] for i in items]), "targets": [i["targets"] for i in items],
+    extra = {"target_scores": [i["target_scores"] for i in items]} if "target_scores" in items[0] else {}
+    return {**extra, "clips": torch.stack([i["clip"] for i in items]), "targets": [i["targets"] for i in items],
             "known_empty": [i["known_empty"] for i in items],
             "videos": [i["video"] for i in items], "frames": [i["frames"] for i in items],
             "indices": torch.tensor([i["index"] for i in items]),

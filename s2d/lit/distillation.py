@@ -83,7 +83,8 @@ class DistillationModule(L.LightningModule):
         failure = None
         try:
             terms = {f"{self.LABELS}/{k}": v for k, v in
-                     self.criterion(out, targets, gens, context, batch.get("known_empty")).items()}
+                     self.criterion(out, targets, gens, context, batch.get("known_empty"),
+                                   batch.get("target_scores")).items()}
             if self.hparams.distill_weight > 0 and self.global_step >= self.hparams.distill_warmup:
                 dist_t = self.teacher_targets(clips)
                 gens = self._generators(batch)

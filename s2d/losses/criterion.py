@@ -67,13 +67,15 @@ class VideoSetCriterion:
         self.deep_supervision = p.deep_supervision
         self.matcher = matcher or HungarianMatcher(p.mask_weight, p.dice_weight, p.num_points)
 
-    def _class_loss(self, logits, masks, targets, indices):
-        """Weighted cross-entropy, normalised by the weight summed over all ranks (batch-split invariant)."""
+    def _class_loss(self, logits, masks, targets, indices, target_scores=None):
+        """Weighted cross-entropy, normalised by the weight summed over all ranks (batch-split invariant).
+        ``target_scores[b]`` (N_b,): the probability of "object" each target teaches its matched query (soft
+        pseudo-labels); None: 1 for every target, the hard label."""
         B, Q = logits.shape[:2]
-        labels = torch.ones(B, Q, dtype=torch.long, device=logits.device)       # 1 = no-object
+        obj = torch.zeros(B, Q, device=logits.device)                           # P(object) taught; 0 = no-object
         weight = torch.full((B, Q), self.no_object_weight, device=logits.device)
-        for b, (src, _) in enumerate(indices):
-            labels[b, src] = 0
+        for b, (src, tgt_idx) in enumerate(indices):
+            obj[b, src] = 1.0 if target_scores is None else target_scores[b].to(obj)[tgt_idx]
             weight[b, src] = 1.0
         if self.variant == "cutler":
             with torch.no_grad():
@@ -91,7 +93,10 @@ class VideoSetCriterion:
                     union = p.sum(1)[:, None] + t.sum(1)[None] - inter
                     best = (inter / union.clamp(min=1)).max(1).values               # (Q,)
                     weight[b, unmatched & (best <= self.cutler_iou)] = 0.0
-        ce = F.cross_entropy(logits.float().transpose(1, 2), labels, reduction="none")  # (B, Q)
+        # class 0 = object, 1 = no-object. Hard targets take the class-index form (the method's arithmetic, bit for
+        # bit); soft ones the probability form, which equals it at scores of 1
+        target = (1 - obj).long() if target_scores is None else torch.stack([obj, 1 - obj], 1)  # (B, Q) | (B, 2, Q)
+        ce = F.cross_entropy(logits.float().transpose(1, 2), target, reduction="none")  # (B, Q)
         return (ce * weight).sum() / global_count(weight.sum().detach(), logits.device)[0]
 
     def _mask_losses(self, masks, targets, indices, num_instances, generators, known_empty=None):
@@ -123,9 +128,11 @@ class VideoSetCriterion:
         return bce_sum / num_instances, dice_sum / num_instances
 
     def __call__(self, outputs: dict, targets: list[torch.Tensor], generators: list[torch.Generator] | None = None,
-                 context: str = "", known_empty: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 context: str = "", known_empty: list[torch.Tensor] | None = None,
+                 target_scores: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """outputs: model outputs; targets[b]: (N_b, T, H, W) {0,1} at any resolution (point-sampled);
-        known_empty[b]: (N_b,) bool, targets whose empty frames are taught as absent (None: none).
+        known_empty[b]: (N_b,) bool, targets whose empty frames are taught as absent (None: none);
+        target_scores[b]: (N_b,) in [0, 1], the class target of each (None: 1, the hard label).
 
         ``generators`` (one per clip) make the random points a function of the clip alone, so a batch split
         over DDP ranks samples the same points as one process.
@@ -144,7 +151,7 @@ class VideoSetCriterion:
         for i, out in enumerate(layers):
             indices = self.matcher(out["pred_logits"], out["pred_masks"], targets, generators, context)
             bce, dice = self._mask_losses(out["pred_masks"], targets, indices, num, generators, known_empty)
-            cls = self._class_loss(out["pred_logits"], out["pred_masks"], targets, indices)
+            cls = self._class_loss(out["pred_logits"], out["pred_masks"], targets, indices, target_scores)
             sfx = "" if i == 0 else f"_aux{i - 1}"
             losses[f"loss_mask{sfx}"] = self.mask_weight * bce
             losses[f"loss_dice{sfx}"] = self.dice_weight * dice

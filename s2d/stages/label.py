@@ -120,9 +120,11 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
     settings = label_settings(cfg)
     ranking = {k: settings.pop(k) for k in RANKING_KEYS if k in settings}
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), settings, *([keep[1]] if keep is not None else []))
-    # The ranking keys change the instances' scores, never a mask, and training reads the masks only
-    # (tests/test_rescore.py): the labelset's folder is named by every setting, the fingerprint a model trained
-    # on it inherits by the masks' settings, so ranking another way re-ranks without training again.
+    # The ranking keys change the instances' scores, never a mask. With hard class targets
+    # (final.score_targets=false) training reads the masks only (tests/test_rescore.py): the labelset's folder is
+    # named by every setting, the fingerprint a model trained on it inherits by the masks' settings, so ranking
+    # another way re-ranks without training again. With the scores as class targets (the default) the model
+    # learns the ranking, and inherits the folder's fingerprint.
     folder_fp = fingerprint(fp, ranking) if ranking else fp
     root = artifact_dir(cfg, "label", folder_fp)
     model, crop = load_model(cfg, ckpt, "teacher")
@@ -137,4 +139,4 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
             log.warning("label: no prediction of the teacher reached label.score_thr=%s; the dense labelset is only "
                         "the %d earlier labels kept (label.keep_iou); train longer (train.max_steps) or lower "
                         "label.score_thr", cfg.label.score_thr, len(kept))
-    return StageOutput(labels, root, fp)
+    return StageOutput(labels, root, folder_fp if cfg.final.score_targets else fp)
