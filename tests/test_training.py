@@ -112,7 +112,7 @@ def test_soft_class_targets_hand_computed():
         z = math.log(math.exp(a) + math.exp(b))
         return a - z, b - z
 
-    (o0, n0), (o1, n1), (o2, n2) = logp(0.5, -0.5), logp(1.0, 2.0), logp(-1.0, 0.25)
+    (o0, n0), (_, n1), (o2, n2) = logp(0.5, -0.5), logp(1.0, 2.0), logp(-1.0, 0.25)
     soft = -(0.3 * o0 + 0.7 * n0) - (0.9 * o2 + 0.1 * n2) + 0.1 * -n1
     hard = -o0 - o2 + 0.1 * -n1
     got = crit._class_loss(logits, masks, tgt, idx, [torch.tensor([0.9, 0.3])])
