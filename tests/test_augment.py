@@ -139,3 +139,48 @@ def test_a_clip_is_the_same_on_any_thread_count():
         torch.set_num_threads(before)
     for (a, am), (b, bm) in zip(out[1], out[2]):
         assert torch.equal(a, b) and torch.equal(am, bm)
+
+
+def test_a_tube_the_crop_leaves_empty_is_no_target_and_takes_its_flag_and_score_along(sparse_data):
+    """The official data path keeps only the instances a clip shows after augmentation: a tube cropped away on
+    every frame would teach "object" to a query with no mask. Its known_empty flag and class target go with it,
+    the remaining ones stay aligned with their targets."""
+    import copy
+
+    from s2d.data.clips import ClipDataset
+    from s2d.labelset import rle
+    from s2d.labelset.types import Instance
+    from s2d.seeds import item_seed
+
+    ds, labels = sparse_data
+    labels = copy.deepcopy(labels)
+    for v in labels:
+        for k, inst in enumerate(v.instances):
+            inst.score = 0.5 + 0.1 * k           # scores name the instances
+        corner = np.zeros((v.height, v.width), bool)
+        corner[:3, :3] = True                    # in the top-left corner on every frame: most crops miss it
+        v.instances.append(Instance([rle.encode(corner)] * v.length, score=0.05, extra={"kept": True}))
+    aug = AugmentConfig(size=(48, 64), crop_scale=(0.3, 0.5), rotation=0.0)
+    d = ClipDataset(ds, labels, 3, "dense", augment=aug, seed=1, teach_absent=True, score_targets=True)
+    dropped = corner_dropped = 0
+    for epoch in range(2):
+        d.epoch = epoch
+        for i in range(len(d)):
+            item = d[i]
+            v = labels[item["video"]]
+            # the oracle: every instance on the clip's frames through the same warp (the item's seed draws)
+            rng = np.random.default_rng(item_seed(d.seed, epoch, i))
+            assert d.frames_of(i, rng) == item["frames"]
+            on = [inst for inst in v.instances if any(inst.segmentations[t] is not None for t in item["frames"])]
+            full = torch.from_numpy(np.stack([rle.decode_many([inst.segmentations[t] for t in item["frames"]],
+                                                              v.height, v.width) for inst in on])).float()
+            _, warped = augment_clip(torch.zeros(3, 3, v.height, v.width), full, aug, int(rng.integers(2 ** 31)))
+            shown = warped.flatten(1).any(1).tolist()
+            want = [inst for inst, s in zip(on, shown) if s]
+            assert torch.equal(item["targets"], warped[torch.tensor(shown)]), (epoch, i)
+            assert bool(item["targets"].flatten(1).any(1).all())                  # no empty target
+            assert item["target_scores"].tolist() == pytest.approx([inst.score for inst in want]), (epoch, i)
+            assert item["known_empty"].tolist() == [not inst.extra.get("kept", False) for inst in want]
+            dropped += len(on) - len(want)
+            corner_dropped += on[-1].score == 0.05 and not shown[-1]
+    assert dropped > corner_dropped > 0           # the corner tube and others were cropped away

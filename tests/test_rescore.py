@@ -105,7 +105,7 @@ def test_ranking_renames_the_labelset_folder_but_not_what_training_inherits(comp
                                                                          monkeypatch):
     """label.compute with the ranking keys off and on: two folders (their scores differ); with hard class targets
     (final.score_targets=false) one fingerprint for a model trained on them (their masks do not), with the scores
-    as class targets (final.score_targets=true) two."""
+    as class targets (the default) two."""
     from s2d.data.clips import AugmentConfig
     from s2d.data.sources import open_dataset
     from s2d.stages import label
@@ -174,7 +174,8 @@ def test_score_targets_give_the_dense_clips_their_instances_scores(sparse_data, 
         for k, inst in enumerate(v.instances):
             inst.score = 0.2 * k + 0.1
         v.instances[0].score = 1.7                       # a score above 1 (a foreign labelset) is taught as 1
-    aug = AugmentConfig(size=(48, 64))
+    # the whole frame, flipped or not: no tube is cropped away (that case: tests/test_augment.py)
+    aug = AugmentConfig(size=(48, 64), crop_scale=(1.0, 1.0), rotation=0.0)
     dense = ClipDataset(ds, rescored, 3, "dense", augment=aug, seed=2, score_targets=True)
     plain = ClipDataset(ds, rescored, 3, "dense", augment=aug, seed=2)
     checked = 0
@@ -191,8 +192,8 @@ def test_score_targets_give_the_dense_clips_their_instances_scores(sparse_data, 
     batch = collate([dense[0], dense[1]])
     assert [t.tolist() for t in batch["target_scores"]] == [dense[0]["target_scores"].tolist(),
                                                             dense[1]["target_scores"].tolist()]
-    on, off = compose("final.score_targets=true"), compose()
-    assert not off.final.score_targets and not compose("experiment=paper").final.score_targets   # hard by default
+    on, off = compose(), compose("final.score_targets=false")
+    assert on.final.score_targets and not compose("experiment=paper").final.score_targets   # the method: hard
     assert checkpoint_dir(on, tmp_path, "final", "fp", "dense") != checkpoint_dir(off, tmp_path, "final", "fp", "dense")
     assert checkpoint_dir(on, tmp_path, "distill", "fp") == checkpoint_dir(off, tmp_path, "distill", "fp")
 

@@ -118,10 +118,15 @@ class ClipDataset(Dataset):
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
             imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))
-        item = {"clip": imgs, "targets": tgt, "known_empty": torch.tensor(known, dtype=torch.bool), "video": name,
+        # A tube the crop left empty on every frame is no object in this clip (the official data path drops it
+        # too): as a target it would teach "object" to a query with no mask, and several such targets tie in
+        # the Hungarian matching, where float noise decides which query gets which one's score.
+        present = tgt.flatten(1).any(1)                                                         # (N,)
+        known_t = torch.tensor(known, dtype=torch.bool)[present]
+        item = {"clip": imgs, "targets": tgt[present], "known_empty": known_t, "video": name,
                 "frames": frames, "index": index}
         if self.score_targets:
-            item["target_scores"] = torch.tensor(scores, dtype=torch.float32)  # (N,)
+            item["target_scores"] = torch.tensor(scores, dtype=torch.float32)[present]  # (N,)
         return item
 
 
