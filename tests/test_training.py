@@ -42,6 +42,50 @@ def test_matcher_assigns_the_right_query_and_refuses_nan():
         HungarianMatcher(num_points=256)(torch.zeros(1, 3, 2), masks, [tgt], context="step 3")
 
 
+
+def test_targets_the_matcher_cannot_tell_apart_go_to_their_queries_in_index_order():
+    from s2d.losses.matcher import canonical_ties
+
+    a, b = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]
+    # targets 0 and 2 are equal at every point: the solver gave 2 to query 0 and 0 to query 2 -> swapped back
+    r, c = canonical_ties(np.array([0, 2, 5]), np.array([2, 0, 1]), torch.tensor([a, b, a]))
+    assert r.tolist() == [0, 2, 5] and c.tolist() == [0, 2, 1]
+    # more equal targets than queries: the lowest ones are matched, whatever the solver picked
+    r, c = canonical_ties(np.array([0, 1]), np.array([2, 1]), torch.tensor([a, a, a]))
+    assert r.tolist() == [0, 1] and c.tolist() == [0, 1]
+    # nothing equal: untouched
+    r, c = canonical_ties(np.array([1, 3]), np.array([1, 0]), torch.tensor([a, b]))
+    assert r.tolist() == [1, 3] and c.tolist() == [1, 0]
+
+
+def test_duplicate_targets_are_matched_the_same_way_under_float_noise(monkeypatch):
+    """Two copies of one tube cost the same for every query, so which copy the solver gives which query follows
+    the other costs, down to their float noise (a batch split over DDP ranks); with scores as class targets that
+    choice reaches the loss. The matcher hands them out in index order whatever the other costs."""
+    import s2d.losses.matcher as matcher_module
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randn(1, 6, 2, 8, 8, generator=g)
+    tgt = torch.zeros(3, 2, 8, 8)
+    tgt[0, :, :4] = 1
+    tgt[1, :, 4:, :4] = 1
+    tgt[2] = tgt[0]                                        # a duplicate of target 0
+
+    def orders() -> set[bool]:
+        out = set()
+        for k in range(30):
+            noisy = masks + 3e-1 * torch.randn(masks.shape, generator=torch.Generator().manual_seed(k))
+            (src, dst), = HungarianMatcher(num_points=64)(torch.zeros(1, 6, 2), noisy, [tgt],
+                                                          [torch.Generator().manual_seed(1)])
+            q = dict(zip(dst.tolist(), src.tolist()))
+            out.add(q[0] < q[2])
+        return out
+
+    assert orders() == {True}                              # the copies in index order
+    with monkeypatch.context() as m:                       # the solver alone: the other costs decide
+        m.setattr(matcher_module, "canonical_ties", lambda r, c, tm: (r, c))
+        assert orders() == {True, False}
+
 def _outputs(Q=4, T=3, h=8, w=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     masks = torch.randn(1, Q, T, h, w, generator=g, requires_grad=True)

@@ -1,11 +1,16 @@
 """Hungarian matching of predicted tubes to target tubes on point-sampled BCE + Dice costs over all frames
 (the method's class cost is 0: the pseudo-labels carry no class, so the masks alone decide).
 
+Targets equal at every sampled point (duplicates, or tubes too small for any point to fall on) cost the same for
+every query; they are handed to their queries in index order, so the float noise in the other costs never decides
+which of them a query learns (``canonical_ties``).
+
 Costs never reach SciPy when they are not finite: a NaN/inf cost raises FloatingPointError naming the clip,
 the cost term and the shapes (a NaN from the model would otherwise surface as SciPy's bare ValueError).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
@@ -27,6 +32,30 @@ def batch_dice_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
     num = 2 * p @ tgt.T
     den = p.sum(-1)[:, None] + tgt.sum(-1)[None, :]
     return 1 - (num + 1) / (den + 1)
+
+
+def canonical_ties(rows: np.ndarray, cols: np.ndarray, tm: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """An optimal assignment (rows: queries ascending, cols: their targets) -> the same assignment with targets
+    the matcher cannot tell apart (equal values at every sampled point ``tm`` (N, P), e.g. two small tubes no point
+    falls on, or duplicates) handed to their queries in index order: the lowest target to the lowest query.
+
+    Any order among such targets costs the same, so the solver's choice follows float noise in the other costs
+    (a batch split over DDP ranks changes it); the targets differ in what the matcher does not see (their
+    scores as class targets, their masks between the points), so the choice must not."""
+    groups: dict[bytes, list[int]] = {}
+    for j, row in enumerate(tm.cpu().numpy()):
+        groups.setdefault(row.tobytes(), []).append(j)
+    if all(len(g) == 1 for g in groups.values()):
+        return rows, cols
+    query_of = dict(zip(cols.tolist(), rows.tolist()))  # target -> query
+    for group in groups.values():
+        taken = [j for j in group if j in query_of]
+        if len(group) < 2 or not taken:
+            continue
+        queries = sorted(query_of.pop(j) for j in taken)
+        query_of.update(zip(sorted(group)[: len(taken)], queries))  # unmatched (N > Q): the highest ones
+    pairs = sorted((q, j) for j, q in query_of.items())
+    return np.array([q for q, _ in pairs], dtype=rows.dtype), np.array([j for _, j in pairs], dtype=cols.dtype)
 
 
 class HungarianMatcher:
@@ -57,6 +86,6 @@ class HungarianMatcher:
                                              f"for clip {b} (Q={Q}, targets={len(tgt)}, frames={T}); the "
                                              f"predictions contain NaN/inf")
             C = sum(terms.values()).cpu().numpy()
-            r, c = linear_sum_assignment(C)
+            r, c = canonical_ties(*linear_sum_assignment(C), tm)
             out.append((torch.as_tensor(r, dtype=torch.long), torch.as_tensor(c, dtype=torch.long)))
         return out

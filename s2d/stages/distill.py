@@ -176,8 +176,9 @@ _RESUMABLE_TRAIN_KEYS = ("max_steps", "log_every_n_steps", "checkpoint_every_n_s
                          "monitor_mode", "deterministic")
 
 
-# bump when training with the same config learns something else (2: empty teacher tubes are no targets)
-TRAIN_VERSION = 2
+# bump when training with the same config learns something else (2: empty teacher tubes are no targets; 3: nor
+# are tubes the crop leaves empty, and targets the matcher cannot tell apart are matched in index order)
+TRAIN_VERSION = 3
 
 
 def teaches_absent(cfg: Any, mode: str) -> bool:
