@@ -242,9 +242,8 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # the class target of each dense labelset tube is its score in the labelset (the teacher's confidence, as ranked
     # by label.*), not 1: soft pseudo-labels, so that a tube the teacher was unsure of is not learned as a sure
     # object. Final model AP50, 3 seeds: DAVIS clips 62.2 -> 74.7, demo 95.6 -> 97.0 (J&F 90.9 -> 89.1;
-    # docs/RESULTS.md). Off by default: with it a 2-process run no longer equals one process (tests/test_cluster.py;
-    # most likely the label stage's scores, whose float noise can differ with the process count, reaching training)
-    score_targets: bool = False
+    # docs/RESULTS.md). experiment=paper: false (the method's hard labels: every tube taught as certain)
+    score_targets: bool = True
 
 
 @dataclass

@@ -123,7 +123,7 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
     # The ranking keys change the instances' scores, never a mask. With hard class targets
     # (final.score_targets=false) training reads the masks only (tests/test_rescore.py): the labelset's folder is
     # named by every setting, the fingerprint a model trained on it inherits by the masks' settings, so ranking
-    # another way re-ranks without training again. With the scores as class targets the model
+    # another way re-ranks without training again. With the scores as class targets (the default) the model
     # learns the ranking, and inherits the folder's fingerprint.
     folder_fp = fingerprint(fp, ranking) if ranking else fp
     root = artifact_dir(cfg, "label", folder_fp)
