@@ -1,7 +1,7 @@
 """``s2d demo VIDEO.mp4``: the final model's instances drawn on a video, written as an mp4 (and a gif preview).
 
     s2d demo ../shared/data/demo_videos/apple/apple.mp4                 # model of the default run
-    s2d demo my.mp4 demo.checkpoint=outputs/runs/x-seed0/checkpoints/final-<fp>/last.ckpt demo.score_thr=0.5
+    s2d demo my.mp4 demo.checkpoint=outputs/runs/x-seed0/checkpoints/final-<fp>/last.ckpt demo.score_thr=0.3
 """
 from __future__ import annotations
 
