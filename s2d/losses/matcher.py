@@ -42,11 +42,13 @@ def canonical_ties(rows: np.ndarray, cols: np.ndarray, tm: torch.Tensor) -> tupl
     Any order among such targets costs the same, so the solver's choice follows float noise in the other costs
     (a batch split over DDP ranks changes it); the targets differ in what the matcher does not see (their
     scores as class targets, their masks between the points), so the choice must not."""
-    groups: dict[bytes, list[int]] = {}
-    for j, row in enumerate(tm.cpu().numpy()):
-        groups.setdefault(row.tobytes(), []).append(j)
-    if all(len(g) == 1 for g in groups.values()):
+    # equal rows found where tm lives (a GPU sorts them there); only N group ids cross to the host
+    distinct, group_of = torch.unique(tm, dim=0, return_inverse=True)
+    if len(distinct) == len(tm):
         return rows, cols
+    groups: dict[int, list[int]] = {}
+    for j, g in enumerate(group_of.tolist()):
+        groups.setdefault(g, []).append(j)
     query_of = dict(zip(cols.tolist(), rows.tolist()))  # target -> query
     for group in groups.values():
         taken = [j for j in group if j in query_of]
