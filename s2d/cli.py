@@ -98,6 +98,19 @@ def _os_error(e: OSError) -> str:
     return f"{e.strerror or e}{':' if where else ''}{where}" + (f" ({hint})" if hint else "")
 
 
+def quote_value(arg: str) -> str:
+    """``key=value`` whose value holds an ``=`` (a path into a sweep's folder, e.g. ``.../name=x,seed=0/...``) ->
+    the value in quotes. Hydra's grammar reads an unquoted ``=`` in a value as an error that names neither the key
+    nor the fix, and no unquoted value may hold one, so quoting it changes no valid override."""
+    if arg.startswith("-") or "=" not in arg:
+        return arg
+    key, value = arg.split("=", 1)
+    if "=" not in value or value[:1] in ("'", '"') or not key or any(c in key for c in " [{"):
+        return arg
+    quote = "'" if "'" not in value else '"'
+    return arg if quote in value else f"{key}={quote}{value}{quote}"
+
+
 def _to_log_files(msg: str) -> None:
     """The error goes to the run's log file too, but not to the console a second time."""
     root = logging.getLogger()
@@ -130,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     register_configs()
     if verb == "demo" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
         rest = [f"demo.video={rest[0]}", *rest[1:]]  # `s2d demo VIDEO.mp4` reads as a path, not an override
+    rest = [quote_value(a) for a in rest]
     # argv[0] stays the real program: the DDP launcher re-executes it for the other ranks
     problem = _unwritable_output(rest)
     if problem:

@@ -107,6 +107,23 @@ def test_demo_without_a_model_lists_the_runs_that_have_one(tmp_path):
     assert "davis2016-seed0, mine-seed1" in hint and "name=<name> seed=<seed>" in hint
 
 
+
+def test_a_path_into_a_sweep_folder_is_read_as_one_value(tmp_path):
+    """A sweep's folders are named key=value,key=value: a path through one has '=' and ',' in it, which Hydra's
+    grammar refuses unquoted with an error naming neither key nor fix. s2d quotes such values itself."""
+    from s2d.cli import quote_value
+
+    path = "out/multirun/tv3/name=tv3,seed=0/checkpoints/final-1/last.ckpt"
+    assert quote_value(f"demo.checkpoint={path}") == f"demo.checkpoint='{path}'"
+    assert quote_value("seed=0,1,2") == "seed=0,1,2"                          # a sweep stays a sweep
+    assert quote_value(f"demo.checkpoint='{path}'") == f"demo.checkpoint='{path}'"   # quoted already
+    assert quote_value("a=it's=x") == 'a="it\'s=x"'
+    assert quote_value("--cfg") == "--cfg" and quote_value("+x=y") == "+x=y"
+    ckpt = tmp_path / "multirun" / "name=x,seed=0" / "last.ckpt"
+    r = s2d("demo", str(tmp_path / "v.mp4"), f"demo.checkpoint={ckpt}", f"paths.output_root={tmp_path}/o",
+            cwd=tmp_path)
+    assert r.returncode != 0 and f"no trained model at {ckpt}" in r.stderr, r.stderr[-2000:]
+
 def test_demo_reads_a_file_or_a_folder_of_videos_as_videos_and_other_folders_as_frames(tmp_path):
     """``s2d demo FOLDER`` where FOLDER holds an mp4 (as ../shared/data/demo_videos/apple does) reads the video
     instead of failing on "no folders of image frames"."""
