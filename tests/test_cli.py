@@ -107,7 +107,6 @@ def test_demo_without_a_model_lists_the_runs_that_have_one(tmp_path):
     assert "davis2016-seed0, mine-seed1" in hint and "name=<name> seed=<seed>" in hint
 
 
-
 def test_a_path_into_a_sweep_folder_is_read_as_one_value(tmp_path):
     """A sweep's folders are named key=value,key=value: a path through one has '=' and ',' in it, which Hydra's
     grammar refuses unquoted with an error naming neither key nor fix. s2d quotes such values itself."""
@@ -123,6 +122,7 @@ def test_a_path_into_a_sweep_folder_is_read_as_one_value(tmp_path):
     r = s2d("demo", str(tmp_path / "v.mp4"), f"demo.checkpoint={ckpt}", f"paths.output_root={tmp_path}/o",
             cwd=tmp_path)
     assert r.returncode != 0 and f"no trained model at {ckpt}" in r.stderr, r.stderr[-2000:]
+
 
 def test_demo_reads_a_file_or_a_folder_of_videos_as_videos_and_other_folders_as_frames(tmp_path):
     """``s2d demo FOLDER`` where FOLDER holds an mp4 (as ../shared/data/demo_videos/apple does) reads the video

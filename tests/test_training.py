@@ -42,7 +42,6 @@ def test_matcher_assigns_the_right_query_and_refuses_nan():
         HungarianMatcher(num_points=256)(torch.zeros(1, 3, 2), masks, [tgt], context="step 3")
 
 
-
 def test_targets_the_matcher_cannot_tell_apart_go_to_their_queries_in_index_order():
     from s2d.losses.matcher import canonical_ties
 
@@ -85,6 +84,7 @@ def test_duplicate_targets_are_matched_the_same_way_under_float_noise(monkeypatc
     with monkeypatch.context() as m:                       # the solver alone: the other costs decide
         m.setattr(matcher_module, "canonical_ties", lambda r, c, tm: (r, c))
         assert orders() == {True, False}
+
 
 def _outputs(Q=4, T=3, h=8, w=8, seed=0):
     g = torch.Generator().manual_seed(seed)

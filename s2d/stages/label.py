@@ -14,6 +14,7 @@ from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
 from s2d.labelset.types import Labelset, VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, run_per_video, section
+from s2d.stages.distill import scores_as_targets
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -139,4 +140,4 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
             log.warning("label: no prediction of the teacher reached label.score_thr=%s; the dense labelset is only "
                         "the %d earlier labels kept (label.keep_iou); train longer (train.max_steps) or lower "
                         "label.score_thr", cfg.label.score_thr, len(kept))
-    return StageOutput(labels, root, folder_fp if cfg.final.score_targets else fp)
+    return StageOutput(labels, root, folder_fp if scores_as_targets(cfg, "dense") else fp)
