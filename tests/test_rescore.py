@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from s2d.inference.rescore import exclusive_share, ranking_scores
+from s2d.inference.rescore import (decay_order, exclusive_share, frame_matches, ranking_scores,
+                                   temporal_fragments)
 from s2d.inference.video_predict import Tube, predict_video, predict_window, tube_instances
 
 
@@ -57,6 +58,63 @@ def test_a_duplicate_ranks_below_another_videos_object_only_with_the_decay():
     assert decayed[0] == plain[0] and decayed[2] == plain[2]     # tubes nothing covers keep their score
 
 
+def test_frame_matches_equals_a_per_frame_loop():
+    rng = np.random.default_rng(0)
+    tubes = []
+    for _ in range(6):
+        frames = rng.choice(7, size=rng.integers(1, 8), replace=False)
+        tubes.append(Tube({int(t): rng.random((9, 11)) < 0.5 for t in frames}, [0.5]))
+    tubes.append(Tube({3: tubes[0].masks.get(3, np.ones((9, 11), bool))}, [0.5]))  # an exact copy on one frame
+    want = np.zeros((7, 7), np.int64)
+    for a, ta in enumerate(tubes):
+        for b, tb in enumerate(tubes):
+            for t in set(ta.masks) & set(tb.masks):
+                i, u = (ta.masks[t] & tb.masks[t]).sum(), (ta.masks[t] | tb.masks[t]).sum()
+                want[a, b] += i / u >= 0.5
+    got = frame_matches(tubes)
+    assert got.tolist() == want.tolist()
+    assert got.diagonal().tolist() == [len(tb.masks) for tb in tubes] and (got == got.T).all()
+    assert frame_matches([]).shape == (0, 0)
+
+
+def test_temporal_fragments_are_matched_frame_by_frame():
+    a = _mask(6, 6, slice(0, 3), slice(0, 3))                    # object A, 9 px
+    b = _mask(6, 6, slice(3, 6), slice(3, 6))                    # object B, 9 px, disjoint from A
+    whole = Tube({t: a for t in range(6)}, [0.7])                # A on frames 0..5
+    piece = Tube({t: a for t in range(1, 4)}, [0.9])             # A on frames 1..3: a fragment of ``whole``
+    switch = Tube({**{t: a for t in range(3)}, **{t: b for t in range(3, 6)}}, [0.8])  # A, then B
+    early = Tube({t: a for t in range(4)}, [0.6])                # A on frames 0..3
+    tubes = [whole, piece, switch, early]
+    # piece: inside whole (3 of 3 frames) and early (3 of 3), not switch (frames 1, 2 of 3: B on frame 3)
+    # early: inside whole (4 of 4), not switch (3 of 4 < 0.8), although over early's frames summed the two
+    # overlap at 27 / 45 = 0.6 px IoU: a tube that switches objects holds neither whole
+    assert temporal_fragments(tubes) == [[], [0, 3], [], [0]]
+    assert temporal_fragments([Tube({}, [0.5]), whole]) == [[], []]     # a tube without masks is no fragment
+
+
+def test_decay_order_puts_fragments_after_their_containers():
+    base = np.array([0.7, 0.9, 0.8, 0.6])
+    assert decay_order(base).tolist() == [1, 2, 0, 3]                 # by score
+    assert decay_order(base, [[], [], [], []]).tolist() == [1, 2, 0, 3]
+    # 1 inside 0 and 3, 3 inside 0: 1 sorts after both although it scores highest, 3 after 0
+    assert decay_order(base, [[], [0, 3], [], [0]]).tolist() == [2, 0, 3, 1]
+    # equal scores keep their order, except a fragment after its container
+    assert decay_order(np.array([0.5, 0.5, 0.5]), [[], [], []]).tolist() == [0, 1, 2]
+    assert decay_order(np.array([0.5, 0.5, 0.5]), [[2], [], []]).tolist() == [1, 2, 0]
+
+
+def test_a_fragment_ranked_first_no_longer_costs_the_whole_tube_its_frames():
+    a = _mask(6, 6, slice(0, 3), slice(0, 3))                         # 9 px a frame
+    whole = Tube({t: a for t in range(6)}, [0.7])                    # 54 px
+    piece = Tube({t: a for t in range(3)}, [0.9])                    # 27 px, all of them whole's
+    # by foreground probability the piece comes first and hides half of whole's pixels
+    assert ranking_scores([whole, piece], overlap_decay=True) == [pytest.approx(0.35), pytest.approx(0.9)]
+    # fragments last: whole keeps its score, the piece has nothing of its own
+    assert ranking_scores([whole, piece], overlap_decay=True, fragments_last=True) == [pytest.approx(0.7), 0.0]
+    # without the decay the order changes nothing
+    assert ranking_scores([whole, piece], fragments_last=True) == ranking_scores([whole, piece])
+
+
 class FullResolutionModel(torch.nn.Module):
     """One query (foreground probability softmax([1, -1])[0]) whose mask logits are given at frame size, so
     that the resize back to the frames changes nothing and the mask score is hand-computable."""
@@ -96,9 +154,14 @@ def test_ranking_keys_enter_the_fingerprints_only_when_on(compose):
     both = compose("label.mask_score=true", "label.overlap_decay=true")
     for stage in ("label", "predict"):
         assert "mask_score" not in label_settings(plain, stage) and "overlap_decay" not in label_settings(plain, stage)
-        assert {k: v for k, v in label_settings(both, stage).items() if k not in ("mask_score", "overlap_decay")} \
+        ranking = ("mask_score", "overlap_decay", "fragments_last")
+        assert {k: v for k, v in label_settings(both, stage).items() if k not in ranking} \
             == label_settings(plain, stage)
         assert label_settings(both, stage)["mask_score"] is True and label_settings(both, stage)["overlap_decay"]
+        assert label_settings(both, stage)["fragments_last"] is True          # the default
+        assert "fragments_last" not in label_settings(compose("label.fragments_last=false"), stage)
+        # the order of a decay that is off changes no score: no new fingerprint for it
+        assert "fragments_last" not in label_settings(plain, stage) and plain.label.fragments_last
 
 
 def test_ranking_renames_the_labelset_folder_but_not_what_training_inherits(compose, tiny_demo, tmp_path,
@@ -206,3 +269,5 @@ def test_the_report_says_how_tubes_were_ranked(compose):
     both = _ranking_sentence(compose("label.mask_score=true", "label.overlap_decay=true"))
     assert "`label.mask_score`" in both and "`label.overlap_decay`" in both
     assert "`label.overlap_decay`" not in _ranking_sentence(compose("experiment=paper"))
+    assert "`label.fragments_last`" in _ranking_sentence(compose())
+    assert "`label.fragments_last`" not in _ranking_sentence(compose("label.fragments_last=false"))

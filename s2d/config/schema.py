@@ -174,8 +174,12 @@ class LabelSchema:
     # overlap_decay by the share of the tube's pixels no higher-ranked tube of its video covers, so duplicates and
     # fragments rank below the true tubes of other videos (3 seeds, final AP / AP50: demo 89.0 / 94.0 -> 91.0 / 95.6,
     # DAVIS 17.5 / 60.8 -> 17.8 / 62.2; docs/RESULTS.md). experiment=paper: false (VideoMask2Former's ranking)
+    # fragments_last: the decay goes through the tubes by that score, except that a tube repeating a longer one on
+    # most of its own frames (a query that held an object for one window and did not link on) comes after it, so
+    # the fragment is ranked down, not the tube that holds the object throughout (s2d/inference/rescore.py).
     mask_score: bool = False
     overlap_decay: bool = True
+    fragments_last: bool = True
 
 
 @dataclass

@@ -156,7 +156,7 @@ class DistillationModule(L.LightningModule):
         gt = item["gt"]
         v = self.val_settings()
         tubes = self.val_tubes(item)
-        scores = ranking_scores(tubes, v["mask_score"], v["overlap_decay"])
+        scores = ranking_scores(tubes, v["mask_score"], v["overlap_decay"], v["fragments_last"])
         pred = VideoLabels(gt.name, gt.height, gt.width, gt.length, [], tube_instances(tubes, len(item["frames"]),
                                                                                       scores), gt.id)
         self.val_ap.update(pred, gt)
@@ -166,6 +166,7 @@ class DistillationModule(L.LightningModule):
         crop = AugmentConfig()  # the default training crops, for a module built without them in ``val``
         return {"score_thr": 0.05, "window": 12, "overlap": 2, "link_iou": 0.5, "nms_iou": 0.75, "input_scale": None,
                 "crop_size": crop.size, "crop_scale": crop.crop_scale, "mask_score": False, "overlap_decay": False,
+                "fragments_last": False,
                 **(self.hparams.val or {})}
 
     def val_tubes(self, item: dict) -> list:

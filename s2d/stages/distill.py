@@ -37,6 +37,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     val = {"score_thr": lab.eval_score_thr, "window": lab.window, "overlap": lab.overlap,
            "link_iou": lab.link_iou, "nms_iou": lab.nms_iou, "input_scale": lab.input_scale,
            "mask_score": lab.mask_score, "overlap_decay": lab.overlap_decay,
+           "fragments_last": lab.fragments_last,
            "crop_size": list(t.crop_size), "crop_scale": list(t.crop_scale)}
     module = cls(section(cfg, "model"), section(cfg, "loss"), section(cfg, "optim"), **section(cfg, "distill"),
                  seed=cfg.seed, val=val)

@@ -25,7 +25,7 @@ VERSION = 1
 # fingerprint of every stage it refines.
 MODEL_MASK_REFINE = {"band": 8, "iters": 3, "keep_core": True}
 # settings that change how tubes are ranked (``s2d.inference.rescore``), not which masks they hold
-RANKING_KEYS = ("mask_score", "overlap_decay")
+RANKING_KEYS = ("mask_score", "overlap_decay", "fragments_last")
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
@@ -82,7 +82,8 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
         if refine:
             tubes = refine_tubes(tubes, frames)
         out = ds.skeleton(r.name)
-        out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay))
+        out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay,
+                                                                                lab.fragments_last))
         if previous is not None and lab.keep_iou is not None:
             out.instances += keep_missed(out, previous[r.name], lab.keep_iou, score_thr)
         return out
@@ -105,6 +106,8 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
     for key in RANKING_KEYS:  # present only when on, like refine
         if not lab.get(key):
             lab.pop(key, None)
+    if not lab.get("overlap_decay"):  # the order of a decay that does not happen changes nothing
+        lab.pop("fragments_last", None)
     if refines(cfg, stage):
         lab["refine"] = dict(MODEL_MASK_REFINE)
     if stage != "label" or lab.get("keep_iou") is None:  # only the dense labelset keeps earlier labels

@@ -36,7 +36,9 @@ def _ranking_sentence(cfg: Any) -> str:
     if cfg.label.mask_score:
         how.append("mean mask probability inside the mask (`label.mask_score`)")
     if cfg.label.overlap_decay:
-        how.append("share of the tube's pixels no higher-ranked tube of its video covers (`label.overlap_decay`)")
+        how.append("share of the tube's pixels no higher-ranked tube of its video covers (`label.overlap_decay`"
+                   + (", a tube that repeats a longer one on most of its frames ranked after it, "
+                      "`label.fragments_last`)" if cfg.label.fragments_last else ")"))
     return "The learned stages' tubes are ranked by " + " x ".join(how) + "."
 
 
