@@ -101,6 +101,12 @@ def test_decay_order_puts_fragments_after_their_containers():
     # equal scores keep their order, except a fragment after its container
     assert decay_order(np.array([0.5, 0.5, 0.5]), [[], [], []]).tolist() == [0, 1, 2]
     assert decay_order(np.array([0.5, 0.5, 0.5]), [[2], [], []]).tolist() == [1, 2, 0]
+    # a chain longer than Python's recursion limit
+    n = 1200
+    chain = decay_order(np.linspace(0.0, 1.0, n), [[a - 1] if a else [] for a in range(n)])
+    assert chain.tolist() == list(range(n))                       # each after the one it is a fragment of
+    with pytest.raises(ValueError, match="cycle"):
+        decay_order(np.array([0.5, 0.4]), [[1], [0]])
 
 
 def test_a_fragment_ranked_first_no_longer_costs_the_whole_tube_its_frames():

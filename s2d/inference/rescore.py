@@ -93,17 +93,15 @@ def decay_order(base: np.ndarray, containers: list[list[int]] | None = None) -> 
         return np.argsort(-base, kind="stable")
     key: dict[int, float] = {}
     depth: dict[int, int] = {}
-
-    def settle(a: int) -> None:  # containers have more frames than their fragments: the recursion ends
-        if a in key:
-            return
-        for b in containers[a]:
-            settle(b)
-        key[a] = min([float(base[a])] + [key[b] for b in containers[a]])
-        depth[a] = 1 + max((depth[b] for b in containers[a]), default=-1)
-
-    for a in range(len(base)):
-        settle(a)
+    pending = set(range(len(base)))
+    while pending:  # settle a tube once all its containers are settled (no recursion: chains can be long)
+        ready = [a for a in sorted(pending) if all(b in key for b in containers[a])]
+        if not ready:
+            raise ValueError(f"tubes {sorted(pending)} are fragments of each other in a cycle")
+        for a in ready:
+            key[a] = min([float(base[a])] + [key[b] for b in containers[a]])
+            depth[a] = 1 + max((depth[b] for b in containers[a]), default=-1)
+        pending.difference_update(ready)
     # a fragment's key is at most its containers' and its depth larger: it sorts after each of them
     return np.asarray(sorted(range(len(base)), key=lambda i: (-key[i], depth[i], i)))
 
