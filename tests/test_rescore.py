@@ -87,7 +87,7 @@ def test_temporal_fragments_are_matched_frame_by_frame():
     tubes = [whole, piece, switch, early]
     # piece: inside whole (3 of 3 frames) and early (3 of 3), not switch (frames 1, 2 of 3: B on frame 3)
     # early: inside whole (4 of 4), not switch (3 of 4 < 0.8), although over early's frames summed the two
-    # overlap at 27 / 45 = 0.6 px IoU: a tube that switches objects holds neither whole
+    # overlap at 27 / 45 = 0.6 px IoU: a tube that switches objects contains neither object's own tube
     assert temporal_fragments(tubes) == [[], [0, 3], [], [0]]
     assert temporal_fragments([Tube({}, [0.5]), whole]) == [[], []]     # a tube without masks is no fragment
 
