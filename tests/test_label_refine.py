@@ -42,13 +42,13 @@ def test_refine_tubes_pulls_coarse_masks_to_the_object_and_re_encodes():
 def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predictions(compose):
     from s2d.fingerprint import fingerprint
     from s2d.stages.common import section
-    from s2d.stages.label import MODEL_MASK_REFINE, label_settings
+    from s2d.stages.label import MODEL_MASK_REFINE, RANKING_KEYS, label_settings
 
     plain = ("label.mask_score=false", "label.overlap_decay=false")  # tube ranking: test_rescore.py
     off, on = compose("label.refine=false", "label.keep_iou=null", *plain), compose("label.keep_iou=null", *plain)
     # the section before the keys (keep_iou enters only when set: tests/test_label_keep.py)
     before = {k: v for k, v in section(off, "label").items()
-              if k not in ("refine", "keep_iou", "mask_score", "overlap_decay")}
+              if k not in ("refine", "keep_iou", *RANKING_KEYS)}
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": MODEL_MASK_REFINE}
     # the predictions' own key is final.refine: label.refine does not reach them
