@@ -178,8 +178,9 @@ class LabelSchema:
     # most of its own frames (a query that held an object for one window and did not link on) comes after it, so
     # the fragment is ranked down, not the tube that holds the object throughout (s2d/inference/rescore.py). Not
     # adopted: on the demo's teachers the dense labelset's AP50 rose (3 seeds, 90.5 -> 94.7), but the final models
-    # trained on it lost AP50 (98.7 -> 96.4, 99.3 -> 91.1): a tube that switches from one object to another
-    # passes for the container of the second object's own tube (docs/RESULTS.md). DAVIS clips: no change.
+    # trained on it lost AP50 (mean 93.7 -> 92.2; 98.7 -> 96.4, 99.3 -> 91.1, 83.0 -> 89.0): a tube that switches
+    # from one object to another passes for the container of the second object's own tube (docs/RESULTS.md).
+    # DAVIS clips: no change.
     mask_score: bool = False
     overlap_decay: bool = True
     fragments_last: bool = False
