@@ -69,7 +69,7 @@ def frame_matches(tubes: Sequence[Tube], iou_thr: float = FRAGMENT_IOU) -> np.nd
         present = [i for i in range(n) if rles[i][t] is not None]
         if not present:
             continue
-        objs = [{"size": rles[i][t]["size"], "counts": rles[i][t]["counts"]} for i in present]
+        objs = [rles[i][t] for i in present]  # COCO RLE dicts (str counts): pycocotools takes them as they are
         iou = np.asarray(mask_utils.iou(objs, objs, [0] * len(objs)), np.float64).reshape(len(objs), len(objs))
         idx = np.asarray(present)
         out[np.ix_(idx, idx)] += iou >= iou_thr
