@@ -35,6 +35,12 @@ def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
         assert (run_dir / "overlays" / f"{name}_final.gif").exists()
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["complete"] and 0 <= m["metrics"]["sparse keymasks"]["AP50"] <= 100
+    # where AP50 is lost: a row per labelset in the report, the counts in metrics.json
+    assert "## Where AP50 is lost (diagnostic)" in report
+    assert set(m["errors"]) == {"sparse keymasks", "dense labelset (distilled teacher)", "final model"}
+    for row, c in m["errors"].items():
+        assert c["found"] + c["missed"] == c["objects"] > 0
+        assert f"| {row} | {c['found']} / {c['objects']} | {c['missed']} |" in report
     # the compute that made the numbers, in the metrics and the report's header
     assert m["compute"]["torch"] == torch.__version__ and f"Compute: torch {torch.__version__}" in report
     overlays = list((tmp_path / "out" / "artifacts").glob("keymasks-*/overlays/*.gif"))

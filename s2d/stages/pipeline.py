@@ -12,6 +12,7 @@ from typing import Any
 from s2d.compute import compute_env, describe
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from s2d.report.errors import error_lines
 from s2d.report.gains import gain_lines
 from s2d.report.pictures import bar_plot, pictures_section
 from s2d.stages.common import section
@@ -60,6 +61,19 @@ def _curves(run_dir: Path, stages: list[str]) -> list[str]:
         lines += [f"`{stage}`", "", f"![{stage}]({pic.as_posix()})", ""]
         drawn = True
     return lines if drawn else []
+
+
+def _errors(gt, keymasks, rounds: list[dict], final_pred) -> dict:
+    """Where each labelset the learned stages start from or make loses AP50 (``s2d.evaluation.errors``)."""
+    from s2d.evaluation.errors import labelset_errors
+    from s2d.stages import final as final_stage
+
+    rows = {"sparse keymasks": labelset_errors(gt, keymasks)}
+    for r, rd in enumerate(rounds, 1):
+        rows[final_stage.round_row(r)] = labelset_errors(gt, rd["labels"])
+    if final_pred is not None:
+        rows["final model"] = labelset_errors(gt, final_pred)
+    return rows
 
 
 def run(cfg: Any, run_dir: Path) -> dict:
@@ -135,6 +149,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
             lines += [f"| predict | `{pred_dir}` | — |"]
     lines += [""]
     metrics: dict[str, dict[str, float]] = {}
+    error_counts: dict[str, dict[str, int]] = {}  # per labelset: objects found and missed, costly false positives
     if ds.has_gt:
         gt = ds.gt_labelset()
         voids = {r.name: r.void for r in ds if r.void is not None}
@@ -156,6 +171,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
         gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
         if gains:
             lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
+        errors = _errors(gt, keymasks, rounds, final_pred)
+        lines += error_lines(errors)
+        error_counts = {row: {"objects": e.objects, "found": e.found, "missed": len(e.missed), **e.counts()}
+                        for row, e in errors.items()}
     else:
         lines += ["No ground truth, so no metrics: the pictures below and the overlay gifs show what each stage "
                   "found.", ""]
@@ -167,7 +186,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
     lines += ["## Keymask discovery per video", "", summary, "",
               f"Overlay gifs: `{km_dir / 'overlays'}`", ""]
     atomic_write_text(run_dir / "report.md", "\n".join(lines))
-    atomic_write_json(run_dir / "metrics.json", {"run_id": cfg.run_id, "metrics": metrics, "seconds": timings,
+    atomic_write_json(run_dir / "metrics.json", {"run_id": cfg.run_id, "metrics": metrics, "errors": error_counts,
+                                                 "seconds": timings,
                                                  "config": {k: section(cfg, k) for k in
                                                             ("data", "masks", "tracker", "keymasks", "model",
                                                              "loss", "optim", "train", "distill", "label",
