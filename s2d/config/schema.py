@@ -166,6 +166,11 @@ class LabelSchema:
     # (s2d/inference/keep_labels.py), so that an object the teacher lost is still taught to the final model (demo,
     # 3 seeds: docs/RESULTS.md). null: the teacher's tubes only (experiment=paper, the method's dense labelset).
     keep_iou: Optional[float] = 0.5
+    # a teacher tube whose masks match one instance of those labels on some frames and another on others, the two
+    # visible at the same time, holds two objects in turn (a query that handed over from an object leaving the
+    # view to one entering it): it keeps only the frames of the instance it matches most
+    # (s2d/inference/identity.py; docs/RESULTS.md). experiment=paper: false (the method's dense labelset)
+    one_identity: bool = True
     # the score tubes are ranked by in the dense labelset and the final model's predictions
     # (s2d/inference/rescore.py; thresholds and NMS still go by the foreground probability, so no mask changes and
     # a model trained on the labelset is not trained again when these change):

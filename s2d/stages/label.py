@@ -1,7 +1,7 @@
 """Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >=
-``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``, plus the labels
-the teacher learned from that none of its tubes matches, with ``label.keep_iou``), fingerprinted by the
-checkpoint it came from."""
+``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``, a tube that holds
+two objects of the labels the teacher learned from in turn cut to one with ``label.one_identity``, plus those labels'
+instances that none of its tubes matches, with ``label.keep_iou``), fingerprinted by the checkpoint it came from."""
 from __future__ import annotations
 
 import logging
@@ -64,12 +64,14 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
                 root: Path, refine: bool = False, previous: Labelset | None = None) -> Labelset:
-    """The model's tubes on every video (a labelset store at ``root``); with ``previous`` (the labels the model
-    learned from) and ``label.keep_iou``, the instances of ``previous`` that no tube matches are added
+    """The model's tubes on every video (a labelset store at ``root``). With ``previous`` (the labels the model
+    learned from): ``label.one_identity`` cuts a tube that holds two of its instances in turn down to one
+    (``s2d.inference.identity``), and ``label.keep_iou`` adds the instances of ``previous`` that no tube matches
     (``s2d.inference.keep_labels``), scored ``score_thr`` x their own score so that they rank below every tube."""
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
     from s2d.inference.keep_labels import keep_missed
+    from s2d.inference.identity import one_identity
     from s2d.inference.rescore import ranking_scores
 
     lab = cfg.label
@@ -81,6 +83,11 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
                               mask_scores=lab.mask_score)
         if refine:
             tubes = refine_tubes(tubes, frames)
+        if previous is not None and lab.one_identity:
+            tubes, cut = one_identity(tubes, len(frames), previous[r.name])
+            if cut:
+                log.info("label: %s: %d teacher tube(s) hold two objects of the labels they learned from in turn; "
+                         "each keeps the frames of the one it matches most (label.one_identity)", r.name, cut)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay,
                                                                                 lab.fragments_last))
@@ -112,15 +119,18 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
         lab["refine"] = dict(MODEL_MASK_REFINE)
     if stage != "label" or lab.get("keep_iou") is None:  # only the dense labelset keeps earlier labels
         lab.pop("keep_iou", None)
+    if stage != "label" or not lab.get("one_identity"):  # ... and reads their identities; present only when on
+        lab.pop("one_identity", None)
     return lab
 
 
 def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Labelset, str] | None = None
             ) -> StageOutput:
     """The dense labelset of the teacher in ``ckpt``. ``previous``: (labels, fingerprint) of the labels the teacher
-    learned from (the keymasks; the last round's dense labelset in later rounds), kept where the teacher misses
-    them when ``label.keep_iou`` is set."""
-    keep = previous if cfg.label.keep_iou is not None else None
+    learned from (the keymasks; the last round's dense labelset in later rounds): their identities cut a teacher
+    tube that switches objects (``label.one_identity``), and they are kept where the teacher misses them
+    (``label.keep_iou``)."""
+    keep = previous if cfg.label.keep_iou is not None or cfg.label.one_identity else None
     settings = label_settings(cfg)
     ranking = {k: settings.pop(k) for k in RANKING_KEYS if k in settings}
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), settings, *([keep[1]] if keep is not None else []))
