@@ -164,9 +164,9 @@ def test_ranking_keys_enter_the_fingerprints_only_when_on(compose):
         assert {k: v for k, v in label_settings(both, stage).items() if k not in ranking} \
             == label_settings(plain, stage)
         assert label_settings(both, stage)["mask_score"] is True and label_settings(both, stage)["overlap_decay"]
-        assert "fragments_last" not in label_settings(both, stage)            # off by default
-        on = compose("label.overlap_decay=true", "label.fragments_last=true")
-        assert label_settings(on, stage)["fragments_last"] is True
+        assert label_settings(both, stage)["fragments_last"] is True             # on by default
+        off = compose("label.overlap_decay=true", "label.fragments_last=false")
+        assert "fragments_last" not in label_settings(off, stage)
         # the order of a decay that is off changes no score: no new fingerprint for it
         assert "fragments_last" not in label_settings(compose("label.overlap_decay=false",
                                                               "label.fragments_last=true"), stage)
@@ -278,4 +278,4 @@ def test_the_report_says_how_tubes_were_ranked(compose):
     assert "`label.mask_score`" in both and "`label.overlap_decay`" in both
     assert "`label.overlap_decay`" not in _ranking_sentence(compose("experiment=paper"))
     assert "`label.fragments_last`" in _ranking_sentence(compose("label.fragments_last=true"))
-    assert "`label.fragments_last`" not in _ranking_sentence(compose())
+    assert "`label.fragments_last`" not in _ranking_sentence(compose("label.fragments_last=false"))

@@ -181,14 +181,13 @@ class LabelSchema:
     # DAVIS 17.5 / 60.8 -> 17.8 / 62.2; docs/RESULTS.md). experiment=paper: false (VideoMask2Former's ranking)
     # fragments_last: the decay goes through the tubes by that score, except that a tube repeating a longer one on
     # most of its own frames (a query that held an object for one window and did not link on) comes after it, so
-    # the fragment is ranked down, not the tube that holds the object throughout (s2d/inference/rescore.py). Not
-    # adopted: on the demo's teachers the dense labelset's AP50 rose (3 seeds, 90.5 -> 94.7), but the final models
-    # trained on it lost AP50 (mean 93.7 -> 92.2; 98.7 -> 96.4, 99.3 -> 91.1, 83.0 -> 89.0): a tube that switches
-    # from one object to another passes for the container of the second object's own tube (docs/RESULTS.md).
-    # DAVIS clips: no change.
+    # the fragment is ranked down, not the tube that holds the object throughout (s2d/inference/rescore.py). A
+    # tube that switches objects would pass for the container of the second object's own tube; one_identity cuts
+    # those first. Demo, 3 seeds, both on against both off: dense AP50 90.5 -> 97.7, final 93.7 -> 96.4 (alone,
+    # the final model lost: 93.7 -> 92.2; docs/RESULTS.md). DAVIS clips: no tube is a fragment, no change.
     mask_score: bool = False
     overlap_decay: bool = True
-    fragments_last: bool = False
+    fragments_last: bool = True
 
 
 @dataclass

@@ -15,8 +15,9 @@ costs that tube's precision. Two signals tell them apart without ground truth:
   object for one inference window and did not link to the next) rank above the tube that holds the same object
   on all of its frames, which then loses those frames' share. With ``fragments_last`` a tube that repeats a
   longer tube on most of its own frames (``temporal_fragments``) comes after it in the order, so the fragment,
-  not the whole tube, is the one ranked down. Off by default: a tube that holds one object and then another
-  also repeats the second object's own tube, and is then ranked above it (docs/RESULTS.md).
+  not the whole tube, is the one ranked down. A tube that holds one object and then another also repeats the
+  second object's own tube, and would be ranked above it: the label stage cuts such tubes to one object first
+  (``s2d.inference.identity``, ``label.one_identity``); on without it, the final model lost (docs/RESULTS.md).
 
 Neither changes a mask or which tubes are kept: thresholds and NMS go by the foreground probability.
 """
