@@ -3,9 +3,9 @@
 Video AP at IoU 0.5 falls for two reasons only: an object no tube matches (recall), and a tube that matches
 nothing ranked above one that does (precision; a false positive ranked after the last true tube costs nothing,
 COCO-style AP takes the precision envelope). This module lists both, matched as the evaluator matches at one
-threshold (each video's tubes in score order, each taking the unmatched object of highest tube IoU >= the
-threshold; crowd objects left out), and names what each false positive is, so a researcher can see what a
-stage gets wrong without opening the masks:
+threshold: each video's tubes in score order, each taking the unmatched object of highest tube IoU >= the
+threshold; crowd objects left out; every tube of a video read, where the evaluator reads its 100 best. It names
+what each false positive is, so a researcher can see what a stage gets wrong without opening the masks:
 
 * ``duplicate``: tube IoU >= the threshold with an object that a higher-ranked tube of its video took;
 * ``switch``: its masks match one object on some frames and another on others (each on >= ``SWITCH_FRAMES``
@@ -14,7 +14,7 @@ stage gets wrong without opening the masks:
   masks that drift);
 * ``inexact``: overlaps an object (tube IoU >= ``OVERLAP``) without matching it on any frame (part of it, or
   several objects merged);
-* ``background``: overlaps no object.
+* ``background``: tube IoU below ``OVERLAP`` with every object.
 
 A diagnostic against ground truth: nothing in a run reads it to choose anything.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from s2d.evaluation.tube_iou import tube_iou
 from s2d.labelset.frame_match import frame_objects
 from s2d.labelset.types import Labelset, VideoLabels
