@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from s2d.evaluation.tube_iou import tube_iou
-from s2d.labelset.frame_match import frame_objects
+from s2d.labelset.frame_match import frame_objects, held_objects
 from s2d.labelset.types import Labelset, VideoLabels
 
 KINDS = ("duplicate", "switch", "fragment", "inexact", "background")
@@ -65,15 +65,6 @@ class LabelsetErrors:
     def counts(self) -> dict[str, int]:
         """Number of costly false positives of each kind (every kind present, 0 when none)."""
         return {k: sum(fp.kind == k for fp in self.false_positives) for k in KINDS}
-
-
-def held_objects(row: np.ndarray) -> tuple[int, ...]:
-    """(T,) per-frame object ids (-1: none) -> the objects matched on at least one frame, by first frame."""
-    seen: dict[int, None] = {}
-    for j in row:
-        if j >= 0:
-            seen.setdefault(int(j), None)
-    return tuple(seen)
 
 
 def match_video(ious: np.ndarray, scores: np.ndarray, iou_thr: float) -> np.ndarray:

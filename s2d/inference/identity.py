@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2d.inference.video_predict import Tube, tube_instances
-from s2d.labelset.frame_match import frame_objects
+from s2d.labelset.frame_match import frame_objects, held_objects
 from s2d.labelset.types import VideoLabels
 
 # a tube matches a label instance on a frame at this mask IoU (the IoU at which windows link and labels match)
@@ -47,14 +47,10 @@ def kept_identity(ids: np.ndarray, labels: VideoLabels) -> int | None:
     """The instance a tube keeps, or None when it holds one object: ids (T,) its per-frame instance. Among the
     instances it matches, those visible at the same time as the most matched one are other objects; with any,
     the most matched one is kept (the first matched on a tie in frame counts)."""
-    order, counts = [], {}
-    for j in ids[ids >= 0].tolist():
-        if j not in counts:
-            order.append(j)
-        counts[j] = counts.get(j, 0) + 1
+    order = held_objects(ids)
     if len(order) < 2:
         return None
-    keep = max(order, key=lambda j: counts[j])  # max keeps the first of equal counts
+    keep = max(order, key=lambda j: int((ids == j).sum()))  # max keeps the first of equal counts
     frames = {j: labels.instances[j].frames_with_mask for j in order}
     return keep if any(spans_overlap(frames[keep], frames[j]) for j in order if j != keep) else None
 

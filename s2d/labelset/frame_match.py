@@ -25,3 +25,13 @@ def frame_objects(reference: list[Instance], tubes: list[Instance], iou_thr: flo
         ok = iou[np.arange(len(d_idx)), best] >= iou_thr
         out[np.asarray(d_idx)[ok], t] = np.asarray(g_idx)[best[ok]]
     return out
+
+
+def held_objects(row: np.ndarray) -> tuple[int, ...]:
+    """(T,) per-frame instance (-1: none), a row of ``frame_objects`` -> the instances matched on at least one
+    frame, in order of their first matched frame."""
+    seen: dict[int, None] = {}
+    for j in row:
+        if j >= 0:
+            seen.setdefault(int(j), None)
+    return tuple(seen)
