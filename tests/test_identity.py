@@ -82,20 +82,14 @@ def test_label_stage_cuts_with_one_identity_only(compose, tiny_demo, tmp_path):
     from s2d.data.sources import open_dataset
     from s2d.labelset.types import Labelset
     from s2d.stages.label import label_settings, predictions
-    from tests.test_inference_scale import LeftHalfModel
+    from tests.test_inference_scale import LeftHalfModel, first_video_halves
+    from tests.test_label_keep import _tube
 
     ds = open_dataset("ytvis", tiny_demo)
-    name = ds.names[0]
-    sk = ds.skeleton(name)
-    h, w, length = sk.height, sk.width, sk.length
-    left, right = np.zeros((h, w), bool), np.zeros((h, w), bool)
-    left[:, : w // 2], right[:, w // 2:] = True, True
-
-    def inst(masks):
-        return Instance([rle.encode(masks[t]) if t in masks else None for t in range(length)], 0.9)
-
-    earlier = Labelset([VideoLabels(v, h, w, length, instances=[inst({0: left, 1: left, 3: right}),
-                                                                inst({2: left, 3: left})]) for v in ds.names])
+    name, (h, w, length), left, right = first_video_halves(ds)
+    earlier = Labelset([VideoLabels(v, h, w, length, instances=[_tube({0: left, 1: left, 3: right}, length, 0.9),
+                                                                _tube({2: left, 3: left}, length, 0.9)])
+                        for v in ds.names])
     crop = AugmentConfig(size=(64, 80), crop_scale=(1.0, 1.0))
     frames = {}
     for on in (False, True):

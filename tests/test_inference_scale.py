@@ -49,6 +49,17 @@ class LeftHalfModel(torch.nn.Module):
                 "image_size": (H, W)}
 
 
+def first_video_halves(ds) -> tuple[str, tuple[int, int, int], np.ndarray, np.ndarray]:
+    """The first video of ``ds``: its name, (H, W, T), and the (H, W) masks of its frames' left half (what
+    ``LeftHalfModel`` predicts) and right half."""
+    name = ds.names[0]
+    sk = ds.skeleton(name)
+    H, W = sk.height, sk.width
+    left, right = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    left[:, : W // 2], right[:, W // 2:] = True, True
+    return name, (H, W, sk.length), left, right
+
+
 def test_predict_video_at_a_scale_returns_masks_at_frame_size():
     frames = np.zeros((4, 96, 128, 3), np.uint8)
     model = LeftHalfModel()

@@ -65,14 +65,10 @@ def test_label_stage_adds_the_missed_labels(compose, tiny_demo, tmp_path):
     from s2d.data.sources import open_dataset
     from s2d.labelset.types import Labelset
     from s2d.stages.label import label_settings, predictions
-    from tests.test_inference_scale import LeftHalfModel
+    from tests.test_inference_scale import LeftHalfModel, first_video_halves
 
     ds = open_dataset("ytvis", tiny_demo)
-    name = ds.names[0]
-    sk = ds.skeleton(name)
-    H, W, T = sk.height, sk.width, sk.length
-    left, right = np.zeros((H, W), bool), np.zeros((H, W), bool)
-    left[:, : W // 2], right[:, W // 2:] = True, True
+    name, (H, W, T), left, right = first_video_halves(ds)
     earlier = Labelset([VideoLabels(v, H, W, T, instances=[_tube({0: left, 3: left}, T, 0.9),
                                                            _tube({2: right}, T, 0.8)]) for v in ds.names])
     crop = AugmentConfig(size=(64, 80), crop_scale=(1.0, 1.0))
