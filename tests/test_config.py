@@ -84,6 +84,7 @@ def test_wrong_type_fails(compose):
     ("masks.min_score=1.5", "masks.min_score"),
     ("masks.max_masks=0", "masks.max_masks"),
     ("masks.tau=0", "masks.tau"),
+    ("masks.maskcut_outside=0", "masks.maskcut_outside"),
     ("masks.motion.min_residual=0", "masks.motion.min_residual"),
     ("masks.motion.smooth_beta=1.0", "masks.motion.smooth_beta"),
     ("masks.motion.band=0", "masks.motion.band"),

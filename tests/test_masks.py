@@ -212,3 +212,22 @@ def test_failure_on_one_video_keeps_the_others_and_rerun_redoes_only_it(tiny_dem
         masks_stage.make_producer = real
     assert calls == ["demo_01"] and ls.names == ["demo_00", "demo_01"]
     assert (out_dir / "MANIFEST.json").exists()
+
+
+def test_maskcut_outside_names_the_masks_only_where_it_acts(compose):
+    """masks.maskcut_outside enters the masks' fingerprint only with masks=motion_maskcut and a share other than
+    0.5 (the rule before the key): motion-only masks (the real-video data configs) and the default demo masks
+    keep the folders they had."""
+    from s2d.fingerprint import fingerprint
+    from s2d.stages.common import section
+    from s2d.stages.masks import VERSION, masks_fingerprint
+
+    def fp(source, share):
+        return masks_fingerprint(compose(f"masks={source}", f"masks.maskcut_outside={share}"), "data")
+
+    assert fp("motion_maskcut", 0.25) != fp("motion_maskcut", 0.5)
+    assert fp("motion", 0.25) == fp("motion", 0.5)
+    assert fp("maskcut", 0.25) == fp("maskcut", 0.5)
+    before = section(compose("masks=motion_maskcut"), "masks")
+    before.pop("maskcut_outside")
+    assert fp("motion_maskcut", 0.5) == fingerprint("masks", VERSION, "data", before)

@@ -152,6 +152,34 @@ def test_merge_keeps_motion_first_and_adds_static_objects():
     assert len(m) == 2
 
 
+def test_merge_adds_the_object_a_maskcut_mask_joins_to_a_moving_one():
+    """Colour groups a moving object (motion mask, 25 px) with a slower one it half hides (15 px): the MaskCut
+    mask holds both, 15 / 40 = 0.375 of it outside the motion mask. A share of 0.25 adds exactly the hidden
+    object; the default (0.5, "mostly outside") drops it. A MaskCut mask of the moving object with a one-pixel
+    rim (5 / 30 outside) is dropped by both."""
+    moving = np.zeros((1, 10, 10), bool)
+    moving[0, :5, :5] = True
+    hidden = np.zeros((10, 10), bool)
+    hidden[5:8, :5] = True
+    both = (moving[0] | hidden)[None]
+    m, s = merge_with_maskcut((moving, np.array([0.7])), (both, np.array([0.9])), max_masks=10, min_area=0.01,
+                              min_outside=0.25)
+    assert len(m) == 2 and s.tolist() == [0.7, 0.9]
+    assert np.array_equal(m[0], moving[0]) and np.array_equal(m[1], hidden)
+    m, _ = merge_with_maskcut((moving, np.array([0.7])), (both, np.array([0.9])), max_masks=10, min_area=0.01)
+    assert len(m) == 1
+    rim = np.zeros((1, 10, 10), bool)
+    rim[0, :5, :6] = True
+    for share in (0.25, 0.5):
+        m, _ = merge_with_maskcut((moving, np.array([0.7])), (rim, np.array([0.9])), max_masks=10, min_area=0.01,
+                                  min_outside=share)
+        assert len(m) == 1
+    # the boundary: exactly the share outside is enough (15 / 40 = 0.375)
+    m, _ = merge_with_maskcut((moving, np.array([0.7])), (both, np.array([0.9])), max_masks=10, min_area=0.01,
+                              min_outside=0.375)
+    assert len(m) == 2
+
+
 def _touching(gt, t):
     """The two objects share an edge (or overlap) on frame t: one connected moving region."""
     k = np.ones((3, 3), np.uint8)

@@ -64,7 +64,8 @@ def make_producer(cfg: Any, ds: Dataset):
         with frame_bar(r, progress) as bar:
             per_frame, _ = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
         if maskcut_fn is not None:
-            per_frame = [merge_with_maskcut(mm, maskcut_fn(frames[t]), m.max_masks, m.min_area)
+            per_frame = [merge_with_maskcut(mm, maskcut_fn(frames[t]), m.max_masks, m.min_area,
+                                            m.maskcut_outside)
                          for t, mm in enumerate(per_frame)]
         return frames_to_labels(ds.skeleton(r.name), per_frame)
 
@@ -95,7 +96,12 @@ def frame_bar(r: VideoRecord, progress: bool):
 
 
 def masks_fingerprint(cfg: Any, data_fp: str) -> str:
-    return fingerprint("masks", VERSION, data_fp, section(cfg, "masks"))
+    m = section(cfg, "masks")
+    # named only where it acts (MaskCut joining motion) and differs from the rule before the key (0.5), so
+    # motion-only masks and the default demo masks keep their folders
+    if m["source"] != "motion_maskcut" or m.get("maskcut_outside") == 0.5:
+        m.pop("maskcut_outside", None)
+    return fingerprint("masks", VERSION, data_fp, m)
 
 
 def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
