@@ -63,21 +63,9 @@ def _curves(run_dir: Path, stages: list[str]) -> list[str]:
     return lines if drawn else []
 
 
-def _errors(gt, keymasks, rounds: list[dict], final_pred) -> dict:
-    """Where each labelset the learned stages start from or make loses AP50 (``s2d.evaluation.errors``)."""
-    from s2d.evaluation.errors import labelset_errors
-    from s2d.stages import final as final_stage
-
-    rows = {"sparse keymasks": labelset_errors(gt, keymasks)}
-    for r, rd in enumerate(rounds, 1):
-        rows[final_stage.round_row(r)] = labelset_errors(gt, rd["labels"])
-    if final_pred is not None:
-        rows["final model"] = labelset_errors(gt, final_pred)
-    return rows
-
-
 def run(cfg: Any, run_dir: Path) -> dict:
     from s2d.evaluation.frame_ap import frame_ap
+    from s2d.evaluation.errors import labelset_errors
     from s2d.io.job_ranks import job_rank_world
     from s2d.stages.chain import upstream
     from s2d.stages.evaluate import format_table, score
@@ -156,11 +144,13 @@ def run(cfg: Any, run_dir: Path) -> dict:
         fa = frame_ap(gt, masks)
         metrics["single-frame masks (per frame)"] = {k: (100 * v if v >= 0 else v) for k, v in fa.items()}
         metrics["single-frame masks + IoU linker"] = score(gt, baseline, voids)
-        metrics["sparse keymasks"] = score(gt, keymasks, voids)
-        for r, rd in enumerate(rounds, 1):
-            metrics[final_stage.round_row(r)] = score(gt, rd["labels"], voids)
+        # the labelsets the learned stages start from and make, by report row: scored, and where they lose AP50
+        learned = {"sparse keymasks": keymasks,
+                   **{final_stage.round_row(r): rd["labels"] for r, rd in enumerate(rounds, 1)}}
         if final_pred is not None:
-            metrics["final model"] = score(gt, final_pred, voids)
+            learned["final model"] = final_pred
+        for row, labels in learned.items():
+            metrics[row] = score(gt, labels, voids)
         lines += ["## Class-agnostic results against the ground truth", "",
                   "Video AP/AR over tubes (YouTube-VIS protocol, 128²/256² area bounds) and DAVIS-2017 "
                   "unsupervised J&F, in %. The first row scores every frame on its own (single-frame masks "
@@ -171,7 +161,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         gains = gain_lines(metrics, _gain_steps(rounds, final_pred is not None))
         if gains:
             lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
-        errors = _errors(gt, keymasks, rounds, final_pred)
+        errors = {row: labelset_errors(gt, labels) for row, labels in learned.items()}
         lines += error_lines(errors)
         error_counts = {row: {"objects": e.objects, "found": e.found, "missed": len(e.missed), **e.counts()}
                         for row, e in errors.items()}
