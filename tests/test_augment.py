@@ -180,7 +180,8 @@ def test_a_tube_the_crop_leaves_empty_is_no_target_and_takes_its_flag_and_score_
             assert torch.equal(item["targets"], warped[torch.tensor(shown)]), (epoch, i)
             assert bool(item["targets"].flatten(1).any(1).all())                  # no empty target
             assert item["target_scores"].tolist() == pytest.approx([inst.score for inst in want]), (epoch, i)
-            assert item["known_empty"].tolist() == [not inst.extra.get("kept", False) for inst in want]
+            assert item["known_empty"].tolist() == [[not inst.extra.get("kept", False)] * len(item["frames"])
+                                                    for inst in want]
             dropped += len(on) - len(want)
             corner_dropped += on[-1].score == 0.05 and not shown[-1]
     assert dropped > corner_dropped > 0           # the corner tube and others were cropped away

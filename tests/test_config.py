@@ -234,5 +234,28 @@ def test_final_teach_absent_reaches_the_dense_clips_and_the_final_fingerprint(co
         item = ClipDataset(ds, labels, 3, mode, augment=aug, teach_absent=teach)[0]
         present = [i for i, inst in enumerate(v.instances)
                    if any(inst.segmentations[t] is not None for t in item["frames"])]
-        assert item["known_empty"].tolist() == [want[i] for i in present], (mode, teach)
-        assert len(item["known_empty"]) == len(item["targets"])
+        assert item["known_empty"].tolist() == [[want[i]] * 3 for i in present], (mode, teach)  # per frame
+        assert item["known_empty"].shape == (len(item["targets"]), 3)
+    # final.drop_cut_frames: a frame label.one_identity cut from a tube (extra["cut_frames"]) stays unknown
+    first = ClipDataset(ds, labels, 3, "dense", augment=aug, teach_absent=True)[0]
+    v.instances[1].extra["cut_frames"] = [first["frames"][1]]
+    for drop in (True, False):
+        item = ClipDataset(ds, labels, 3, "dense", augment=aug, teach_absent=True, drop_cut_frames=drop)[0]
+        present = [i for i, inst in enumerate(v.instances)
+                   if any(inst.segmentations[t] is not None for t in item["frames"])]
+        assert item["frames"] == first["frames"] and 1 in present
+        assert item["known_empty"][present.index(1)].tolist() == [True, not drop, True], drop
+
+
+def test_final_drop_cut_frames_enters_the_final_fingerprint_only_where_it_acts(compose, tmp_path):
+    """final.drop_cut_frames changes what the final stage learns only where it teaches empty frames as absent."""
+    from s2d.stages.distill import checkpoint_dir, drops_cut_frames
+
+    on, off = compose("final.drop_cut_frames=true"), compose()
+    assert drops_cut_frames(on, "dense") and not drops_cut_frames(off, "dense") and not drops_cut_frames(on, "sparse")
+    assert checkpoint_dir(on, tmp_path, "final", "fp", "dense") != checkpoint_dir(off, tmp_path, "final", "fp", "dense")
+    assert checkpoint_dir(on, tmp_path, "distill", "fp") == checkpoint_dir(off, tmp_path, "distill", "fp")
+    quiet = [compose("final.teach_absent=false", f"final.drop_cut_frames={d}") for d in (True, False)]
+    assert not drops_cut_frames(quiet[0], "dense")
+    assert checkpoint_dir(quiet[0], tmp_path, "final", "fp", "dense") == checkpoint_dir(quiet[1], tmp_path, "final",
+                                                                                         "fp", "dense")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2d.inference.identity import kept_identity, nearest_identity, one_identity, spans_overlap
-from s2d.inference.video_predict import Tube
+from s2d.inference.video_predict import Tube, tube_instances
 from s2d.labelset import rle
 from s2d.labelset.frame_match import frame_objects
 from s2d.labelset.types import Instance, VideoLabels
@@ -66,7 +66,11 @@ def test_one_identity_cuts_the_frames_of_the_other_object():
     assert cut == 1 and len(out) == 2
     # frame 3 is one frame from frame 2 (A) and from frame 4 (B): the tie goes to the earlier, so it stays
     assert sorted(out[0].masks) == [0, 1, 2, 3] and out[0].scores == [0.9, 0.8] and out[0].mask_scores == [0.5]
+    assert out[0].cut == {4, 5} and switch.cut == set()      # the frames given to B are recorded, the input kept
     assert out[1] is whole
+    # the record reaches the tube's instance (final.drop_cut_frames reads it there); an uncut tube has none
+    cut_inst, whole_inst = tube_instances(out, T)
+    assert cut_inst.extra == {"cut_frames": [4, 5]} and whole_inst.extra == {}
     assert frame_objects(labels.instances, [_instance(switch.masks)], 0.5).tolist() == [[0, 0, 0, -1, 1, 1]]
     # nothing to read identities from: unchanged
     assert one_identity([switch], T, VideoLabels("v", H, W, T))[0][0] is switch
@@ -98,9 +102,16 @@ def test_label_stage_cuts_with_one_identity_only(compose, tiny_demo, tmp_path):
                           previous=earlier)
         (tube,) = out[name].instances
         frames[on] = tube.frames_with_mask
+        # the frames cut away are named in the stored labelset (read back from its shards)
+        assert tube.extra.get("cut_frames") == (list(range(2, length)) if on else None)
         assert ("one_identity" in label_settings(cfg)) == on
         assert "one_identity" not in label_settings(cfg, "predict")
     assert frames[False] == list(range(length)) and frames[True] == [0, 1]
+    # where the final stage reads the cut frames (final.drop_cut_frames), a labelset made before they were named
+    # is not reused: another fingerprint; elsewhere they are a diagnostic and the fingerprint stays
+    assert label_settings(compose("final.drop_cut_frames=true"))["one_identity"] == {"cut_frames": True}
+    assert label_settings(compose())["one_identity"] is True
+    assert label_settings(compose("final.drop_cut_frames=true", "final.teach_absent=false"))["one_identity"] is True
     paper = compose("experiment=paper")
     assert paper.label.one_identity is False and "one_identity" not in label_settings(paper)
 

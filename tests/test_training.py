@@ -184,6 +184,11 @@ def test_temporal_droploss_weights_hand_computed():
     # instance 1's empty frames known to be empty (a dense tube): taught, weight 1; instance 0 keeps the rule
     assert temporal_droploss_weights(t, known_empty=torch.tensor([False, True])).tolist() == [1, 0, 1, 1, 1, 1]
     assert temporal_droploss_weights(t, 0.25, torch.tensor([True, False])).tolist() == [1, 1, 1, 0.75, 1, 0.75]
+    # per frame (final.drop_cut_frames): instance 1 known empty on frame 2 only, instance 0 on frames 1 and 2
+    # (frame 2 is non-empty for it: weight 1 either way)
+    per_frame = torch.tensor([[False, True, True], [False, False, True]])
+    assert temporal_droploss_weights(t, known_empty=per_frame).tolist() == [1, 1, 1, 0, 1, 1]
+    assert temporal_droploss_weights(t, 0.25, per_frame).tolist() == [1, 1, 1, 0.75, 1, 1]
 
 
 def test_everything_dropped_is_a_finite_zero_with_gradients():

@@ -258,6 +258,10 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # (label.keep_iou) stay sparse either way. Demo, 3 seeds: final AP50 89.5 -> 94.4, J&F 87.5 -> 91.3
     # (docs/RESULTS.md). experiment=paper: false (the method's rule drops every empty frame)
     teach_absent: bool = True
+    # true: except the frames label.one_identity cut from a tube (its query held another object there, which says
+    # nothing of this one), dropped like a keymask instance's empty frames. Not adopted: demo, 5 seeds, final
+    # AP / AP50 / J&F 88.8 / 97.6 / 91.2 against 89.2 / 97.7 / 91.0 (docs/RESULTS.md, "Tried and not adopted")
+    drop_cut_frames: bool = False
     # the class target of each dense labelset tube is its score in the labelset (the teacher's confidence, as ranked
     # by label.*), not 1: soft pseudo-labels, so that a tube the teacher was unsure of is not learned as a sure
     # object. Final model AP50, 3 seeds: DAVIS clips 62.2 -> 74.7, demo 95.6 -> 97.0 (J&F 90.9 -> 89.1;

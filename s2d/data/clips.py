@@ -34,19 +34,23 @@ class ClipDataset(Dataset):
     def __init__(self, videos: VideoDataset, labels: Labelset, length: int = 3, mode: str = "sparse",
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
                  seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
-                 teach_absent: bool = False, frame_cache_mb: float = 0, score_targets: bool = False):
+                 teach_absent: bool = False, frame_cache_mb: float = 0, score_targets: bool = False,
+                 drop_cut_frames: bool = False):
         """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
         ``score_targets`` (dense mode): each item also gives its instances' labelset scores (``target_scores``),
         the class targets of soft pseudo-labels.
         ``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
-        dense labelset carries over: their empty frames are unknown, as in the distill stage)."""
+        dense labelset carries over: their empty frames are unknown, as in the distill stage). ``known_empty`` is
+        (N, T): with ``drop_cut_frames`` a tube's ``cut_frames`` (frames ``label.one_identity`` gave to another
+        object) are unknown too."""
         if on_error not in ("raise", "substitute"):
             raise ValueError(f"on_error must be raise|substitute, got '{on_error}'")
         self.videos, self.labels, self.length, self.mode = videos, labels, length, mode
         self.radius, self.augment, self.seed = fallback_radius, augment, seed
         self.on_error, self.retries, self.quarantine = on_error, retries, quarantine
         self.teach_absent = teach_absent and mode != "sparse"
+        self.drop_cut_frames = drop_cut_frames
         self.score_targets = score_targets and mode != "sparse"
         self.epoch = 0
         self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20))
@@ -113,7 +117,9 @@ class ClipDataset(Dataset):
             segs = [inst.segmentations[t] for t in frames]
             if any(s is not None for s in segs):
                 masks.append(rle_utils.decode_many(segs, lv.height, lv.width))
-                known.append(self.teach_absent and not inst.extra.get("kept", False))
+                absent = self.teach_absent and not inst.extra.get("kept", False)
+                cut = set(inst.extra.get("cut_frames", ())) if self.drop_cut_frames else set()
+                known.append([absent and t not in cut for t in frames])
                 scores.append(min(max(float(inst.score), 0.0), 1.0))
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
@@ -122,7 +128,7 @@ class ClipDataset(Dataset):
         # too): as a target it would teach "object" to a query with no mask, and several such targets tie in
         # the Hungarian matching, where float noise decides which query gets which one's score.
         present = tgt.flatten(1).any(1)                                                         # (N,)
-        known_t = torch.tensor(known, dtype=torch.bool)[present]
+        known_t = torch.tensor(known, dtype=torch.bool).reshape(-1, len(frames))[present]              # (N, T)
         item = {"clip": imgs, "targets": tgt[present], "known_empty": known_t, "video": name,
                 "frames": frames, "index": index}
         if self.score_targets:

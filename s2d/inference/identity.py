@@ -14,7 +14,8 @@ object throughout: it is left whole.
 
 A tube found so keeps the frames of the instance it matches on most frames. Each of its frames goes with the
 instance matched on the nearest matched frame, the earlier one on a tie. The frames that go with another
-instance are dropped from the tube, and nothing else in it changes.
+instance are dropped from the tube, and nothing else in it changes; the tube records them (``Tube.cut``), since
+there its query followed another object and said nothing of this one (``final.drop_cut_frames``).
 """
 from __future__ import annotations
 
@@ -72,5 +73,5 @@ def one_identity(tubes: list[Tube], length: int, labels: VideoLabels,
         owner = nearest_identity(row)                                                    # (T,)
         masks = {t: m for t, m in tb.masks.items() if owner[t] == keep}
         if masks:
-            out.append(Tube(masks, list(tb.scores), list(tb.mask_scores)))
+            out.append(Tube(masks, list(tb.scores), list(tb.mask_scores), cut=tb.cut | (set(tb.masks) - set(masks))))
     return out, cut

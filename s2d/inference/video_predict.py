@@ -35,6 +35,9 @@ class Tube:
     scores: list[float]           # per window: the query's foreground probability
     # per window: the query's mean mask probability inside its mask (``label.mask_score``); empty: not measured
     mask_scores: list[float] = field(default_factory=list)
+    # frames taken from this tube because its query held another object there (``label.one_identity``): the
+    # teacher said nothing about this object on them, so they are no evidence that it is absent
+    cut: set[int] = field(default_factory=set)
     _rles: dict[int, rle.RLE] = field(default_factory=dict, repr=False)  # frame -> its mask's RLE, once encoded
 
     @property
@@ -57,9 +60,11 @@ class Tube:
 
 def tube_instances(tubes: list[Tube], length: int, scores: list[float] | None = None) -> list[Instance]:
     """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask),
-    scored by ``scores`` (default: each tube's foreground probability; ``s2d.inference.rescore`` ranks otherwise)."""
+    scored by ``scores`` (default: each tube's foreground probability; ``s2d.inference.rescore`` ranks otherwise).
+    A tube's ``cut`` frames go into its instance's ``extra["cut_frames"]`` (sorted), where it has any."""
     scores = [tb.score for tb in tubes] if scores is None else scores
-    return [Instance(tb.rles(length), float(s)) for tb, s in zip(tubes, scores, strict=True)]
+    return [Instance(tb.rles(length), float(s), extra={"cut_frames": sorted(tb.cut)} if tb.cut else {})
+            for tb, s in zip(tubes, scores, strict=True)]
 
 
 def _windows(T: int, window: int, overlap: int) -> list[tuple[int, int]]:

@@ -6,8 +6,9 @@ variant="temporal" (S2D's Temporal DropLoss): an (instance, frame) pair whose ta
 variant="cutler" (CutLER's DropLoss, the comparison): every frame counts in the mask losses, and the
   no-object loss of an unmatched prediction whose best IoU with every target is <= ``cutler_iou`` is dropped.
 Dropping nothing at all is variant="temporal" with ``drop_rate=0`` (``loss=no_droploss``).
-``known_empty`` (per clip, one flag per target) marks targets whose empty frames are known to be empty (a dense
-labelset's tube: the labeller saw the frame and no object); those frames are taught as absent under any variant.
+``known_empty`` (per clip, one flag per target, or one per target and frame) marks targets whose empty frames are
+known to be empty (a dense labelset's tube: the labeller saw the frame and no object); those frames are taught
+as absent under any variant.
 Losses are normalised by the number of target instances summed over all DDP ranks, clamped to >= 1; the
 all-reduce runs on every rank even when a rank has no targets, so no rank hangs. A batch in which everything
 is dropped gives a finite zero loss that still has a graph (every parameter gets a zero gradient).
@@ -118,7 +119,7 @@ class VideoSetCriterion:
             prob = ps.sigmoid()
             dice = 1 - (2 * (prob * pt).sum(1) + 1) / (prob.sum(1) + pt.sum(1) + 1)    # (n*T,)
             if self.variant == "temporal":
-                known = None if known_empty is None else known_empty[b][ti]            # (n,)
+                known = None if known_empty is None else known_empty[b][ti]            # (n,) | (n, T)
                 w = temporal_droploss_weights(tgt, self.drop_rate, known)              # (n*T,)
             else:
                 w = torch.ones_like(bce)
@@ -131,7 +132,8 @@ class VideoSetCriterion:
                  context: str = "", known_empty: list[torch.Tensor] | None = None,
                  target_scores: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """outputs: model outputs; targets[b]: (N_b, T, H, W) {0,1} at any resolution (point-sampled);
-        known_empty[b]: (N_b,) bool, targets whose empty frames are taught as absent (None: none);
+        known_empty[b]: (N_b,) bool, targets whose empty frames are taught as absent, or (N_b, T) per frame
+        (None: none);
         target_scores[b]: (N_b,) in [0, 1], the class target of each (None: 1, the hard label).
 
         ``generators`` (one per clip) make the random points a function of the clip alone, so a batch split

@@ -15,10 +15,11 @@ def temporal_droploss_weights(targets: torch.Tensor, drop_rate: float = 1.0,
                               known_empty: torch.Tensor | None = None) -> torch.Tensor:
     """targets (n, T, H, W) matched pseudo-label masks -> (n * T,) weights of the per-(instance, frame) mask
     losses, instance-major: 1 where the mask is non-empty, 1 - drop_rate where it is empty. ``known_empty`` (n,)
-    bool: instances whose empty frames are known to be empty (a dense labelset's tube, not a keymask instance),
-    so absent rather than unlabelled; every frame of theirs keeps weight 1."""
+    or (n, T) bool: instances (or their frames) whose empty frames are known to be empty (a dense labelset's tube,
+    not a keymask instance), so absent rather than unlabelled: weight 1 there."""
     present = (targets.flatten(2).sum(-1) > 0).float()            # (n, T)
     if known_empty is not None:
-        present = torch.maximum(present, known_empty.to(present.device, present.dtype)[:, None])
+        known = known_empty.to(present.device, present.dtype)
+        present = torch.maximum(present, known if known.dim() == 2 else known[:, None])
     present = present.flatten()                                    # (n*T,)
     return present + (1 - present) * (1 - drop_rate)

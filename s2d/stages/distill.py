@@ -29,7 +29,8 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
                           quarantine=None if quarantine is None else str(quarantine),
                           val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode),
-                          frame_cache_mb=t.frame_cache_mb, score_targets=scores_as_targets(cfg, mode))
+                          frame_cache_mb=t.frame_cache_mb, score_targets=scores_as_targets(cfg, mode),
+                          drop_cut_frames=drops_cut_frames(cfg, mode))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
@@ -188,6 +189,12 @@ def teaches_absent(cfg: Any, mode: str) -> bool:
     return mode != "sparse" and bool(cfg.final.teach_absent)
 
 
+def drops_cut_frames(cfg: Any, mode: str) -> bool:
+    """Whether a stage that teaches empty frames as absent leaves out the frames ``label.one_identity`` cut from a
+    tube (``final.drop_cut_frames``)."""
+    return teaches_absent(cfg, mode) and bool(cfg.final.drop_cut_frames)
+
+
 def scores_as_targets(cfg: Any, mode: str) -> bool:
     """Whether a stage trained on ``mode`` labels learns their scores as class targets (``final.score_targets``:
     the dense labelset's; the keymasks' scores are a discovery heuristic, never a target)."""
@@ -202,6 +209,7 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
     # present only when on, so stages trained before the key existed keep their fingerprints
     absent = [{"teach_absent": True}] if teaches_absent(cfg, mode) else []
     absent += [{"score_targets": True}] if scores_as_targets(cfg, mode) else []
+    absent += [{"drop_cut_frames": True}] if drops_cut_frames(cfg, mode) else []
     fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
                      section(cfg, "optim"), section(cfg, "distill"), train, *absent)
     return run_dir / "checkpoints" / f"{stage}-{fp}"

@@ -59,7 +59,7 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
     for (i, t), m in zip(jobs, refined):
         if m.any():
             per_tube[i][t] = m
-    return [Tube(masks, tb.scores, tb.mask_scores) for tb, masks in zip(tubes, per_tube) if masks]
+    return [Tube(masks, tb.scores, tb.mask_scores, cut=set(tb.cut)) for tb, masks in zip(tubes, per_tube) if masks]
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
@@ -121,6 +121,9 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
         lab.pop("keep_iou", None)
     if stage != "label" or not lab.get("one_identity"):  # ... and reads their identities; present only when on
         lab.pop("one_identity", None)
+    elif cfg.final.teach_absent and cfg.final.drop_cut_frames:
+        # the final stage reads the frames the labelset names as cut, which a labelset made before did not name
+        lab["one_identity"] = {"cut_frames": True}
     return lab
 
 
