@@ -14,7 +14,7 @@ from s2d.fingerprint import fingerprint
 from s2d.io.atomic import sha256_file
 from s2d.labelset.types import Labelset, VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, run_per_video, section
-from s2d.stages.distill import scores_as_targets
+from s2d.stages.distill import drops_cut_frames, scores_as_targets
 
 log = logging.getLogger(__name__)
 VERSION = 1
@@ -121,7 +121,7 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
         lab.pop("keep_iou", None)
     if stage != "label" or not lab.get("one_identity"):  # ... and reads their identities; present only when on
         lab.pop("one_identity", None)
-    elif cfg.final.teach_absent and cfg.final.drop_cut_frames:
+    elif drops_cut_frames(cfg, "dense"):
         # the final stage reads the frames the labelset names as cut, which a labelset made before did not name
         lab["one_identity"] = {"cut_frames": True}
     return lab
