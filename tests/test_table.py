@@ -82,3 +82,35 @@ def test_the_table_names_the_compute_its_runs_came_from(tmp_path):
     _run(tmp_path, "old", ["seed=3"], {"AP": 1.0})  # an older run's metrics.json has no compute
     md, _ = build(tmp_path, "sparse keymasks", ["AP"])
     assert "Compute: not recorded (every run)." in md
+
+
+def test_a_baseline_row_gives_paired_gains_per_seed(tmp_path):
+    """table.baseline: each run's row minus its own baseline row, then mean ± std over seeds and the count of seeds
+    at or above it. Hand-computed: final - dense AP50 = +2, -4, +5 -> mean +1.0, std sqrt(14) = 3.7, 2 of 3."""
+    rows = {0: ({"AP50": 98.0, "AP": -1}, {"AP50": 96.0, "AP": 10.0}),
+            1: ({"AP50": 91.0, "AP": 20.0}, {"AP50": 95.0, "AP": 20.0}),
+            2: ({"AP50": 100.0, "AP": 30.0}, {"AP50": 95.0, "AP": 25.0})}
+    for seed, (final, dense) in rows.items():
+        d = tmp_path / f"seed={seed}"
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}"]))
+        (d / "metrics.json").write_text(json.dumps({"complete": True, "code_version": code_version(),
+                                                    "metrics": {"final model": final, "dense": dense}}))
+    md, tex = build(tmp_path, "final model", ["AP50", "AP"], baseline="dense")
+    lines = md.splitlines()
+    assert lines[2] == "| 96.3 ± 3.9 (3) | 25.0 ± 5.0 (2) |"                 # the row itself, as without one
+    i = lines.index("| AP50 | AP |", 1)
+    # AP: seed 0's final AP is undefined (-1), so that seed has no AP gain: +0 and +5 -> +2.5 ± 2.5, 2 of 2
+    assert lines[i + 2] == "| +1.0 ± 3.7 (2 of 3 ≥ 0) | +2.5 ± 2.5 (2 of 2 ≥ 0) |"
+    assert "final model minus dense" in md
+    assert r"+1.0 $\pm$ 3.7 (2 of 3 $\geq$ 0)" in tex and tex.count(r"\begin{tabular}") == 2
+    with pytest.raises(S2DError, match=r"table.baseline='dense labelset'.*\['dense', 'final model'\]"):
+        build(tmp_path, "final model", ["AP50"], baseline="dense labelset")
+    d = tmp_path / "seed=3"  # a run without the baseline row: in the row's table, named and left out of the gains
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["seed=3"]))
+    (d / "metrics.json").write_text(json.dumps({"complete": True, "code_version": code_version(),
+                                                "metrics": {"final model": {"AP50": 50.0}}}))
+    md, _ = build(tmp_path, "final model", ["AP50"], baseline="dense")
+    assert "| 84.8 ± 20.3 (4) |" in md and "| +1.0 ± 3.7 (2 of 3 ≥ 0) |" in md
+    assert "Without a 'dense' row (left out of the gains): seed=3" in md

@@ -238,6 +238,9 @@ class TableSchema:
     row: str = "sparse keymasks"       # which metrics row of each run goes into the table
     metrics: List[str] = field(default_factory=lambda: ["AP", "AP50", "AP75", "AR10"])
     any_version: bool = False          # include runs made by another code version
+    # another row of the same runs (e.g. "dense labelset (distilled teacher)" under row="final model"): a second
+    # table gives the row minus it, run by run, as mean ± std over seeds and in how many seeds it is >= 0
+    baseline: Optional[str] = None
 
 
 @dataclass

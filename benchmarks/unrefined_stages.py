@@ -1,0 +1,136 @@
+"""The learned stages with and without the GrabCut refinement, on finished runs with ground truth.
+
+    python benchmarks/unrefined_stages.py outputs/multirun/idf        # every finished run under a sweep folder
+    python benchmarks/unrefined_stages.py outputs/runs/default-seed0 --metrics AP AP50 J&F-Mean
+
+The dense labelset and the final model's predictions are GrabCut-refined by default (``label.refine``,
+``final.refine``). So the report's "final model vs dense labelset" compares the final model + GrabCut with the
+distilled teacher + GrabCut, and the final model learned from refined masks. This makes, for each run, its
+distilled teacher's dense labelset and its final model's predictions again with the refinement off, and scores
+them beside the refined ones: the models' own masks against each other, and what the refinement adds to each.
+
+The run's config is composed from ``conf/`` and the run's ``.hydra/overrides.yaml``; its checkpoints are found
+by their fingerprints, as ``s2d run`` finds them. The refined sets come from the run's artifacts (made again if
+missing); the unrefined ones go to a temporary folder, so the run's artifacts are never changed. Self-training
+rounds after the first (``final.rounds`` > 1) are not covered: the run is skipped with a message.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ROWS = ("dense labelset", "final model")
+
+
+def run_config(run: Path):
+    """The run's config: conf/ composed with the overrides it was launched with."""
+    from hydra import compose, initialize_config_dir
+
+    from s2d.config import register_configs
+
+    register_configs()
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    keep = [o for o in overrides if not o.startswith(("hydra", "stage=", "progress="))]
+    with initialize_config_dir(str(ROOT / "conf"), version_base=None):
+        return compose("s2d", overrides=[*keep, "progress=false"])
+
+
+def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, float]]] | None:
+    """-> {"refined" | "unrefined": {row: {metric: value}}}, or None when the run cannot be scored."""
+    from omegaconf import OmegaConf
+
+    from s2d.stages import distill as distill_stage
+    from s2d.stages import final as final_stage
+    from s2d.stages import label as label_stage
+    from s2d.stages.chain import upstream
+    from s2d.stages.evaluate import score
+
+    cfg = run_config(run)
+    if cfg.final.rounds != 1:
+        print(f"{run}: final.rounds={cfg.final.rounds}, skipped (only the first round is covered)")
+        return None
+    up = upstream(cfg, through="keymasks")
+    if not up.ds.has_gt:
+        print(f"{run}: its data has no ground truth, skipped")
+        return None
+    km, km_fp = up.keymasks.labels, up.keymasks.fingerprint
+    teacher = distill_stage.checkpoint_dir(cfg, run, "distill", km_fp, "sparse") / "last.ckpt"
+    if not teacher.is_file():
+        print(f"{run}: no finished distill checkpoint ({teacher}), skipped")
+        return None
+    refined = label_stage.compute(cfg, up.ds, teacher, up.data_fp, (km, km_fp))
+    final = distill_stage.checkpoint_dir(final_stage.stage_config(cfg), run, "final", refined.fingerprint,
+                                         "dense") / "last.ckpt"
+    if not final.is_file():
+        print(f"{run}: no finished final checkpoint ({final}), skipped")
+        return None
+    gt = up.ds.gt_labelset()
+    voids = {r.name: r.void for r in up.ds if r.void is not None}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = OmegaConf.merge(cfg, {"label": {"refine": False}, "final": {"refine": False},
+                                    "paths": {"artifacts": tmp}})
+        for kind, c, dense in (("refined", cfg, refined.labels), ("unrefined", raw, None)):
+            if dense is None:
+                dense = label_stage.compute(c, up.ds, teacher, up.data_fp, (km, km_fp)).labels
+            pred = final_stage.predict(c, up.ds, final, up.data_fp).labels
+            out[kind] = {row: {m: v for m, v in score(gt, ls, voids).items() if m in metrics}
+                         for row, ls in zip(ROWS, (dense, pred))}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders, or sweep folders holding them")
+    ap.add_argument("--metrics", nargs="+", default=["AP", "AP50", "AP75", "AR10", "J&F-Mean"])
+    args = ap.parse_args()
+    from s2d.stages.table import fmt_gain, fmt_mean
+
+    runs = sorted({h.parent for r in args.runs for h in ([r / ".hydra"] if (r / ".hydra").is_dir()
+                                                         else r.rglob(".hydra"))})
+    if not runs:
+        sys.exit(f"no run folder (one with .hydra/overrides.yaml) in {[str(r) for r in args.runs]}")
+    results = {}
+    for run in runs:
+        t = time.perf_counter()
+        res = score_run(run, args.metrics)
+        if res is None:
+            continue
+        results[run] = res
+        print(f"\n{run} ({time.perf_counter() - t:.0f} s)")
+        print("| | " + " | ".join(args.metrics) + " |\n|---|" + "---:|" * len(args.metrics))
+        for kind in ("unrefined", "refined"):
+            for row in ROWS:
+                print(f"| {row}, {kind} | " + " | ".join(f"{res[kind][row][m]:.1f}" for m in args.metrics) + " |")
+    if not results:
+        sys.exit("no run could be scored")
+    n = len(results)
+    print(f"\nOver {n} run(s): mean ± std, then the final model minus the dense labelset run by run (mean ± std, "
+          "and in how many runs it is at or above it), and what the refinement adds to each row")
+    print("| | " + " | ".join(args.metrics) + " |\n|---|" + "---:|" * len(args.metrics))
+    for kind in ("unrefined", "refined"):
+        for row in ROWS:
+            print(f"| {row}, {kind} | " + " | ".join(fmt_mean([r[kind][row][m] for r in results.values()])
+                                                     for m in args.metrics) + " |")
+    for kind in ("unrefined", "refined"):
+        print(f"| final - dense, {kind} | " + " | ".join(
+            fmt_gain([r[kind]["final model"][m] - r[kind]["dense labelset"][m] for r in results.values()
+                      if r[kind]["final model"][m] >= 0 and r[kind]["dense labelset"][m] >= 0])
+            for m in args.metrics) + " |")
+    for row in ROWS:
+        print(f"| refinement's gain, {row} | " + " | ".join(
+            fmt_gain([r["refined"][row][m] - r["unrefined"][row][m] for r in results.values()
+                      if r["refined"][row][m] >= 0 and r["unrefined"][row][m] >= 0])
+            for m in args.metrics) + " |")
+
+
+if __name__ == "__main__":
+    main()
