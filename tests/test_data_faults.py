@@ -102,3 +102,23 @@ def test_keymask_overlays_do_not_change_the_keymasks_and_are_drawn_when_missing(
     assert on.fingerprint == off.fingerprint and on.folder == off.folder
     assert sorted(p.stem for p in (on.folder / "overlays").glob("*.gif")) == sorted(ds.names)
     assert keymasks_stage.compute(cfg_other, ds, masks, mfp).fingerprint != off.fingerprint
+
+
+def test_the_keymask_window_names_the_keymasks_only_where_it_acts(compose):
+    """keymasks.window enters the keymask set's fingerprint only when a video of the data is longer than it: data
+    that fits in one window keeps the name (and the trained models downstream) it had before the key existed,
+    and a window that splits a video names a new set. Checked on the settings (hand-made lengths) and on the
+    smoke run's 8-frame videos."""
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    cfg = compose("debug=fast", "keymasks.overlays=false")
+    assert "window" not in keymasks_stage.keymask_settings(cfg, 64)
+    assert keymasks_stage.keymask_settings(cfg, 65)["window"] == 64
+    assert "window" not in keymasks_stage.keymask_settings(compose("debug=fast", "keymasks.window=0"), 500)
+    ds = load_data(cfg)
+    masks, _, mfp, _ = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    fps = [keymasks_stage.compute(compose("debug=fast", "keymasks.overlays=false", f"keymasks.window={w}"),
+                                  ds, masks, mfp).fingerprint for w in (0, 8, 64)]
+    assert fps[0] == fps[1] == fps[2]                                 # 8-frame videos: no window acts

@@ -209,3 +209,88 @@ def test_stitching_joins_what_continues_and_nothing_else():
     # best J first, one successor and one predecessor each
     assert chains(4, [(0, 2, 0.6), (1, 2, 0.9), (0, 3, 0.55)]) == [[0, 3], [1, 2]]
     assert stitch_pairs(ends[:1], starts[:1], frames, _ShiftTracker(), 0.5, 8, (25, 50, 800.0)) == ([], 0)
+
+
+def test_window_starts_cover_the_video_with_half_overlap():
+    from s2d.keymasks.windows import window_starts
+
+    assert window_starts(50, 64) == [0] and window_starts(64, 64) == [0] and window_starts(500, 0) == [0]
+    assert window_starts(200, 64) == [0, 32, 64, 96, 128, 136]   # the last window ends at the last frame
+    assert window_starts(65, 64) == [0, 1]
+    for length, w in ((200, 64), (247, 64), (90, 32), (33, 8)):
+        s = window_starts(length, w)
+        covered = np.zeros(length, int)
+        for a in s:
+            covered[a:a + w] += 1
+        assert covered.min() >= 1 and s[-1] + w == length
+        assert all(b - a <= w // 2 for a, b in zip(s, s[1:]))     # consecutive windows share >= half
+
+
+def test_window_instances_join_on_shared_keymasks_one_to_one():
+    from s2d.keymasks.windows import groups_of, join_pairs
+
+    def m(x0, x1):
+        a = np.zeros((4, 10), bool)
+        a[:, x0:x1] = True
+        return a
+
+    masks = [m(0, 4), m(5, 9), m(0, 4), m(5, 9), m(0, 3)]   # frame 10: masks 0, 1; frame 11: masks 2, 3, (4)
+    left = [([0, 2], [10, 11]), ([1, 3], [10, 11])]           # two objects of window k
+    right = [([3], [11]), ([2], [11])]                        # the same two in window k + 1, other order
+    assert sorted(join_pairs(left, right, masks, 0.5)) == [(0, 1, 1.0), (1, 0, 1.0)]
+    # another mask of the same place (IoU 3/4) joins too, but only once: the better pair wins
+    assert join_pairs(left, [([4], [11]), ([2], [11])], masks, 0.5) == [(0, 1, 1.0)]
+    assert join_pairs(left, [([4], [11])], masks, 0.5) == [(0, 0, 0.75)]
+    assert join_pairs(left, [([4], [11])], masks, 0.8) == []
+    assert join_pairs(left, [([4], [12])], masks, 0.5) == []  # no frame in common: left to stitching
+    assert groups_of(5, [(0, 3), (3, 4)]) == [[0, 3, 4], [1], [2]]
+
+
+class ShortLivedTracker(OracleTracker):
+    """True positions, but each point visible only within ``reach`` frames of its query frame (and where truly
+    visible): a flow tracker that loses its points for good after a while."""
+
+    def __init__(self, demo, reach):
+        super().__init__(demo)
+        self.reach = reach
+
+    def track(self, frames, queries):
+        from s2d.data.demo import true_tracks
+
+        # discovery in windows passes a slice of the video: find where it starts (the demo's frames are unique)
+        s = next(i for i in range(len(self.demo.frames)) if np.array_equal(self.demo.frames[i], frames[0]))
+        pts, vis = true_tracks(self.demo, queries + np.array([s, 0, 0]))
+        pts, vis = pts[s:s + len(frames)], vis[s:s + len(frames)]
+        t = np.arange(len(frames))[:, None]
+        return Tracks(pts.astype(np.float32), vis & (np.abs(t - queries[:, 0][None]) <= self.reach))
+
+
+def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
+    """72 frames, points visible 8 frames either side of their query frame: over the whole video DBSCAN chains
+    every mask into one cluster that is never visible as a majority (no instance at all); in 24-frame windows
+    every object on screen for most of the video is found, as one instance joined across the windows, and no
+    instance mixes objects."""
+    from s2d.data.demo import make_demo_video
+
+    T = 72
+    v = make_demo_video(3, T, 96, 128, 3)
+    gt = v.masks()
+    fm = [np.stack([gt[k, t] for k in range(len(gt)) if gt[k, t].any()]) for t in range(T)]
+    obj_of = [k for t in range(T) for k in range(len(gt)) if gt[k, t].any()]
+    fs = [np.ones(len(x)) for x in fm]
+    tracker = ShortLivedTracker(v, 8)
+    whole = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=0))
+    assert whole.instances == [] and whole.summary["visibility_clusters"] == 1
+    res = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=24))
+    assert res.summary["windows"] == 5 and res.summary["joined_across_windows"] > 0
+    found = [{obj_of[i] for i in inst.members} for inst in res.instances]
+    assert all(len(objs) == 1 for objs in found)               # an instance never mixes objects
+    long_lived = {k for k in range(len(gt)) if gt[k].any(axis=(1, 2)).sum() >= 48}
+    assert long_lived and sorted(k for objs in found for k in objs if k in long_lived) == sorted(long_lived)
+    members = [i for inst in res.instances for i in inst.members]
+    assert len(members) == len(set(members))                   # each mask a keymask of one instance at most
+    # a video that fits in one window is discovered exactly as before the key existed
+    short = [x[:24] for x in (fm, fs)]
+    a = discover_keymasks(v.frames[:24], *short, tracker, KeymaskParams(window=24))
+    b = discover_keymasks(v.frames[:24], *short, tracker, KeymaskParams(window=0))
+    assert [i.members for i in a.instances] == [i.members for i in b.instances] and "windows" not in a.summary

@@ -358,6 +358,8 @@ def validate_config(cfg: Any) -> None:
         v = k[key]
         _require(0.0 <= v <= 1.0, f"keymasks.{key}", f"must be within [0, 1], got {v}")
     _require(k.grid >= 2 and k.vis_min_samples >= 1, "keymasks.grid", "grid must be >= 2, min_samples >= 1")
+    _require(k.window == 0 or k.window >= 8, "keymasks.window",
+             f"must be 0 (the whole video at once) or at least 8 frames, got {k.window}")
     _require(k.stitch_gap >= 0, "keymasks.stitch_gap", f"must be >= 0 (0: off), got {k.stitch_gap}")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     lo = cfg.loss

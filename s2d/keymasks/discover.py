@@ -9,6 +9,8 @@
      member masks are its keymasks;
   5. stitching (ours, ``stitch_gap``): instances with disjoint frames where one's last keymask, tracked on,
      lands in the other's first (J > lambda_J) are one object the tracker lost midway (``stitching.py``).
+A video longer than ``window`` frames (ours) runs 1-5 in half-overlapping windows whose instances are joined
+where they share keymasks, then 5 over the whole video (``windows.py``).
 Both tracking steps are ONE tracker call each, with every query carrying its own start frame. ``batched=False``
 reproduces the authors' structure (one call per mask) for the speed benchmark.
 """
@@ -23,6 +25,7 @@ from s2d.keymasks.matching import label_maps, one_to_many, point_mask_jaccard
 from s2d.keymasks.queries import build_queries, propagation_grid
 from s2d.keymasks.stitching import chains, stitch_pairs
 from s2d.keymasks.visibility import cluster_visibility, visibility_vectors
+from s2d.keymasks.windows import groups_of, join_pairs, window_starts
 from s2d.tracking.base import PointTracker, Tracks
 
 
@@ -44,6 +47,10 @@ class KeymaskParams:
     prop_grid_max: int = 50
     prop_px_per_cell: float = 800.0
     stitch_gap: int = 15            # join temporally disjoint instances up to this many frames apart (0: off)
+    # a longer video is discovered in windows of this many frames, half overlapping, their instances joined where
+    # they share keymasks (windows.py: with a tracker that loses points for good, visibility over hundreds of
+    # frames groups nothing). 0: the whole video at once, the method's rule
+    window: int = 64
 
 
 @dataclass
@@ -83,12 +90,109 @@ def track_queries(tracker: PointTracker, frames: np.ndarray, queries: np.ndarray
     return Tracks(points, visible), calls
 
 
+def merge_instances(parts: list[KeyInstance], scores: np.ndarray, mask_frame: np.ndarray) -> KeyInstance:
+    """One instance from several of one object: their keymasks (each mask once), the mean score of those, the
+    one-to-many fraction weighted by keymasks, every visible range."""
+    members = list(dict.fromkeys(m for k in parts for m in k.members))
+    return KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
+                       float(np.average([k.one_to_many for k in parts], weights=[len(k.members) for k in parts])),
+                       sorted({rg for k in parts for rg in k.visible_ranges}))
+
+
+def one_owner(instances: list[KeyInstance], scores: np.ndarray, mask_frame: np.ndarray) -> list[KeyInstance]:
+    """A mask that is a keymask of several instances (two windows' instances left unjoined, one to one) stays
+    with the one of most keymasks (the earlier on a tie); an instance left with none is dropped."""
+    owner: dict[int, int] = {}
+    for idx, k in enumerate(instances):
+        for m in k.members:
+            if m not in owner or len(k.members) > len(instances[owner[m]].members):
+                owner[m] = idx
+    out = []
+    for idx, k in enumerate(instances):
+        members = [m for m in k.members if owner[m] == idx]
+        if members:
+            out.append(k if len(members) == len(k.members) else
+                       KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
+                                   k.one_to_many, k.visible_ranges))
+    return out
+
+
+def stitch_instances(instances: list[KeyInstance], masks: list[np.ndarray], mask_frame: np.ndarray,
+                     scores: np.ndarray, frames: np.ndarray, tracker: PointTracker, p: KeymaskParams
+                     ) -> tuple[list[KeyInstance], int, int]:
+    """Step 5 (``stitch_gap``): temporally disjoint instances that continue one another joined. -> (instances,
+    how many were joined into another, tracker calls)."""
+    def keymask(inst: KeyInstance, t: int) -> np.ndarray:
+        return np.any([masks[i] for i, f in zip(inst.members, inst.frames) if f == t], axis=0)
+
+    ends = [(max(k.frames), keymask(k, max(k.frames))) for k in instances]
+    starts = [(min(k.frames), keymask(k, min(k.frames))) for k in instances]
+    pairs, calls = stitch_pairs(ends, starts, frames, tracker, p.lambda_j, p.stitch_gap,
+                                (p.prop_grid_min, p.prop_grid_max, p.prop_px_per_cell))
+    joined = [merge_instances([instances[i] for i in g], scores, mask_frame)
+              for g in chains(len(instances), pairs)]
+    return joined, len(instances) - len(joined), calls
+
+
 def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
                       tracker: PointTracker, params: KeymaskParams | None = None,
                       batched: bool = True) -> KeymaskResult:
-    """frames (T, H, W, 3) uint8; frame_masks[t] (K_t, H, W) bool disjoint; frame_scores[t] (K_t,)."""
-    T, H, W = frames.shape[:3]
+    """frames (T, H, W, 3) uint8; frame_masks[t] (K_t, H, W) bool disjoint; frame_scores[t] (K_t,).
+    A video longer than ``params.window`` frames is discovered in half-overlapping windows (``windows.py``)."""
     p = params if params is not None else KeymaskParams()
+    starts = window_starts(len(frames), p.window)
+    if len(starts) == 1:
+        return _discover_clip(frames, frame_masks, frame_scores, tracker, p, batched)
+    return _discover_windows(frames, frame_masks, frame_scores, tracker, p, batched, starts)
+
+
+def _discover_windows(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
+                      tracker: PointTracker, p: KeymaskParams, batched: bool, starts: list[int]) -> KeymaskResult:
+    """Each window discovered as a clip (steps 1-5), its instances put in video indices; instances of
+    consecutive windows whose keymasks on the shared frames are the same masks joined (``join_pairs``, the
+    same J > lambda_J as matching); then step 5 again over the whole video, for those that never met."""
+    T, W = len(frames), p.window
+    counts = np.array([len(m) for m in frame_masks], np.int64)
+    offsets = np.r_[0, np.cumsum(counts)]
+    masks = [m for fm in frame_masks for m in fm]
+    scores = np.concatenate([np.asarray(s, np.float64) for s in frame_scores]) if masks else np.zeros(0)
+    mask_frame = np.repeat(np.arange(T), counts)
+    summary = {"frames": T, "masks_in": len(masks), "windows": len(starts), "window": W}
+    totals = {"visibility_clusters": 0, "candidates": 0, "tracker_calls": 0, "one_to_many_candidates": 0}
+    per_window: list[list[KeyInstance]] = []
+    candidates: set[int] = set()
+    for s in starts:
+        e = min(s + W, T)
+        res = _discover_clip(frames[s:e], frame_masks[s:e], frame_scores[s:e], tracker, p, batched)
+        for k in totals:
+            totals[k] += int(res.summary.get(k, 0))
+        base = int(offsets[s])
+        candidates.update(base + i for i in res.candidates)
+        per_window.append([KeyInstance([base + m for m in k.members], [s + f for f in k.frames], k.score,
+                                       k.one_to_many, [(s + a, s + b) for a, b in k.visible_ranges])
+                           for k in res.instances])
+    flat = [k for ks in per_window for k in ks]
+    first = np.r_[0, np.cumsum([len(ks) for ks in per_window])]
+    pairs = []
+    for w in range(len(per_window) - 1):
+        for i, j, _ in join_pairs([(k.members, k.frames) for k in per_window[w]],
+                                  [(k.members, k.frames) for k in per_window[w + 1]], masks, p.lambda_j):
+            pairs.append((int(first[w]) + i, int(first[w + 1]) + j))
+    instances = one_owner([merge_instances([flat[i] for i in g], scores, mask_frame)
+                           for g in groups_of(len(flat), pairs)], scores, mask_frame)
+    summary.update(totals, window_instances=len(flat), joined_across_windows=len(flat) - len(instances))
+    if p.stitch_gap > 0 and len(instances) > 1:
+        instances, summary["stitched"], calls = stitch_instances(instances, masks, mask_frame, scores, frames,
+                                                                 tracker, p)
+        summary["tracker_calls"] += calls
+    summary.update(keymasks_out=sum(len(k.members) for k in instances), instances=len(instances))
+    return KeymaskResult(instances, summary, None, sorted(candidates))
+
+
+def _discover_clip(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
+                   tracker: PointTracker, p: KeymaskParams, batched: bool) -> KeymaskResult:
+    """Steps 1-5 on the whole of ``frames`` (the method's discovery)."""
+    T, H, W = frames.shape[:3]
     counts = np.array([len(m) for m in frame_masks], np.int64)
     offsets = np.r_[0, np.cumsum(counts)][:-1]
     masks = [m for fm in frame_masks for m in fm]
@@ -152,23 +256,8 @@ def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
                                      float(otm[sel].mean()), rngs))
     calls3 = 0
     if p.stitch_gap > 0 and len(instances) > 1:
-        def keymask(inst: KeyInstance, t: int) -> np.ndarray:
-            return np.any([masks[i] for i, f in zip(inst.members, inst.frames) if f == t], axis=0)
-
-        ends = [(max(k.frames), keymask(k, max(k.frames))) for k in instances]
-        starts = [(min(k.frames), keymask(k, min(k.frames))) for k in instances]
-        pairs, calls3 = stitch_pairs(ends, starts, frames, tracker, p.lambda_j, p.stitch_gap,
-                                     (p.prop_grid_min, p.prop_grid_max, p.prop_px_per_cell))
-        joined = []
-        for g in chains(len(instances), pairs):
-            parts = [instances[i] for i in g]
-            members = [m for k in parts for m in k.members]
-            joined.append(KeyInstance(members, mask_frame[members].tolist(), float(scores[members].mean()),
-                                      float(np.average([k.one_to_many for k in parts],
-                                                       weights=[len(k.members) for k in parts])),
-                                      sorted({rg for k in parts for rg in k.visible_ranges})))
-        summary["stitched"] = len(instances) - len(joined)
-        instances = joined
+        instances, summary["stitched"], calls3 = stitch_instances(instances, masks, mask_frame, scores, frames,
+                                                                  tracker, p)
     summary.update(keymasks_out=sum(len(k.members) for k in instances), instances=len(instances),
                    tracker_calls=calls1 + calls2 + calls3, one_to_many_candidates=int(otm.sum()))
     return KeymaskResult(instances, summary, match, cand)

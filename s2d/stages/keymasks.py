@@ -30,12 +30,16 @@ def params_of(cfg: Any) -> KeymaskParams:
     return KeymaskParams(**{f: k[f] for f in KeymaskParams.__dataclass_fields__})
 
 
-def keymask_settings(cfg: Any) -> dict:
-    """The ``keymasks`` section as it enters the fingerprint. ``overlays`` only draws pictures, so it enters at one
-    fixed value: a run with overlays off (a sweep saving time) finds the keymasks of a run with them on and trains
-    on the same labels, and fingerprints made before this rule (all with the default, on) stay valid."""
+def keymask_settings(cfg: Any, longest: int) -> dict:
+    """The ``keymasks`` section as it enters the fingerprint, for data whose longest video has ``longest`` frames.
+    ``overlays`` only draws pictures, so it enters at one fixed value: a run with overlays off (a sweep saving
+    time) finds the keymasks of a run with them on and trains on the same labels, and fingerprints made before
+    this rule (all with the default, on) stay valid. ``window`` enters only where it acts, on data with a video
+    longer than it: every video in one window is discovered as before the key existed, under the same name."""
     k = section(cfg, "keymasks")
     k["overlays"] = True
+    if k["window"] <= 0 or longest <= k["window"]:
+        k.pop("window")
     return k
 
 
@@ -68,7 +72,8 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     from s2d.labelset.frames import frame_masks_of
     from s2d.tracking.factory import make_tracker
 
-    fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg), section(cfg, "tracker"))
+    longest = max((len(r.video) for r in ds), default=0)
+    fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), section(cfg, "tracker"))
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
     tracker = make_tracker(cfg.tracker, flow_cache_dir(cfg))
@@ -106,7 +111,9 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     baseline = Labelset([read_labelset_json(root / "baseline" / f"{n}.json").videos[0] for n in ds.names])
     rows = [json.loads((root / "summaries" / f"{n}.json").read_text()) for n in ds.names]
     keys = ["video", "frames", "masks_in", "visibility_clusters", "candidates", "keymasks_out", "instances"]
+    if any("windows" in r for r in rows):  # keymasks.window acted on a video: say in how many windows each ran
+        keys.insert(2, "windows")
     table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n" + "".join(
-        "| " + " | ".join(str(r.get(k, "")) for k in keys) + " |\n" for r in rows)
+        "| " + " | ".join(str(r.get(k, 1 if k == "windows" else "")) for k in keys) + " |\n" for r in rows)
     atomic_write_text(root / "summary.md", table)
     return StageOutput(ls, root, fp, baseline)
