@@ -133,6 +133,29 @@ def test_flow_is_computed_once_and_shared_through_the_cache(tmp_path, monkeypatc
                                   plain.points)
 
 
+def test_a_window_of_a_video_is_tracked_with_the_video_s_cached_flow(tmp_path, monkeypatch):
+    """Keymask discovery in windows (keymasks.window) tracks frames[start:stop]: the flow tracker reads the
+    whole video's one cache entry for every window (computed once, no entry per window) and gives the tracks
+    of the slice tracked on its own, point for point."""
+    import s2d.tracking.flow_cache as fc
+    from s2d.data.demo import DemoConfig, make_demo_videos
+    from s2d.tracking.flow_chain import FlowChainTracker
+
+    v = make_demo_videos(DemoConfig(num_videos=1, num_frames=10, height=48, width=64))[0]
+    calls = []
+    real = fc.compute_flows
+    monkeypatch.setattr(fc, "compute_flows", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    q = np.array([[0, 10.0, 10.0], [2, 30.0, 20.0], [4, 50.0, 30.0]])
+    tracker = FlowChainTracker(cache=fc.FlowCache(tmp_path))
+    for start, stop in ((3, 8), (5, 10), (0, 5)):
+        windowed = tracker.track_window(v.frames, start, stop, q)
+        alone = FlowChainTracker().track(v.frames[start:stop], q)
+        np.testing.assert_array_equal(windowed.points, alone.points)
+        np.testing.assert_array_equal(windowed.visible, alone.visible)
+    assert calls[0] == 10 and len(list(tmp_path.glob("*.npz"))) == 1   # the whole video's flow, computed once
+    assert calls[1:] == [5, 5, 5]                                        # (the uncached trackers' own slices)
+
+
 class _UniformFlow:
     """A stand-in flow cache: the same forward and backward flow (px) everywhere, between every frame pair."""
 

@@ -90,6 +90,19 @@ def track_queries(tracker: PointTracker, frames: np.ndarray, queries: np.ndarray
     return Tracks(points, visible), calls
 
 
+class WindowView:
+    """The tracker as one window sees it: ``track(frames[start:stop], queries)``. A tracker with
+    ``track_window`` (the flow tracker) is given the whole video, so it reads the whole video's cached flow."""
+
+    def __init__(self, tracker: PointTracker, frames: np.ndarray, start: int, stop: int):
+        self.tracker, self.frames, self.start, self.stop = tracker, frames, start, stop
+
+    def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
+        if hasattr(self.tracker, "track_window"):
+            return self.tracker.track_window(self.frames, self.start, self.stop, queries)
+        return self.tracker.track(frames, queries)
+
+
 def merge_instances(parts: list[KeyInstance], scores: np.ndarray, mask_frame: np.ndarray) -> KeyInstance:
     """One instance from several of one object: their keymasks (each mask once), the mean score of those, the
     one-to-many fraction weighted by keymasks, every visible range."""
@@ -163,7 +176,8 @@ def _discover_windows(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
     candidates: set[int] = set()
     for s in starts:
         e = min(s + W, T)
-        res = _discover_clip(frames[s:e], frame_masks[s:e], frame_scores[s:e], tracker, p, batched)
+        res = _discover_clip(frames[s:e], frame_masks[s:e], frame_scores[s:e], WindowView(tracker, frames, s, e),
+                             p, batched)
         for k in totals:
             totals[k] += int(res.summary.get(k, 0))
         base = int(offsets[s])

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries, sweep
-from s2d.tracking.flow_cache import PRESET, FlowCache
+from s2d.tracking.flow_cache import PRESET, FlowCache, flow_key
 from s2d.tracking.params import TrackerParams
 
 
@@ -44,6 +44,16 @@ class FlowChainTracker:
                  cache: FlowCache | None = None, fb_relative: float = TrackerParams.fb_relative):
         self.fb_threshold, self.fb_relative = fb_threshold, fb_relative
         self.cache = cache if cache is not None else FlowCache(None, preset)
+        self._memo: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    def _video_flows(self, gray: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The whole video's flow from the cache, kept in memory for the next window of the same video (a
+        window's calls come one after another), so that the file is read once per video."""
+        key = flow_key(gray, self.cache.preset)
+        if self._memo is None or self._memo[0] != key:
+            self._memo = None  # the last video's fields go before this one's are read
+            self._memo = (key, *self.cache.flows(gray))
+        return self._memo[1], self._memo[2]
 
     def _advance(self, flows: dict[int, tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]):
         """A step t -> next: move by the flow (f), check by the flow back (g); every point moves with the flow,
@@ -68,10 +78,21 @@ class FlowChainTracker:
         return advance
 
     def track(self, frames: np.ndarray, queries: np.ndarray) -> Tracks:
-        T, H, W = frames.shape[:3]
-        q = check_queries(queries, T, H, W).astype(np.float64)
+        return self.track_window(frames, 0, len(frames), queries)
+
+    def track_window(self, frames: np.ndarray, start: int, stop: int, queries: np.ndarray) -> Tracks:
+        """``track(frames[start:stop], queries)`` (query frames counted from ``start``), with the flow of the
+        whole video: its cache entry is the one the motion masks made, where a slice of the video would be
+        keyed apart and computed again. Every flow field depends on its two frames only, so the tracks are the
+        slice's own."""
         gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-        fwd, bwd = self.cache.flows(gray)  # (T-1, H, W, 2) each
+        if getattr(self.cache, "root", None) is None:  # nothing kept: the slice's own flow
+            fwd, bwd = self.cache.flows(gray[start:stop])  # (T-1, H, W, 2) each
+        else:
+            fwd, bwd = self._video_flows(gray)
+            fwd, bwd = fwd[start:stop - 1], bwd[start:stop - 1]
+        T, H, W = stop - start, *frames.shape[1:3]
+        q = check_queries(queries, T, H, W).astype(np.float64)
         points = np.zeros((T, len(q), 2), np.float32)
         visible = np.zeros((T, len(q)), bool)
         forward = {t: (fwd[t], bwd[t]) for t in range(T - 1)}          # t -> t + 1
