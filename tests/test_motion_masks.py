@@ -239,3 +239,28 @@ def test_split_by_motion_on_known_flow():
     flow3[:, 93:] = (0.0, -6.0)
     assert len(split_by_motion(comp, flow3, P, 10)) == 1
     assert len(split_by_motion(comp, flow3, MotionParams(split_fit=0.6), 10)) == 2
+
+
+def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, caplog):
+    """The masks stage names the videos on which motion found nothing (here a still video beside a moving one)
+    and says what to try, instead of leaving the user to find an empty labelset two stages later."""
+    import logging
+
+    from PIL import Image
+
+    from s2d.data.demo import make_demo_video
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    moving = make_demo_video(0, 6, 96, 128, 2)
+    for name, frames in (("moving", moving.frames), ("still", [moving.frames[0]] * 6)):
+        (tmp_path / "videos" / name).mkdir(parents=True)
+        for t, f in enumerate(frames):
+            Image.fromarray(f).save(tmp_path / "videos" / name / f"{t:05d}.png")
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.short_side=96", "progress=false")
+    ds = load_data(cfg)
+    with caplog.at_level(logging.WARNING, logger="s2d.stages.masks"):
+        out = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    assert [v.name for v in out.labels if not v.instances] == ["still"]
+    msgs = [r.getMessage() for r in caplog.records if "no mask on any frame" in r.getMessage()]
+    assert len(msgs) == 1 and "1 of 2 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]

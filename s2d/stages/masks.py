@@ -109,4 +109,21 @@ def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
     root = artifact_dir(cfg, "masks", fp)
     ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
                        info={"stage": "masks", "config": section(cfg, "masks")})
+    warn_empty(cfg, ls)
     return StageOutput(ls, root, fp)
+
+
+def warn_empty(cfg: Any, ls) -> None:
+    """Name the videos without a single mask: nothing downstream can learn an object from them. From motion that
+    is most often an object slower than masks.motion.min_residual per frame pair (3 px at 240p): at a high frame
+    rate, data.stride=k compares frames k apart (the demo mp4 of an apple at 10 fps and 360p: no mask on its 50
+    frames, 19 on 25 with data.stride=2, docs/RESULTS.md)."""
+    empty = [v.name for v in ls if not v.instances]
+    if not empty:
+        return
+    hint = ("nothing moved against the camera by more than masks.motion.min_residual per frame pair (a slow "
+            "mover at a high frame rate: data.stride=2 or more compares frames further apart; a still object: "
+            "masks=motion_maskcut or masks=imported)" if "motion" in cfg.masks.source else
+            "try other masks (masks=motion, masks=imported)")
+    log.warning("masks: %d of %d video(s) have no mask on any frame: %s%s; %s", len(empty), len(ls.videos),
+                ", ".join(empty[:10]), " ..." if len(empty) > 10 else "", hint)
