@@ -25,7 +25,7 @@ from s2d.keymasks.matching import label_maps, one_to_many, point_mask_jaccard
 from s2d.keymasks.queries import build_queries, propagation_grid
 from s2d.keymasks.stitching import chains, stitch_pairs
 from s2d.keymasks.visibility import cluster_visibility, visibility_vectors
-from s2d.keymasks.windows import groups_of, join_pairs, window_starts
+from s2d.keymasks.windows import groups_of, join_pairs, keymask_on, window_starts
 from s2d.tracking.base import PointTracker, Tracks
 
 
@@ -135,11 +135,8 @@ def stitch_instances(instances: list[KeyInstance], masks: list[np.ndarray], mask
                      ) -> tuple[list[KeyInstance], int, int]:
     """Step 5 (``stitch_gap``): temporally disjoint instances that continue one another joined. -> (instances,
     how many were joined into another, tracker calls)."""
-    def keymask(inst: KeyInstance, t: int) -> np.ndarray:
-        return np.any([masks[i] for i, f in zip(inst.members, inst.frames) if f == t], axis=0)
-
-    ends = [(max(k.frames), keymask(k, max(k.frames))) for k in instances]
-    starts = [(min(k.frames), keymask(k, min(k.frames))) for k in instances]
+    ends = [(max(k.frames), keymask_on(k.members, k.frames, masks, max(k.frames))) for k in instances]
+    starts = [(min(k.frames), keymask_on(k.members, k.frames, masks, min(k.frames))) for k in instances]
     pairs, calls = stitch_pairs(ends, starts, frames, tracker, p.lambda_j, p.stitch_gap,
                                 (p.prop_grid_min, p.prop_grid_max, p.prop_px_per_cell))
     joined = [merge_instances([instances[i] for i in g], scores, mask_frame)
@@ -159,17 +156,23 @@ def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
     return _discover_windows(frames, frame_masks, frame_scores, tracker, p, batched, starts)
 
 
+def _flatten(frame_masks: list[np.ndarray], frame_scores: list[np.ndarray]
+             ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per-frame masks and scores -> (offsets (T + 1,): index of each frame's first mask, and the total; the
+    masks in one list (M,); their scores (M,); the frame of each (M,))."""
+    counts = np.array([len(m) for m in frame_masks], np.int64)
+    masks = [m for fm in frame_masks for m in fm]
+    scores = np.concatenate([np.asarray(s, np.float64) for s in frame_scores]) if masks else np.zeros(0)
+    return np.r_[0, np.cumsum(counts)], masks, scores, np.repeat(np.arange(len(frame_masks)), counts)
+
+
 def _discover_windows(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
                       tracker: PointTracker, p: KeymaskParams, batched: bool, starts: list[int]) -> KeymaskResult:
     """Each window discovered as a clip (steps 1-5), its instances put in video indices; instances of
     consecutive windows whose keymasks on the shared frames are the same masks joined (``join_pairs``, the
     same J > lambda_J as matching); then step 5 again over the whole video, for those that never met."""
     T, W = len(frames), p.window
-    counts = np.array([len(m) for m in frame_masks], np.int64)
-    offsets = np.r_[0, np.cumsum(counts)]
-    masks = [m for fm in frame_masks for m in fm]
-    scores = np.concatenate([np.asarray(s, np.float64) for s in frame_scores]) if masks else np.zeros(0)
-    mask_frame = np.repeat(np.arange(T), counts)
+    offsets, masks, scores, mask_frame = _flatten(frame_masks, frame_scores)
     summary = {"frames": T, "masks_in": len(masks), "windows": len(starts), "window": W}
     totals = {"visibility_clusters": 0, "candidates": 0, "tracker_calls": 0, "one_to_many_candidates": 0}
     per_window: list[list[KeyInstance]] = []
@@ -207,11 +210,8 @@ def _discover_clip(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scor
                    tracker: PointTracker, p: KeymaskParams, batched: bool) -> KeymaskResult:
     """Steps 1-5 on the whole of ``frames`` (the method's discovery)."""
     T, H, W = frames.shape[:3]
-    counts = np.array([len(m) for m in frame_masks], np.int64)
-    offsets = np.r_[0, np.cumsum(counts)][:-1]
-    masks = [m for fm in frame_masks for m in fm]
-    scores = np.concatenate([np.asarray(s, np.float64) for s in frame_scores]) if masks else np.zeros(0)
-    mask_frame = np.repeat(np.arange(T), counts)
+    offsets, masks, scores, mask_frame = _flatten(frame_masks, frame_scores)
+    offsets = offsets[:-1]  # (T,): the first mask of each frame
     M = len(masks)
     summary = {"frames": T, "masks_in": M}
     if M == 0:

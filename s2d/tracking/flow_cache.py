@@ -48,11 +48,12 @@ class FlowCache:
         self.root = Path(root) if root is not None else None
         self.preset = preset
 
-    def flows(self, gray: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def flows(self, gray: list[np.ndarray], key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``key``: ``flow_key(gray, preset)`` when the caller has it already (it hashes every frame)."""
         if self.root is None:
             fwd, bwd = compute_flows(gray, self.preset)
             return fwd.astype(np.float32), bwd.astype(np.float32)
-        path = self.root / f"{flow_key(gray, self.preset)}.npz"
+        path = self.root / f"{key or flow_key(gray, self.preset)}.npz"
         if path.is_file():
             try:
                 with np.load(path) as z:

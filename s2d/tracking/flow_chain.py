@@ -52,7 +52,7 @@ class FlowChainTracker:
         key = flow_key(gray, self.cache.preset)
         if self._memo is None or self._memo[0] != key:
             self._memo = None  # the last video's fields go before this one's are read
-            self._memo = (key, *self.cache.flows(gray))
+            self._memo = (key, *self.cache.flows(gray, key))
         return self._memo[1], self._memo[2]
 
     def _advance(self, flows: dict[int, tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]):
