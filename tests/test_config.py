@@ -90,6 +90,8 @@ def test_wrong_type_fails(compose):
     ("masks.motion.band=0", "masks.motion.band"),
     ("masks.motion.split_px=-1", "masks.motion.split_px"),
     ("masks.motion.split_fit=1.5", "masks.motion.split_fit"),
+    ("masks.motion.max_gap=0", "masks.motion.max_gap"),
+    ("masks.motion.min_moving_frames=2", "masks.motion.min_moving_frames"),
     ("data.stride=0", "data.stride"),
     ("data.max_frames=0", "data.max_frames"),
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),

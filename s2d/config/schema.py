@@ -334,9 +334,11 @@ def validate_config(cfg: Any) -> None:
     for key in ("smooth_beta", "border", "max_moving"):
         _require(0.0 <= mo[key] < 1.0, f"masks.motion.{key}", f"must be within [0, 1), got {mo[key]}")
     _require(-1.0 <= mo.min_score <= 1.0, "masks.motion.min_score", f"must be within [-1, 1], got {mo.min_score}")
-    for key in ("grid", "band", "grabcut_iters", "ring", "max_movers"):
+    for key in ("grid", "band", "grabcut_iters", "ring", "max_movers", "max_gap"):
         _require(mo[key] >= 1, f"masks.motion.{key}", f"must be >= 1, got {mo[key]}")
     _require(mo.split_px >= 0, "masks.motion.split_px", f"must be >= 0 (0: never split), got {mo.split_px}")
+    _require(0.0 <= mo.min_moving_frames <= 1.0, "masks.motion.min_moving_frames",
+             f"must be within [0, 1], got {mo.min_moving_frames}")
     for key in ("split_min", "split_fit"):
         _require(0.0 < mo[key] <= 1.0, f"masks.motion.{key}", f"must be within (0, 1], got {mo[key]}")
     _require(1 <= m.max_masks <= 100, "masks.max_masks", f"must be within 1..100, got {m.max_masks}")

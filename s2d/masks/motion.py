@@ -25,6 +25,13 @@ Per video (frames (T, H, W, 3) uint8):
      ``split_min``), differing by ``split_px`` or more, is split between them (each pixel to the motion that
      explains its flow best), so a pair that moves differently gets one mask each. One object stays whole: a
      rigid one follows one affine motion, and an articulated or non-rigid one is not explained by two.
+  8. The temporal baseline (``max_gap``, ``min_moving_frames``): the floor is in pixels per frame pair, so an
+     object slower than 3 px per frame at 240p (a walker filmed at 30 fps) never clears it between neighbouring
+     frames. Where fewer than ``min_moving_frames`` of a video's frames show a moving region (at least
+     ``min_area`` of the frame, at most ``max_moving``, with a camera model that explains the border), steps 1-3 compare frames 2, then 4 ... up to
+     ``max_gap`` apart instead, and the smallest gap that reaches the share is kept (none reaching it: the
+     neighbouring frames). One gap per video: a video whose movers clear the floor keeps the neighbouring frames, whose
+     flow is the most reliable. The smoothing (step 4) still follows the flow between neighbouring frames.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
 frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Camera motion
@@ -66,6 +73,8 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     split_px: float = 3.0          # px: two motions in one component this far apart split it (0: never split)
     split_min: float = 0.2         # ... if each explains at least this share of the component
     split_fit: float = 0.8         # ... and both together this share (a body whose parts move apart is not 2 layers)
+    max_gap: int = 4               # frames: compare frames up to this far apart for a slow video (1: neighbours only)
+    min_moving_frames: float = 0.5  # ... when fewer of its frames than this share show motion between neighbours
 
 
 @dataclass
@@ -76,6 +85,15 @@ class MotionEvidence:
     prior: np.ndarray        # (T, H, W) float32 in [0, 1]
     reliability: np.ndarray  # (T,) float
     smoothed: np.ndarray     # (T, H, W) float32 in [0, 1]
+    gap: int = 1             # frames between the compared frames (step 8)
+    far: np.ndarray | None = None   # (T-gap, H, W, 2) flow t -> t+gap (None: the neighbouring flows were used)
+    back: np.ndarray | None = None  # (T-gap, H, W, 2) flow t+gap -> t
+
+    def motion_of(self, t: int, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray | None:
+        """Any one motion of frame t over the evidence's gap (H, W, 2), None for a single frame."""
+        far, back = (fwd, bwd) if self.far is None else (self.far, self.back)
+        T = len(self.prior)
+        return far[t] if t + self.gap < T else back[t - self.gap] if t - self.gap >= 0 else None
 
 
 def _grid(h: int, w: int) -> np.ndarray:
@@ -113,8 +131,10 @@ def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: Mot
     return np.linalg.norm(base + flow - moved, axis=-1), True
 
 
-def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams) -> MotionEvidence:
-    """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior."""
+def frame_priors(frames: np.ndarray, far: np.ndarray, back: np.ndarray, gap: int, p: MotionParams
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 2-3 with frames ``gap`` apart: far/back (T-gap, H, W, 2) the flows t -> t+gap and t+gap -> t
+    -> residual (T, H, W) px, prior (T, H, W) in [0, 1], reliability (T,)."""
     T, H, W = frames.shape[:3]
     scale = min(H, W) / REF_SHORT_SIDE
     base = _grid(H, W)
@@ -126,12 +146,12 @@ def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: Mot
     border[b:-b, b:-b] = False
     for t in range(T):
         rs, fitted = [], []
-        if t < T - 1:
-            r, ok = camera_residual(fwd[t], bwd[t], base, p, scale)
+        if t + gap < T:
+            r, ok = camera_residual(far[t], back[t], base, p, scale)
             rs.append(r)
             fitted.append(ok)
-        if t > 0:
-            r, ok = camera_residual(bwd[t - 1], fwd[t - 1], base, p, scale)
+        if t - gap >= 0:
+            r, ok = camera_residual(back[t - gap], far[t - gap], base, p, scale)
             rs.append(r)
             fitted.append(ok)
         if not rs:  # a single frame: no motion to see
@@ -145,8 +165,60 @@ def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: Mot
         # residual, so th would call its border "explained"
         explained = float((r[border] < p.min_residual * scale).mean())
         rel[t] = 0.0 if (moving > p.max_moving or not all(fitted)) else explained
-    smoothed = smooth_along_flow(prior, rel, fwd, bwd, p.smooth_beta, base)
-    return MotionEvidence(residual, prior, rel, smoothed)
+    return residual, prior, rel
+
+
+SURE_CAMERA = 0.75  # reliability (share of the border the camera explains) of a frame whose motion is counted
+
+
+def moving_share(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_moving: float) -> float:
+    """The share of frames (prior (T, H, W), reliability (T,)) that show a moving region: at least ``min_px``
+    pixels of prior above 0.5 and no more than ``max_moving`` of the frame, on a frame whose camera model explains
+    ``SURE_CAMERA`` of the border. The last condition is what makes a longer gap safe to try: where the flow
+    between distant frames fails (a fast camera), large parts of the frame look moving, and the border shows it
+    (a panning camera over a planar scene compared 4 frames apart: 88 % of its frames look moving, 31 % with a
+    sure camera, tests/test_motion_masks.py)."""
+    area = (prior > 0.5).sum((1, 2))
+    shown = (area >= min_px) & (area <= max_moving * prior[0].size) & (reliability >= SURE_CAMERA)
+    return float(shown.mean()) if len(prior) else 0.0
+
+
+def gap_flows(gray: list[np.ndarray], gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """DIS flows between frames ``gap`` apart -> (t -> t+gap, t+gap -> t), each (T-gap, H, W, 2) float32, rounded
+    through float16 like the cached neighbouring flows."""
+    from s2d.tracking.flow_cache import PRESET
+
+    dis = cv2.DISOpticalFlow_create(PRESET)
+    n = max(len(gray) - gap, 0)
+    far = np.zeros((n, *gray[0].shape, 2), np.float32)
+    back = np.zeros_like(far)
+    for t in range(n):
+        far[t] = dis.calc(gray[t], gray[t + gap], None).astype(np.float16)
+        back[t] = dis.calc(gray[t + gap], gray[t], None).astype(np.float16)
+    return far, back
+
+
+def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams,
+                    gray: list[np.ndarray] | None = None, min_area: float = 0.002) -> MotionEvidence:
+    """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior.
+
+    With the grey frames (``gray``), a video whose frames rarely show motion between neighbours is compared over
+    a longer gap (step 8); ``gap`` of the result says which one."""
+    T, H, W = frames.shape[:3]
+    min_px = max(1, int(min_area * H * W))
+    gap, flows, (residual, prior, rel) = 1, (None, None), frame_priors(frames, fwd, bwd, 1, p)
+    share = moving_share(prior, rel, min_px, p.max_moving)
+    k = 2
+    while gray is not None and share < p.min_moving_frames and k <= min(p.max_gap, T - 1):
+        far, back = gap_flows(gray, k)
+        got = frame_priors(frames, far, back, k, p)
+        # kept only where it shows motion on the share asked for: scenery that looks moving on a few frames over
+        # a longer gap (parallax, flow errors) is not a slow object
+        if (s := moving_share(got[1], got[2], min_px, p.max_moving)) >= p.min_moving_frames:
+            gap, flows, share, (residual, prior, rel) = k, (far, back), s, got
+        k *= 2
+    smoothed = smooth_along_flow(prior, rel, fwd, bwd, p.smooth_beta, _grid(H, W))
+    return MotionEvidence(residual, prior, rel, smoothed, gap, *flows)
 
 
 def smooth_along_flow(prior: np.ndarray, weight: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, beta: float,
@@ -354,11 +426,11 @@ def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_ar
 
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     fwd, bwd = (flows or FlowCache(None).flows)(gray)
-    ev = motion_evidence(frames, fwd, bwd, p)
+    ev = motion_evidence(frames, fwd, bwd, p, gray, min_area)
     out = []
     for t in range(len(frames)):
-        flow = fwd[t] if t < len(frames) - 1 else bwd[t - 1] if t > 0 else None  # any one motion of frame t
-        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area, flow))
+        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area,
+                             ev.motion_of(t, fwd, bwd)))
         if progress is not None:
             progress(1)
     return out, ev

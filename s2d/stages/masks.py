@@ -62,7 +62,10 @@ def make_producer(cfg: Any, ds: Dataset):
     def produce(r: VideoRecord) -> VideoLabels:
         frames = r.video.frames()
         with frame_bar(r, progress) as bar:
-            per_frame, _ = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
+            per_frame, ev = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
+        if ev.gap > 1:
+            log.info("masks: %s moves slowly (under %.0f %% of its frames show motion between neighbours): frames "
+                     "%d apart compared (masks.motion.max_gap)", r.name, 100 * params.min_moving_frames, ev.gap)
         if maskcut_fn is not None:
             per_frame = [merge_with_maskcut(mm, maskcut_fn(frames[t]), m.max_masks, m.min_area,
                                             m.maskcut_outside)
@@ -115,15 +118,15 @@ def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
 
 def warn_empty(cfg: Any, ls) -> None:
     """Name the videos without a single mask: nothing downstream can learn an object from them. From motion that
-    is most often an object slower than masks.motion.min_residual per frame pair (3 px at 240p): at a high frame
-    rate, data.stride=k compares frames k apart (the demo mp4 of an apple at 10 fps and 360p: no mask on its 50
-    frames, 19 on 25 with data.stride=2, docs/RESULTS.md)."""
+    is an object slower than masks.motion.min_residual (3 px at 240p) even masks.motion.max_gap frames apart, or
+    a still one (a slow video is compared over longer gaps by itself: the demo mp4 of an apple at 10 fps had no
+    mask on its 50 frames between neighbours, 39 frames with a mask 2 frames apart, docs/RESULTS.md)."""
     empty = [v.name for v in ls if not v.instances]
     if not empty:
         return
-    hint = ("nothing moved against the camera by more than masks.motion.min_residual per frame pair (a slow "
-            "mover at a high frame rate: data.stride=2 or more compares frames further apart; a still object: "
-            "masks=motion_maskcut or masks=imported)" if "motion" in cfg.masks.source else
+    hint = (f"nothing moved against the camera by more than masks.motion.min_residual, even "
+            f"{cfg.masks.motion.max_gap} frames apart (a very slow mover: a larger masks.motion.max_gap or "
+            "data.stride; a still object: masks=motion_maskcut or masks=imported)" if "motion" in cfg.masks.source else
             "try other masks (masks=motion, masks=imported)")
     log.warning("masks: %d of %d video(s) have no mask on any frame: %s%s; %s", len(empty), len(ls.videos),
                 ", ".join(empty[:10]), " ..." if len(empty) > 10 else "", hint)
