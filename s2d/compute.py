@@ -4,7 +4,8 @@ The same command on the same machine repeats every number. On another machine th
 the spread across seeds: ATen, oneDNN (convolutions) and MKL (matrix products) choose their kernels, and with them
 the order of float sums, by the thread count and the CPU's instruction set (MKL also by its vendor), and on a GPU
 by the device; 1200 training steps amplify the last bit (docs/RESULTS.md, "Reproducibility", measures each
-switch). So every run's metrics.json, checkpoints and report name these, and ``s2d table`` says when the runs it
+switch). OpenCV's version counts too: the motion masks' bilinear warps changed in their last bits from 5.0 to
+5.1. So every run's metrics.json, checkpoints and report name these, and ``s2d table`` says when the runs it
 aggregates came from more than one.
 """
 from __future__ import annotations
@@ -27,12 +28,16 @@ def cpu_name() -> str:
 
 
 def compute_env() -> dict[str, str]:
-    """What picks the kernels of this process: torch version, the CPU, ATen's CPU kernels (``ATEN_CPU_CAPABILITY``
-    if set, else the best the CPU has), intra-op threads, oneDNN's instruction-set cap and MKL's reproducible
-    branch if set, the CUDA devices if any. Plain str values: checkpoints carry this dict."""
+    """What picks the kernels of this process: torch and OpenCV versions, the CPU, ATen's CPU kernels
+    (``ATEN_CPU_CAPABILITY`` if set, else the best the CPU has), intra-op threads, oneDNN's instruction-set cap
+    and MKL's reproducible branch if set, the CUDA devices if any. Plain str values: checkpoints carry this dict."""
     import torch
 
+    import cv2
+
     env = {"torch": str(torch.__version__),  # a TorchVersion: a class weights_only=True loading refuses
+           # the motion masks' warps and resizes: 5.1 rounds bilinear interpolation otherwise than 5.0
+           "opencv": str(cv2.__version__),
            "cpu": cpu_name(),
            "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()),
            "threads": str(torch.get_num_threads())}
@@ -50,11 +55,12 @@ def compute_env() -> dict[str, str]:
 
 
 def describe(env: dict[str, str] | None) -> str:
-    """One line: 'torch 2.4.1, AMD EPYC, CPU kernels AVX2, 2 threads' (+ ', oneDNN ISA ...', ', MKL_CBWR ...',
-    ', CUDA ...')."""
+    """One line: 'torch 2.4.1, OpenCV 5.0.0, AMD EPYC, CPU kernels AVX2, 2 threads' (+ ', oneDNN ISA ...',
+    ', MKL_CBWR ...', ', CUDA ...'; runs recorded before OpenCV was named leave it out)."""
     if not env:
         return "not recorded"
-    parts = [f"torch {env.get('torch', '?')}"] + ([env["cpu"]] if env.get("cpu") else []) + \
+    parts = [f"torch {env.get('torch', '?')}"] + ([f"OpenCV {env['opencv']}"] if env.get("opencv") else []) + \
+        ([env["cpu"]] if env.get("cpu") else []) + \
         [f"CPU kernels {env.get('cpu_kernels', '?')}", f"{env.get('threads', '?')} threads"]
     if env.get("onednn_isa"):
         parts.append(f"oneDNN ISA {env['onednn_isa']}")

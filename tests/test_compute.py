@@ -1,6 +1,7 @@
 """What a run records about the compute its numbers came from (s2d.compute)."""
 from __future__ import annotations
 
+import cv2
 import torch
 
 from s2d.compute import compute_env, cpu_name, describe
@@ -16,6 +17,7 @@ def test_compute_env_reads_this_process_and_follows_the_thread_count(monkeypatch
     assert torch.cuda.is_initialized() == cuda_before  # recording never initialises CUDA
     assert env["torch"] == torch.__version__ and env["threads"] == str(n) and env["cpu"] == cpu_name() != ""
     assert env["cpu_kernels"] == str(torch.backends.cpu.get_cpu_capability())
+    assert env["opencv"] == cv2.__version__
     assert "onednn_isa" not in env and "mkl_cbwr" not in env
     assert ("cuda" in env) == torch.cuda.is_available()
     # plain str, not torch's TorchVersion: checkpoints carry this dict and load with weights_only=True
@@ -37,4 +39,6 @@ def test_describe_is_one_readable_line():
     assert describe({"torch": "2.4.1", "cpu": "Intel Xeon", "cpu_kernels": "AVX512", "threads": "16",
                      "onednn_isa": "AVX2", "mkl_cbwr": "AVX2", "cuda": "4x NVIDIA H100"}) == \
         "torch 2.4.1, Intel Xeon, CPU kernels AVX512, 16 threads, oneDNN ISA AVX2, MKL_CBWR AVX2, CUDA 4x NVIDIA H100"
+    assert describe({"torch": "2.14.1", "opencv": "5.0.0", "cpu": "AMD EPYC", "cpu_kernels": "AVX2",
+                     "threads": "2"}) == "torch 2.14.1, OpenCV 5.0.0, AMD EPYC, CPU kernels AVX2, 2 threads"
     assert describe(None) == describe({}) == "not recorded"
