@@ -33,6 +33,13 @@ from s2d.tracking import FlowChainTracker, LucasKanadeTracker
 DAVIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "davis2016"
 
 
+def mean_j(per_frame: list[tuple[np.ndarray, np.ndarray]], fg: np.ndarray, frame_of: list[int]) -> float:
+    """Mean over frames of the best mask's IoU with the foreground: ``per_frame[i]`` (masks, scores) of the i-th
+    scored frame, ``frame_of[i]`` its annotated frame (fg (T, H, W) bool)."""
+    return float(np.mean([max([(m & fg[t]).sum() / max((m | fg[t]).sum(), 1) for m in per_frame[i][0]],
+                              default=0.0) for i, t in enumerate(frame_of)]))
+
+
 def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], source: str, every: int = 1
              ) -> tuple[dict, dict[str, float], float]:
     """videos: (name, frames (T, H, W, 3), gt masks (N, T, H, W)). -> frame AP, mean J of the best mask per
@@ -41,7 +48,7 @@ def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], source: str, ever
     from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks
 
     feats = color_feature_fn(8)
-    gts, preds, mean_j = [], [], {}
+    gts, preds, j_per_video = [], [], {}
     t0, n = time.perf_counter(), 0
     for name, frames, gt in videos:
         ts = list(range(0, len(frames), every))
@@ -62,10 +69,8 @@ def masks_ap(videos: list[tuple[str, np.ndarray, np.ndarray]], source: str, ever
         skel = VideoLabels(name, g.height, g.width, len(ts), [], [])
         preds.append(frames_to_labels(skel, [per[t] for t in ts]))
         gts.append(g)
-        fg = gt.any(0)
-        mean_j[name] = float(np.mean([max([(m & fg[t]).sum() / max((m | fg[t]).sum(), 1) for m in per[t][0]],
-                                          default=0.0) for t in ts]))
-    return frame_ap(Labelset(gts), Labelset(preds)), mean_j, (time.perf_counter() - t0) / max(n, 1)
+        j_per_video[name] = mean_j([per[t] for t in ts], gt.any(0), ts)
+    return frame_ap(Labelset(gts), Labelset(preds)), j_per_video, (time.perf_counter() - t0) / max(n, 1)
 
 
 def tracker_quality(tracker, videos, n: int = 400) -> dict:

@@ -27,21 +27,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DAVIS = ROOT.parent / "shared" / "data" / "davis2016"
 
-
-def mean_j(per_frame: list[tuple[np.ndarray, np.ndarray]], fg: np.ndarray, frame_of: list[int]) -> float:
-    """Mean over frames of the best mask's IoU with the foreground; ``frame_of[i]``: the annotated frame of i."""
-    return float(np.mean([max([(m & fg[t]).sum() / max((m | fg[t]).sum(), 1) for m in per_frame[i][0]],
-                              default=0.0) for i, t in enumerate(frame_of)]))
+from masks_tracking_quality import mean_j  # noqa: E402  (this folder is on the path when run as a script)
 
 
 def forced_gap(frames: np.ndarray, gap: int, p) -> list[tuple[np.ndarray, np.ndarray]]:
     """Motion masks with the evidence taken ``gap`` frames apart, whatever the video's motion."""
     from s2d.masks import motion as M
-    from s2d.tracking.flow_cache import FlowCache
+    from s2d.tracking.flow_cache import FlowCache, compute_flows
 
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
     fwd, bwd = FlowCache(None).flows(gray)
-    far, back = (fwd, bwd) if gap == 1 else M.gap_flows(gray, gap)
+    far, back = (fwd, bwd) if gap == 1 else compute_flows(gray, gap=gap)
     residual, prior, rel = M.frame_priors(frames, far, back, gap, p)
     smoothed = M.smooth_along_flow(prior, rel, fwd, bwd, p.smooth_beta)
     ev = M.MotionEvidence(residual, prior, rel, smoothed, gap, *((None, None) if gap == 1 else (far, back)))

@@ -31,9 +31,8 @@ def compute_env() -> dict[str, str]:
     """What picks the kernels of this process: torch and OpenCV versions, the CPU, ATen's CPU kernels
     (``ATEN_CPU_CAPABILITY`` if set, else the best the CPU has), intra-op threads, oneDNN's instruction-set cap
     and MKL's reproducible branch if set, the CUDA devices if any. Plain str values: checkpoints carry this dict."""
-    import torch
-
     import cv2
+    import torch
 
     env = {"torch": str(torch.__version__),  # a TorchVersion: a class weights_only=True loading refuses
            # the motion masks' warps and resizes: 5.1 rounds bilinear interpolation otherwise than 5.0

@@ -102,6 +102,10 @@ def _grid(h: int, w: int) -> np.ndarray:
     return np.stack([xs, ys], -1)  # (H, W, 2) x, y
 
 
+def _f32(flow: np.ndarray) -> np.ndarray:
+    return flow.astype(np.float32, copy=False)
+
+
 def _warp(img: np.ndarray, flow: np.ndarray, base: np.ndarray) -> np.ndarray:
     """Sample ``img`` (H, W[, C]) at x + flow(x): brings values of the frame the flow points to onto this one."""
     m = base + flow
@@ -135,7 +139,7 @@ def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: Mot
 def frame_priors(frames: np.ndarray, far: np.ndarray, back: np.ndarray, gap: int, p: MotionParams
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 2-3 with frames ``gap`` apart: far/back (T-gap, H, W, 2) the flows t -> t+gap and t+gap -> t
-    (float32, or float16 as ``gap_flows`` keeps them) -> residual (T, H, W) px, prior (T, H, W) in [0, 1],
+    (float32, or float16 as ``compute_flows`` makes them) -> residual (T, H, W) px, prior (T, H, W) in [0, 1],
     reliability (T,)."""
     T, H, W = frames.shape[:3]
     scale = min(H, W) / REF_SHORT_SIDE
@@ -185,38 +189,22 @@ def moving_share(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_mo
     return float(shown.mean()) if len(prior) else 0.0
 
 
-def _f32(flow: np.ndarray) -> np.ndarray:
-    return flow.astype(np.float32, copy=False)
-
-
-def gap_flows(gray: list[np.ndarray], gap: int) -> tuple[np.ndarray, np.ndarray]:
-    """DIS flows between frames ``gap`` apart -> (t -> t+gap, t+gap -> t), each (T-gap, H, W, 2) float16 like the
-    cached neighbouring flows (half the memory of float32: 0.9 GB less for 250 frames at 360p); read per frame."""
-    from s2d.tracking.flow_cache import PRESET
-
-    dis = cv2.DISOpticalFlow_create(PRESET)
-    n = max(len(gray) - gap, 0)
-    far = np.zeros((n, *gray[0].shape, 2), np.float16)
-    back = np.zeros_like(far)
-    for t in range(n):
-        far[t] = dis.calc(gray[t], gray[t + gap], None)
-        back[t] = dis.calc(gray[t + gap], gray[t], None)
-    return far, back
-
-
 def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams,
                     gray: list[np.ndarray] | None = None, min_area: float = 0.002) -> MotionEvidence:
     """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior.
 
     With the grey frames (``gray``), a video whose frames rarely show motion between neighbours is compared over
     a longer gap (step 8); ``gap`` of the result says which one."""
+    from s2d.tracking.flow_cache import compute_flows
+
     T, H, W = frames.shape[:3]
     min_px = max(1, int(min_area * H * W))
     gap, flows, (residual, prior, rel) = 1, (None, None), frame_priors(frames, fwd, bwd, 1, p)
     share = moving_share(prior, rel, min_px, p.max_moving)
     k = 2
     while gray is not None and share < p.min_moving_frames and k <= min(p.max_gap, T - 1):
-        far, back = gap_flows(gray, k)
+        # float16 as computed (half the memory of float32: 0.9 GB less for 250 frames at 360p), read per frame
+        far, back = compute_flows(gray, gap=k)
         got = frame_priors(frames, far, back, k, p)
         # kept only where it shows motion on the share asked for: scenery that looks moving on a few frames over
         # a longer gap (parallax, flow errors) is not a slow object

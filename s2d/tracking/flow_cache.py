@@ -21,16 +21,16 @@ from s2d.io.atomic import atomic_write_bytes
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
 
-def compute_flows(gray: list[np.ndarray], preset: int = PRESET) -> tuple[np.ndarray, np.ndarray]:
-    """grey frames (H, W) uint8 -> forward flows t -> t+1 and backward flows t+1 -> t, each (T-1, H, W, 2),
-    rounded through float16."""
+def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """grey frames (H, W) uint8 -> forward flows t -> t+gap and backward flows t+gap -> t, each (T-gap, H, W, 2)
+    float16. ``gap`` > 1: the motion masks of a slow video (``s2d.masks.motion``, step 8; not cached)."""
     dis = cv2.DISOpticalFlow_create(preset)
     T = len(gray)
-    shape = (max(T - 1, 0), *gray[0].shape, 2)
+    shape = (max(T - gap, 0), *gray[0].shape, 2)
     fwd, bwd = np.zeros(shape, np.float16), np.zeros(shape, np.float16)
-    for t in range(T - 1):
-        fwd[t] = dis.calc(gray[t], gray[t + 1], None)
-        bwd[t] = dis.calc(gray[t + 1], gray[t], None)
+    for t in range(T - gap):
+        fwd[t] = dis.calc(gray[t], gray[t + gap], None)
+        bwd[t] = dis.calc(gray[t + gap], gray[t], None)
     return fwd, bwd
 
 
