@@ -183,6 +183,42 @@ def test_temporal_smoothing_weights_and_carries():
     assert out[2, 0, 0] == pytest.approx((0.5 + 0.5) / (0.5 + 0.25 + 0.5 + 0.25), rel=1e-5)
 
 
+def _smooth_stored(prior, weight, fwd, bwd, beta):
+    """The smoothing's definition with every sum kept for every frame (what ``smooth_along_flow`` computed before
+    it kept only the forward sums)."""
+    from s2d.masks.motion import _grid, _warp
+
+    T, h, w = prior.shape
+    base = _grid(h, w)
+    wp = prior * weight[:, None, None].astype(np.float32)
+    wt = np.broadcast_to(weight[:, None, None].astype(np.float32), prior.shape)
+    nf, df = wp.copy(), np.array(wt, np.float32)
+    for t in range(1, T):
+        nf[t] += beta * _warp(nf[t - 1], bwd[t - 1], base)
+        df[t] += beta * _warp(df[t - 1], bwd[t - 1], base)
+    nb, db = wp.copy(), np.array(wt, np.float32)
+    for t in range(T - 2, -1, -1):
+        nb[t] += beta * _warp(nb[t + 1], fwd[t], base)
+        db[t] += beta * _warp(db[t + 1], fwd[t], base)
+    num, den = nf + nb - wp, df + db - wt
+    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7])
+def test_smoothing_that_keeps_only_forward_sums_equals_its_definition_bit_for_bit(T):
+    """Random priors, weights with unreliable frames (0) and random float16 flows (as the cache holds them): the
+    lean smoothing gives every float32 of the stored-sums one."""
+    rng = np.random.default_rng(T)
+    prior = rng.uniform(0, 1, (T, 24, 32)).astype(np.float32)
+    weight = rng.uniform(0, 1, T)
+    weight[rng.uniform(size=T) < 0.3] = 0.0
+    fwd = rng.normal(0, 3, (T - 1, 24, 32, 2)).astype(np.float16)
+    bwd = rng.normal(0, 3, (T - 1, 24, 32, 2)).astype(np.float16)
+    got = smooth_along_flow(prior, weight, fwd, bwd, 0.8)
+    assert got.dtype == np.float32 and got.shape == prior.shape
+    np.testing.assert_array_equal(got, _smooth_stored(prior, weight, fwd, bwd, 0.8))
+
+
 def test_merge_keeps_motion_first_and_adds_static_objects():
     a = np.zeros((1, 10, 10), bool)
     a[0, :5, :5] = True
@@ -313,3 +349,4 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
     assert len(slow) == 1 and slow[0].startswith("masks: slow ") and "frames 2 apart" in slow[0]
     msgs = [r.getMessage() for r in caplog.records if "no mask on any frame" in r.getMessage()]
     assert len(msgs) == 1 and "1 of 3 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
+

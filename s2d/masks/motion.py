@@ -220,21 +220,36 @@ def smooth_along_flow(prior: np.ndarray, weight: np.ndarray, fwd: np.ndarray, bw
     """Two-sided recursive weighted average of ``prior`` (T, H, W) along the flow.
 
     Forward: N_t = w_t p_t + beta * N_{t-1} (warped to t), D_t likewise with w_t; backward the same from the end;
-    the result is (N_fwd + N_bwd - w p) / (D_fwd + D_bwd - w), 0 where no reliable frame reaches."""
+    the result is (N_fwd + N_bwd - w p) / (D_fwd + D_bwd - w), 0 where no reliable frame reaches.
+
+    Memory: the forward sums are kept for every frame (2 arrays of the prior's size), the backward ones only for
+    the frame before, and each frame's result overwrites its forward numerator, which nothing reads again. Three
+    whole-video arrays fewer than storing every sum: a long video's masks fit where they did not (the masks
+    stage's peak on 741 frames at 360p: docs/RESULTS.md, "Long videos"). Every value is the same float32
+    expression as with the sums stored."""
     T, H, W = prior.shape
     base = _grid(H, W) if base is None else base
-    wp = prior * weight[:, None, None].astype(np.float32)
-    wt = np.broadcast_to(weight[:, None, None].astype(np.float32), prior.shape)
-    nf, df = wp.copy(), np.array(wt, np.float32)
-    for t in range(1, T):  # frame t samples frame t-1 through its flow to t-1 (bwd[t-1])
-        nf[t] += beta * _warp(nf[t - 1], bwd[t - 1], base)
-        df[t] += beta * _warp(df[t - 1], bwd[t - 1], base)
-    nb, db = wp.copy(), np.array(wt, np.float32)
-    for t in range(T - 2, -1, -1):  # frame t samples frame t+1 through fwd[t]
-        nb[t] += beta * _warp(nb[t + 1], fwd[t], base)
-        db[t] += beta * _warp(db[t + 1], fwd[t], base)
-    num, den = nf + nb - wp, df + db - wt
-    return np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
+    w = weight.astype(np.float32)
+    nf = np.empty((T, H, W), np.float32)  # forward numerators, then the result
+    df = np.empty((T, H, W), np.float32)  # forward denominators
+    for t in range(T):  # frame t samples frame t-1 through its flow to t-1 (bwd[t-1])
+        nf[t] = prior[t] * w[t]
+        df[t] = w[t]
+        if t > 0:
+            nf[t] += beta * _warp(nf[t - 1], bwd[t - 1], base)
+            df[t] += beta * _warp(df[t - 1], bwd[t - 1], base)
+    nb = db = None
+    for t in range(T - 1, -1, -1):  # frame t samples frame t+1 through fwd[t]
+        wp = prior[t] * w[t]
+        wt = np.full((H, W), w[t], np.float32)
+        if nb is None:
+            nb, db = wp.copy(), wt.copy()
+        else:
+            nb = wp + beta * _warp(nb, fwd[t], base)
+            db = wt + beta * _warp(db, fwd[t], base)
+        num, den = nf[t] + nb - wp, df[t] + db - wt
+        nf[t] = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
+    return nf
 
 
 def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: int) -> np.ndarray:
@@ -407,7 +422,6 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
 
 
 FlowFn = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
-
 
 def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
                  flows: FlowFn | None = None, progress: Callable[[int], None] | None = None
