@@ -219,6 +219,24 @@ def test_smoothing_that_keeps_only_forward_sums_equals_its_definition_bit_for_bi
     np.testing.assert_array_equal(got, _smooth_stored(prior, weight, fwd, bwd, 0.8))
 
 
+def test_peak_memory_estimate_bounds_what_the_motion_masks_allocate():
+    """The estimate the masks stage warns with (``peak_bytes``) against the arrays ``motion_masks`` holds at its
+    peak, traced (numpy reports its allocations to tracemalloc): an upper bound, and not a loose one."""
+    import tracemalloc
+
+    from s2d.masks.motion import peak_bytes
+
+    frames, _ = sequence("pan", [(70, 60, 3, 2, 30, 99)])
+    tracemalloc.start()
+    try:
+        motion_masks(frames, P)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    estimate = peak_bytes(*frames.shape[:3])
+    assert 0.5 * estimate < peak <= estimate, (peak, estimate)
+
+
 def test_merge_keeps_motion_first_and_adds_static_objects():
     a = np.zeros((1, 10, 10), bool)
     a[0, :5, :5] = True
@@ -350,3 +368,32 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
     msgs = [r.getMessage() for r in caplog.records if "no mask on any frame" in r.getMessage()]
     assert len(msgs) == 1 and "1 of 3 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
 
+
+def test_a_video_too_long_for_memory_is_named_before_its_masks_are_made(compose, tmp_path, caplog, monkeypatch):
+    """The kernel kills a process that runs out of memory without a word: the masks stage says first, naming the
+    video, its size, the need and what to change. The video that fits is not named."""
+    import logging
+
+    from PIL import Image
+
+    import s2d.io.memory
+    from s2d.data.demo import make_demo_video
+    from s2d.masks.motion import peak_bytes
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    v = make_demo_video(0, 12, 96, 128, 2)
+    for name, frames in (("short", v.frames[:4]), ("long", v.frames)):
+        (tmp_path / "videos" / name).mkdir(parents=True)
+        for t, f in enumerate(frames):
+            Image.fromarray(f).save(tmp_path / "videos" / name / f"{t:05d}.png")
+    free = (peak_bytes(4, 96, 128) + peak_bytes(12, 96, 128)) // 2
+    monkeypatch.setattr(s2d.io.memory, "available_memory", lambda: free)
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.short_side=96", "progress=false")
+    ds = load_data(cfg)
+    with caplog.at_level(logging.WARNING, logger="s2d.stages.masks"):
+        out = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    msgs = [r.getMessage() for r in caplog.records if "hold a whole video" in r.getMessage()]
+    assert len(msgs) == 1 and msgs[0].startswith("masks: long has 12 frames at 128x96"), msgs
+    assert "data.max_frames" in msgs[0] and "data.short_side (now 96 px)" in msgs[0]
+    assert len(out.labels.videos) == 2  # a warning, not an error: both videos get their masks

@@ -423,6 +423,19 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
 
 FlowFn = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
+# The whole video is held at once (the smoothing runs along it both ways): frames 3 bytes a pixel, grey 1, the
+# two flows 8 (float16), residual and prior 8, the smoothing's sums 8. Traced: 28 bytes a pixel (a test). The
+# masks stage peaked at 6.0 GB on 741 frames at 360x640: 0.8 GB of libraries and 30.5 bytes a pixel
+# (docs/RESULTS.md, "Long videos"). A slow video compared over a longer gap (step 8) holds that gap's flows and
+# maps too, about half as much again.
+PEAK_BYTES_PER_PIXEL = 32
+
+
+def peak_bytes(frames: int, height: int, width: int) -> int:
+    """What ``motion_masks`` holds at its peak for a video of that many frames of that size (bytes)."""
+    return PEAK_BYTES_PER_PIXEL * frames * height * width
+
+
 def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
                  flows: FlowFn | None = None, progress: Callable[[int], None] | None = None
                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], MotionEvidence]:

@@ -53,13 +53,14 @@ def make_producer(cfg: Any, ds: Dataset):
 
         return produce
 
-    from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks
+    from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks, peak_bytes
     from s2d.tracking.flow_cache import FlowCache
 
     params = MotionParams(**m.motion)
     flows = FlowCache(flow_cache_dir(cfg)).flows
 
     def produce(r: VideoRecord) -> VideoLabels:
+        warn_memory(r, peak_bytes(len(r.video), *r.video.size))
         frames = r.video.frames()
         with frame_bar(r, progress) as bar:
             per_frame, ev = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
@@ -73,6 +74,21 @@ def make_producer(cfg: Any, ds: Dataset):
         return frames_to_labels(ds.skeleton(r.name), per_frame)
 
     return produce
+
+
+def warn_memory(r: VideoRecord, need: int, available: int | None = None) -> None:
+    """Say, before the work starts, that a video will not fit in memory: the kernel ends a process that runs out
+    with SIGKILL and no message. Not an error, since the estimate is rough and swap may carry it; a killed run
+    resumes with the videos already done (``available``: bytes free, measured when not given)."""
+    from s2d.io.memory import available_memory, gib
+
+    available = available_memory() if available is None else available
+    if available is not None and need > available:
+        T, (H, W) = len(r.video), r.video.size
+        log.warning("masks: %s has %d frames at %dx%d, and the motion masks hold a whole video at once: about "
+                    "%s, with %s free here. If the run is killed, cap the video (data.max_frames=N or "
+                    "data.stride=K) or lower data.short_side (now %d px), or give the job more memory.",
+                    r.name, T, W, H, gib(need), gib(available), min(H, W))
 
 
 def maskcut_producer(m: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
