@@ -26,6 +26,16 @@ def _video(name="v", h=6, w=5, t=3, seed=0, vid=None):
     return vl, masks
 
 
+def test_masks_decode_only_the_frames_and_instances_asked_for():
+    """What a picture draws (4 frames, the top tubes) is decoded alone, in the order asked, empty frames empty."""
+    vl, masks = _video(t=5, seed=3)
+    assert np.array_equal(vl.masks(), masks)
+    assert np.array_equal(vl.masks([4, 1, 1]), masks[:, [4, 1, 1]])
+    assert np.array_equal(vl.masks(instances=[1, 0]), masks[[1, 0]])
+    assert np.array_equal(vl.masks([1], [1]), masks[[1]][:, [1]]) and not vl.masks([1], [1]).any()
+    assert vl.masks([], [0]).shape == (1, 0, 6, 5) and vl.masks([0], []).shape == (0, 1, 6, 5)
+
+
 def test_rle_round_trip_and_area():
     rng = np.random.default_rng(1)
     m = rng.random((7, 9)) < 0.5

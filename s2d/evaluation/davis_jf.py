@@ -149,7 +149,7 @@ def label_map(pred: VideoLabels, max_proposals: int = MAX_PROPOSALS) -> np.ndarr
     order = sorted(range(len(pred.instances)), key=lambda i: -pred.instances[i].score)[:max_proposals]
     label = np.zeros((pred.length, pred.height, pred.width), np.uint8)
     if order:
-        masks = pred.masks()[order]
+        masks = pred.masks(instances=order)
         for rank in range(len(order) - 1, -1, -1):
             label[masks[rank]] = rank + 1
     return label

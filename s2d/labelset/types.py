@@ -3,7 +3,7 @@ list position, so that two artifacts are always paired by video id."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -38,11 +38,15 @@ class VideoLabels:
     instances: list[Instance] = field(default_factory=list)
     id: int | None = None  # integer YouTube-VIS id; assigned on export when missing
 
-    def masks(self) -> np.ndarray:
-        """Decode every instance: (N, T, H, W) bool."""
-        out = np.zeros((len(self.instances), self.length, self.height, self.width), dtype=bool)
-        for n, inst in enumerate(self.instances):
-            out[n] = rle_utils.decode_many(inst.segmentations, self.height, self.width)
+    def masks(self, frames: Sequence[int] | None = None, instances: Sequence[int] | None = None) -> np.ndarray:
+        """Decode the instances: (N, T, H, W) bool; ``frames`` / ``instances``: only those, in that order. A
+        picture of 4 frames of a 741-frame video's 21 tubes decodes 84 masks, not 15561 (3.6 GB at 360p)."""
+        ts = range(self.length) if frames is None else list(frames)
+        ns = range(len(self.instances)) if instances is None else list(instances)
+        out = np.zeros((len(ns), len(ts), self.height, self.width), dtype=bool)
+        for k, n in enumerate(ns):
+            segs = self.instances[n].segmentations
+            out[k] = rle_utils.decode_many([segs[t] for t in ts], self.height, self.width)
         return out
 
     @staticmethod

@@ -45,9 +45,9 @@ def stage_picture(path: Path, ds, name: str, layers: dict) -> None:
     for label, vl in layers.items():
         if vl is None:
             continue
-        m = vl.masks()  # (N, T, H, W)
+        m = vl.masks(ts)  # (N, 4, H, W): the frames drawn
         colors = palette(max(len(m), 1))
-        rows.append([overlay(f, m[:, t], colors[:len(m)]) for f, t in zip(frames, ts)])
+        rows.append([overlay(f, m[:, i], colors[:len(m)]) for i, f in enumerate(frames)])
     save_png(path, grid(rows))
 
 
@@ -78,15 +78,16 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str
         lines += [f"`{name}` — rows, top to bottom: {rows}", "", f"![{name}]({pic.as_posix()})", ""]
         gifs = []
         frames = None
+        shown = list(range(0, len(r.video), max(1, len(r.video) // 40)))  # about 40 frames of any video
         for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
             if vl is None:
                 continue
-            frames = r.video.frames() if frames is None else frames  # decoded once for both gifs
-            m = vl.masks()  # (N, T, H, W)
+            frames = r.video.frames(shown) if frames is None else frames  # decoded once for both gifs
+            m = vl.masks(shown)  # (N, len(shown), H, W)
             colors = palette(max(len(m), 1))
-            drawn = [overlay(f, m[:, t], colors[:len(m)]) for t, f in enumerate(frames)]
+            drawn = [overlay(f, m[:, i], colors[:len(m)]) for i, f in enumerate(frames)]
             gif = Path("overlays") / f"{safe_name(name)}_{label}.gif"
-            save_gif(run_dir / gif, drawn[:: max(1, len(drawn) // 40)])
+            save_gif(run_dir / gif, drawn)
             gifs.append(f"[{label}]({gif.as_posix()})")
         if gifs:
             lines += ["Overlay gifs: " + ", ".join(gifs), ""]
