@@ -135,6 +135,56 @@ def test_truncated_mp4_is_a_corrupt_frame_error(demo_videos_root, tmp_path):
         len(v)
 
 
+def test_decoded_frames_are_kept_on_disk_and_read_back_without_a_decode(demo_videos_root, tmp_path, monkeypatch):
+    """With a cache folder (what the pipeline's data stage gives) the frames equal the in-memory decode, are held
+    as a read-only memory map (not pickled into a worker), and a second opening counts and reads them without
+    decoding; a damaged cache file is decoded again, never read."""
+    import pickle
+
+    from s2d.data.video import ContainerSource
+
+    cache = tmp_path / "decoded"
+    kw = dict(short_side=90, stride=2, max_frames=12)
+    plain = open_dataset("mp4", demo_videos_root / "apple", **kw)["apple"].video
+    first = open_dataset("mp4", demo_videos_root / "apple", decoded_dir=cache, **kw)["apple"].video
+    assert np.array_equal(first.frames(), plain.frames()) and len(first) == 12
+    assert isinstance(first.source._frames, np.memmap) and first.stored_size == plain.stored_size
+    frame = first[3]
+    frame[:] = 0  # the caller's own copy: the cached frame is untouched
+    assert np.array_equal(first[3], plain[3])
+    assert len(pickle.dumps(first)) < 10_000  # the frames stay on disk, the worker reopens them
+    assert np.array_equal(pickle.loads(pickle.dumps(first)).frames(), plain.frames())
+    raw, meta = sorted(cache.glob("*.u8")), sorted(cache.glob("*.json"))
+    assert len(raw) == len(meta) == 1 and raw[0].stat().st_size == 12 * 90 * 162 * 3
+    assert not list(cache.glob("*.tmp"))
+
+    def no_decode(self, consume):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(ContainerSource, "_decode", no_decode)
+    again = open_dataset("mp4", demo_videos_root / "apple", decoded_dir=cache, **kw)["apple"].video
+    assert len(again) == 12 and np.array_equal(again.frames(), plain.frames())
+    assert again.stored_size == plain.stored_size  # the file's own size, recorded with the frames
+    monkeypatch.undo()
+    raw[0].write_bytes(raw[0].read_bytes()[:1000])  # a damaged file (its json says more): decoded again
+    fixed = open_dataset("mp4", demo_videos_root / "apple", decoded_dir=cache, **kw)["apple"].video
+    assert np.array_equal(fixed.frames(), plain.frames()) and raw[0].stat().st_size == 12 * 90 * 162 * 3
+    other = open_dataset("mp4", demo_videos_root / "apple", decoded_dir=cache, short_side=60)["apple"].video
+    assert len(other) == 50 and len(list(cache.glob("*.u8"))) == 2  # other settings, another file
+
+
+def test_truncated_mp4_with_a_cache_folder_is_named_and_leaves_nothing(demo_videos_root, tmp_path):
+    src = demo_videos_root / "apple" / "apple.mp4"
+    (tmp_path / "v").mkdir()
+    bad = tmp_path / "v" / "apple.mp4"
+    data = src.read_bytes()
+    bad.write_bytes(data[: len(data) // 3])
+    v = open_dataset("mp4", tmp_path / "v", decoded_dir=tmp_path / "decoded")["apple"].video
+    with pytest.raises(CorruptFrameError, match=r"video 'apple'.*apple.mp4"):
+        len(v)
+    assert not list((tmp_path / "decoded").iterdir())  # no half-written file, no json claiming one
+
+
 def test_frame_folders_and_errors(tmp_path):
     for name in ("b", "a"):
         (tmp_path / name).mkdir()

@@ -208,6 +208,9 @@ def test_run_without_ground_truth_still_shows_every_stage(tmp_path, demo_videos_
     assert "rows, top to bottom: sparse keymasks, dense labels, final model" in report
     assert (run_dir / "pictures" / "apple.png").exists()
     assert (run_dir / "overlays" / "apple_dense.gif").exists() and (run_dir / "overlays" / "apple_final.gif").exists()
+    # the video was decoded once, to disk, and every stage read it from there
+    decoded = tmp_path / "out" / "artifacts" / "decoded-frames"
+    assert len(list(decoded.glob("*.u8"))) == len(list(decoded.glob("*.json"))) == 1
 
 
 def test_nothing_to_train_on_is_one_line_naming_the_way_out(tmp_path, demo_videos_root):

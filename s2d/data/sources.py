@@ -214,13 +214,14 @@ def open_frame_folders(root: Path, resize: Resize | None = None) -> list[VideoRe
 
 
 def open_video_files(root: Path, resize: Resize | None = None, stride: int = 1,
-                     max_frames: int | None = None) -> list[VideoRecord]:
+                     max_frames: int | None = None, decoded_dir: Path | None = None) -> list[VideoRecord]:
+    """``decoded_dir``: where the decoded frames are kept on disk (``ContainerSource``); None: in memory."""
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTS)
     if not files:
         raise S2DError(f"{root}: no video files ({', '.join(VIDEO_EXTS)}) found")
     stems = [f.stem for f in files]
     names = [str(f.relative_to(root).with_suffix("")) if stems.count(f.stem) > 1 else f.stem for f in files]
-    return [VideoRecord(Video(n, ContainerSource(n, f, resize, stride, max_frames), resize), i)
+    return [VideoRecord(Video(n, ContainerSource(n, f, resize, stride, max_frames, decoded_dir), resize), i)
             for i, (n, f) in enumerate(zip(names, files), start=1)]
 
 
@@ -246,9 +247,11 @@ def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecor
 
 def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None, short_side: int | None = None,
                  max_side: int | None = None, max_videos: int | None = None,
-                 videos: list[str] | None = None, stride: int = 1, max_frames: int | None = None) -> Dataset:
+                 videos: list[str] | None = None, stride: int = 1, max_frames: int | None = None,
+                 decoded_dir: Path | None = None) -> Dataset:
     """Open a data set; ``videos`` keeps only the named videos, ``max_videos`` the first N (sorted by name);
-    ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames)."""
+    ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames);
+    ``decoded_dir``: where video files' decoded frames are kept (``ContainerSource``; None: in memory)."""
     root = Path(root)
     if kind not in KINDS:
         raise S2DError(f"data.kind '{kind}' is not {DataKind.names()}")
@@ -265,7 +268,7 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     elif kind == "frames":
         records = open_frame_folders(root, resize)
     else:
-        records = open_video_files(root, resize, stride, max_frames)
+        records = open_video_files(root, resize, stride, max_frames, decoded_dir)
     if stride > 1 or max_frames is not None:
         records = [subsample(r, stride, max_frames) for r in records]
     if videos:

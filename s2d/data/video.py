@@ -6,18 +6,22 @@ returning a grey-padded picture; mp4 and other containers are decoded with PyAV,
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from s2d.errors import CorruptFrameError, MissingFrameError, VideoError
+from s2d.errors import CorruptFrameError, MissingFrameError, S2DError, VideoError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+DECODED_FORMAT = 1  # of ContainerSource's cache files: bump when what they hold changes
 
 
 @dataclass(frozen=True)
@@ -91,85 +95,177 @@ class ImageFolderSource:
 
 
 class ContainerSource:
-    """Frames of an mp4/mov/... file. Decoded once on first access and kept (at the working resolution).
+    """Frames of an mp4/mov/... file, decoded once at the working resolution.
 
     ``stride`` / ``max_frames`` keep every stride-th frame and at most max_frames of them; decoding stops after
-    the last kept frame, so a capped long video costs only what is kept."""
+    the last kept frame, so a capped long video costs only what is kept.
+
+    ``cache_dir`` (what ``s2d.stages.data.load_data`` gives: ``<artifacts>/decoded-frames``): the decoded frames
+    go to a raw file there, frame by frame, and are read back through a read-only memory map. Kept in memory
+    instead, every video of a folder stayed decoded for the whole run from the moment its length was asked
+    (the data stage asks it of every video): 0.5 GB for each 741-frame video at 360p, so a folder of fifty
+    such takes did not fit in 24 GB before a stage began. The file is keyed by the video file (path, size,
+    modification time) and the decoding settings; a killed run finds it again (the frame count without a
+    decode), and a half-written one is never read (its json, written last, is the commit). ``None``: the
+    frames are kept in memory (tests, single files opened by ``s2d demo``)."""
 
     def __init__(self, video_id: str, path: Path, resize: Resize | None = None, stride: int = 1,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, cache_dir: Path | None = None):
         self.video_id = video_id
         self.path = Path(path)
         self.resize = resize
         self.stride = stride
         self.max_frames = max_frames
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.native_size: tuple[int, int] | None = None  # (H, W) in the file, before the working resize
-        self._frames: list[np.ndarray] | None = None
+        self._frames: list[np.ndarray] | np.ndarray | None = None  # a list, or a memory map of the cached file
         if not self.path.exists():
             raise MissingFrameError("video file does not exist", video_id=video_id, path=self.path)
 
-    def _decode_pyav(self) -> list[np.ndarray]:
+    def __getstate__(self) -> dict:
+        # a memory map would be pickled as a full copy (a DataLoader worker, a spawned rank): it is reopened there
+        state = dict(self.__dict__)
+        if isinstance(state["_frames"], np.memmap):
+            state["_frames"] = None
+        return state
+
+    def _decode_pyav(self) -> Iterator[np.ndarray]:
         import av
 
-        frames: list[np.ndarray] = []
-        seen = 0
+        kept = seen = 0
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             declared = stream.frames or 0
             try:
                 for frame in container.decode(stream):
-                    if self._enough(frames):
+                    if self._enough(kept):
                         break
                     if seen % self.stride == 0:
-                        frames.append(self._fit(frame.to_ndarray(format="rgb24")))
+                        yield self._fit(frame.to_ndarray(format="rgb24"))
+                        kept += 1
                     seen += 1
             except av.error.FFmpegError as e:
                 raise CorruptFrameError(f"decoding failed ({e})", video_id=self.video_id,
                                         frame_index=seen, path=self.path) from None
-        if declared and seen < declared and not self._enough(frames):
-            raise CorruptFrameError(f"container declares {declared} frames but only {len(frames)} decode "
-                                    "(truncated file?)", video_id=self.video_id, frame_index=len(frames),
+        if declared and seen < declared and not self._enough(kept):
+            raise CorruptFrameError(f"container declares {declared} frames but only {kept} decode "
+                                    "(truncated file?)", video_id=self.video_id, frame_index=kept,
                                     path=self.path)
-        return frames
 
-    def _decode_cv2(self) -> list[np.ndarray]:
+    def _decode_cv2(self) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             raise CorruptFrameError("unreadable video container", video_id=self.video_id, path=self.path)
-        frames: list[np.ndarray] = []
-        seen = 0
-        while not self._enough(frames):
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if seen % self.stride == 0:
-                frames.append(self._fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-            seen += 1
-        cap.release()
-        return frames
+        kept = seen = 0
+        try:
+            while not self._enough(kept):
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if seen % self.stride == 0:
+                    yield self._fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                    kept += 1
+                seen += 1
+        finally:
+            cap.release()
 
-    def _enough(self, frames: list) -> bool:
-        return self.max_frames is not None and len(frames) >= self.max_frames
+    def _enough(self, kept: int) -> bool:
+        return self.max_frames is not None and kept >= self.max_frames
 
     def _fit(self, img: np.ndarray) -> np.ndarray:
         self.native_size = self.native_size or img.shape[:2]
         return img if self.resize is None else resize_frame(img, self.resize.target(*img.shape[:2]))
 
-    def _load(self) -> list[np.ndarray]:
-        if self._frames is None:
+    def _decode(self, consume: Callable[[Iterator[np.ndarray]], int]) -> int:
+        """Hand the kept frames to ``consume`` (which starts afresh on each call and returns how many it took):
+        PyAV's, or OpenCV's where PyAV is missing or cannot open the file."""
+        try:
+            return consume(self._decode_pyav())
+        except ImportError:
+            return consume(self._decode_cv2())
+        except S2DError:  # a broken file, or the cache that could not be written: said as it is
+            raise
+        except Exception as e:  # PyAV cannot open it at all: try OpenCV's demuxers before giving up
             try:
-                frames = self._decode_pyav()
-            except ImportError:
-                frames = self._decode_cv2()
+                return consume(self._decode_cv2())
             except CorruptFrameError:
-                raise
-            except Exception as e:  # PyAV cannot open it at all: try OpenCV's demuxers before giving up
-                try:
-                    frames = self._decode_cv2()
-                except CorruptFrameError:
-                    raise CorruptFrameError(f"unreadable video container ({e})", video_id=self.video_id,
-                                            path=self.path) from None
-            if not frames:
+                raise CorruptFrameError(f"unreadable video container ({e})", video_id=self.video_id,
+                                        path=self.path) from None
+
+    def _in_memory(self) -> list[np.ndarray]:
+        frames: list[np.ndarray] = []
+
+        def keep(it: Iterator[np.ndarray]) -> int:
+            frames.clear()
+            frames.extend(it)
+            return len(frames)
+
+        self._decode(keep)
+        return frames
+
+    def _cache_key(self) -> str:
+        st = self.path.stat()
+        r = self.resize
+        what = [DECODED_FORMAT, str(self.path.resolve()), st.st_size, st.st_mtime_ns, self.stride, self.max_frames,
+                None if r is None else [r.short_side, r.max_side]]
+        return hashlib.sha1(json.dumps(what).encode()).hexdigest()[:20]
+
+    def _cached(self) -> np.ndarray | None:
+        """The decoded frames (T, H, W, 3) as a read-only memory map of the cache file, decoding into it first
+        where it is missing; None when the video has no frame."""
+        from s2d.io.atomic import atomic_write_bytes
+
+        assert self.cache_dir is not None
+        key = self._cache_key()
+        raw, meta = self.cache_dir / f"{key}.u8", self.cache_dir / f"{key}.json"
+        try:
+            info = json.loads(meta.read_text())
+            shape = tuple(info["shape"])
+            if raw.stat().st_size == int(np.prod(shape)):
+                self.native_size = tuple(info["native_size"])
+                return np.memmap(raw, np.uint8, "r", shape=shape)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not there yet, or damaged: decoded again
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = raw.with_name(f"{raw.name}.{os.getpid()}.tmp")
+        frame_shape: list[int] = []  # (H, W, 3) of the first frame
+
+        def write(it: Iterator[np.ndarray]) -> int:
+            frame_shape.clear()
+            n = 0
+            try:
+                with open(tmp, "wb") as f:
+                    for img in it:
+                        if not frame_shape:
+                            frame_shape.extend(img.shape)
+                        elif img.shape != tuple(frame_shape):  # the container changed its frame size
+                            raise CorruptFrameError(f"frame size {img.shape[1]}x{img.shape[0]} differs from the "
+                                                    f"video's {frame_shape[1]}x{frame_shape[0]}",
+                                                    video_id=self.video_id, frame_index=n, path=self.path)
+                        f.write(np.ascontiguousarray(img, np.uint8).tobytes())
+                        n += 1
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise S2DError(f"{self.video_id}: cannot write its decoded frames to {self.cache_dir} ({e}); "
+                               "free disk space there or point paths.artifacts elsewhere") from None
+            return n
+
+        try:
+            n = self._decode(write)
+            if n == 0:
+                return None
+            os.replace(tmp, raw)
+        finally:
+            tmp.unlink(missing_ok=True)
+        shape = (n, *frame_shape)
+        atomic_write_bytes(meta, json.dumps({"shape": shape, "native_size": list(self.native_size or ()),
+                                             "file": str(self.path)}).encode())
+        return np.memmap(raw, np.uint8, "r", shape=shape)
+
+    def _load(self) -> list[np.ndarray] | np.ndarray:
+        if self._frames is None:
+            frames = self._in_memory() if self.cache_dir is None else self._cached()
+            if frames is None or len(frames) == 0:
                 raise CorruptFrameError("no decodable frames", video_id=self.video_id, path=self.path)
             self._frames = frames
         return self._frames
@@ -178,7 +274,7 @@ class ContainerSource:
         return len(self._load())
 
     def read(self, index: int) -> np.ndarray:
-        return self._load()[index]
+        return np.array(self._load()[index])  # a copy: callers own their frame, the memory map stays read-only
 
     def names(self) -> list[str]:
         return [f"{i:05d}" for i in range(len(self))]

@@ -31,13 +31,19 @@ def data_root(cfg: Any) -> Path:
     return root
 
 
+def decoded_frames_dir(cfg: Any) -> Path:
+    """Where the frames of video files (data=mp4) are kept decoded, at the working resolution: read from disk
+    (the page cache) rather than held in memory for the whole run. Safe to delete; made again when needed."""
+    return Path(cfg.paths.artifacts) / "decoded-frames"
+
+
 def load_data(cfg: Any) -> Dataset:
     root = data_root(cfg)
     if cfg.data.kind == "demo":
         write_demo_dataset(root, demo_config(cfg))
     ds = open_dataset(cfg.data.kind, root, cfg.data.ann_file, cfg.data.short_side, cfg.data.max_side,
                       cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None,
-                      cfg.data.stride, cfg.data.max_frames)
+                      cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg))
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
     return ds
