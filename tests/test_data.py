@@ -156,7 +156,7 @@ def test_decoded_frames_are_kept_on_disk_and_read_back_without_a_decode(demo_vid
     assert np.array_equal(pickle.loads(pickle.dumps(first)).frames(), plain.frames())
     raw, meta = sorted(cache.glob("*.u8")), sorted(cache.glob("*.json"))
     assert len(raw) == len(meta) == 1 and raw[0].stat().st_size == 12 * 90 * 162 * 3
-    assert not list(cache.glob("*.tmp"))
+    assert not list(cache.glob("*.partial"))  # no temp file left
 
     def no_decode(self, consume):
         raise AssertionError("decoded again")

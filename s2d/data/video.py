@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
@@ -213,7 +214,7 @@ class ContainerSource:
     def _cached(self) -> np.ndarray | None:
         """The decoded frames (T, H, W, 3) as a read-only memory map of the cache file, decoding into it first
         where it is missing; None when the video has no frame."""
-        from s2d.io.atomic import atomic_write_bytes
+        from s2d.io.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write_bytes, file_mode
 
         assert self.cache_dir is not None
         key = self._cache_key()
@@ -227,7 +228,10 @@ class ContainerSource:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not there yet, or damaged: decoded again
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = raw.with_name(f"{raw.name}.{os.getpid()}.tmp")
+        # a name of its own for each writer (two ranks, two nodes on one shared folder), never taken for a result
+        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX + raw.name + ".", suffix=TEMP_SUFFIX, dir=self.cache_dir)
+        os.close(fd)
+        tmp = Path(name)
         frame_shape: list[int] = []  # (H, W, 3) of the first frame
 
         def write(it: Iterator[np.ndarray]) -> int:
@@ -244,6 +248,9 @@ class ContainerSource:
                                                     video_id=self.video_id, frame_index=n, path=self.path)
                         f.write(np.ascontiguousarray(img, np.uint8).tobytes())
                         n += 1
+                    f.flush()
+                    os.fchmod(f.fileno(), file_mode())
+                    os.fsync(f.fileno())  # the frames are on disk before the json says they are
             except OSError as e:
                 tmp.unlink(missing_ok=True)
                 raise S2DError(f"{self.video_id}: cannot write its decoded frames to {self.cache_dir} ({e}); "

@@ -26,7 +26,7 @@ TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".partial"
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """0666 less the process umask (read without changing it for longer than the call)."""
     mask = os.umask(0o022)
     os.umask(mask)
@@ -55,7 +55,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), _file_mode())
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
