@@ -185,6 +185,53 @@ def test_truncated_mp4_with_a_cache_folder_is_named_and_leaves_nothing(demo_vide
     assert not list((tmp_path / "decoded").iterdir())  # no half-written file, no json claiming one
 
 
+def _phone_mp4(path, matrix):
+    """A 64x48 mp4 whose track header carries a display matrix (16.16 fixed point), as a phone writes one for a
+    video filmed upright: a white patch in the stored frame's top-left corner."""
+    import struct
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(4):
+            img = np.zeros((48, 64, 3), np.uint8)
+            img[:12, :20] = 255
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in s.encode():
+            out.mux(packet)
+    data = bytearray(path.read_bytes())
+    box = data.find(b"tkhd") - 4
+    assert data[box + 8] == 0  # version 0: 32-bit times, the matrix 48 bytes into the box
+    data[box + 48: box + 84] = struct.pack(">9i", *matrix, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("matrix, shape, corner", [
+    ((0, 65536, 0, -65536, 0, 0), (64, 48), "top-right"),    # shown turned 90 degrees clockwise
+    ((0, -65536, 0, 65536, 0, 0), (64, 48), "bottom-left"),  # ... counter-clockwise
+    ((-65536, 0, 0, 0, -65536, 0), (48, 64), "bottom-right"),  # upside down
+    ((65536, 0, 0, 0, 65536, 0), (48, 64), "top-left")])     # as stored
+def test_a_phone_video_is_decoded_the_way_players_show_it(tmp_path, matrix, shape, corner):
+    """The container's display rotation is applied (PyAV's frame.rotation), as OpenCV's decoder, the fallback,
+    applies it too: the frames, their size and the size recorded for results are the upright ones."""
+    from s2d.data.video import ContainerSource
+
+    (tmp_path / "v").mkdir()
+    _phone_mp4(tmp_path / "v" / "phone.mp4", matrix)
+    v = open_dataset("mp4", tmp_path / "v", decoded_dir=tmp_path / "decoded")["phone"].video
+    frames = v.frames()
+    assert frames.shape == (4, *shape, 3) and v.stored_size == shape
+    ys, xs = np.nonzero(frames[0, ..., 0] > 128)
+    where = ("top" if ys.mean() < shape[0] / 2 else "bottom") + "-" + ("left" if xs.mean() < shape[1] / 2 else "right")
+    assert where == corner
+    assert np.ptp(ys) + 1 == (20 if shape == (64, 48) else 12)  # the 20x12 patch, turned with the frame
+    by_opencv = np.stack(list(ContainerSource("phone", tmp_path / "v" / "phone.mp4")._decode_cv2()))
+    assert by_opencv.shape == frames.shape and np.abs(by_opencv.astype(int) - frames).mean() < 4
+
+
 def test_frame_folders_and_errors(tmp_path):
     for name in ("b", "a"):
         (tmp_path / name).mkdir()

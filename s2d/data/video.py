@@ -95,6 +95,15 @@ class ImageFolderSource:
         return [p.name for p in self.paths]
 
 
+def upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded frame (H, W, 3) turned as a player shows it: ``rotation`` is the container's display rotation
+    (PyAV's ``VideoFrame.rotation``, degrees counter-clockwise, from the display matrix a phone writes for a
+    video filmed upright). Without it a portrait phone video was segmented lying on its side, and differently
+    from OpenCV's decoder (the fallback), which applies it."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
 class ContainerSource:
     """Frames of an mp4/mov/... file, decoded once at the working resolution.
 
@@ -142,7 +151,7 @@ class ContainerSource:
                     if self._enough(kept):
                         break
                     if seen % self.stride == 0:
-                        yield self._fit(frame.to_ndarray(format="rgb24"))
+                        yield self._fit(upright(frame.to_ndarray(format="rgb24"), frame.rotation))
                         kept += 1
                     seen += 1
             except av.error.FFmpegError as e:
