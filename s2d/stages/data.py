@@ -46,6 +46,13 @@ def load_data(cfg: Any) -> Dataset:
                       cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg))
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
+    if cfg.data.kind == "mp4":
+        # every video file is decoded once, here, where its length is first asked (a folder of long videos takes
+        # minutes; a video found decoded in decoded_frames_dir costs nothing)
+        from tqdm import tqdm
+
+        for r in tqdm(ds.records, desc="decode", unit="video", disable=not cfg.progress):
+            len(r.video)
     return ds
 
 
