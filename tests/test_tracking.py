@@ -124,11 +124,11 @@ def test_flow_is_computed_once_and_shared_through_the_cache(tmp_path, monkeypatc
     again = FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q)
     plain = FlowChainTracker().track(v.frames, q)
     assert len(calls) == 2  # the first cached call and the uncached one; the second cached call read the file
-    assert len(list(tmp_path.glob("*.npz"))) == 1
+    assert len(list(tmp_path.glob("*.npy"))) == 1
     np.testing.assert_array_equal(cached.points, again.points)
     np.testing.assert_array_equal(cached.points, plain.points)
     np.testing.assert_array_equal(cached.visible, plain.visible)
-    next(tmp_path.glob("*.npz")).write_bytes(b"damaged")  # a damaged entry is recomputed, not trusted
+    next(tmp_path.glob("*.npy")).write_bytes(b"damaged")  # a damaged entry is recomputed, not trusted
     np.testing.assert_array_equal(FlowChainTracker(cache=fc.FlowCache(tmp_path)).track(v.frames, q).points,
                                   plain.points)
 
@@ -152,7 +152,7 @@ def test_a_window_of_a_video_is_tracked_with_the_video_s_cached_flow(tmp_path, m
         alone = FlowChainTracker().track(v.frames[start:stop], q)
         np.testing.assert_array_equal(windowed.points, alone.points)
         np.testing.assert_array_equal(windowed.visible, alone.visible)
-    assert calls[0] == 10 and len(list(tmp_path.glob("*.npz"))) == 1   # the whole video's flow, computed once
+    assert calls[0] == 10 and len(list(tmp_path.glob("*.npy"))) == 1   # the whole video's flow, computed once
     assert calls[1:] == [5, 5, 5]                                        # (the uncached trackers' own slices)
 
 

@@ -10,24 +10,28 @@ cache is on or off.
 from __future__ import annotations
 
 import hashlib
-import io
+import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from s2d.io.atomic import atomic_write_bytes
+from s2d.io.atomic import TEMP_PREFIX, TEMP_SUFFIX, file_mode
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
 
-def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, out: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """grey frames (H, W) uint8 -> forward flows t -> t+gap and backward flows t+gap -> t, each (T-gap, H, W, 2)
-    float16. ``gap`` > 1: the motion masks of a slow video (``s2d.masks.motion``, step 8; not cached)."""
+    float16. ``gap`` > 1: the motion masks of a slow video (``s2d.masks.motion``, step 8; not cached). ``out``:
+    a (2, T-gap, H, W, 2) float16 array to write them into (the cache's file)."""
     dis = cv2.DISOpticalFlow_create(preset)
     T = len(gray)
-    shape = (max(T - gap, 0), *gray[0].shape, 2)
-    fwd, bwd = np.zeros(shape, np.float16), np.zeros(shape, np.float16)
+    if out is None:
+        out = np.zeros((2, max(T - gap, 0), *gray[0].shape, 2), np.float16)
+    fwd, bwd = out[0], out[1]
     for t in range(T - gap):
         fwd[t] = dis.calc(gray[t], gray[t + gap], None)
         bwd[t] = dis.calc(gray[t + gap], gray[t], None)
@@ -42,10 +46,12 @@ def flow_key(gray: list[np.ndarray], preset: int = PRESET) -> str:
 
 
 class FlowCache:
-    """``flows(gray)`` -> (fwd, bwd) float16 arrays (T-1, H, W, 2), as computed and stored: a caller converts the
-    frame it works on (float16 -> float32 is exact, so every value is what a float32 copy held), and a whole
-    video's flow takes half the memory (1.4 GB less for 741 frames at 360p). ``root`` None keeps nothing on
-    disk."""
+    """``flows(gray)`` -> (fwd, bwd) float16 arrays (T-1, H, W, 2), as computed and stored. With a ``root`` they
+    are read-only memory maps of the entry's file, written there as they are computed: a video's flow is read
+    from the page cache as a caller reaches each frame (a window of keymask discovery reads its own frames'),
+    and the kernel can drop it and read it again instead of running out of memory (16 bytes a pixel of video,
+    1.4 GB for 741 frames at 360p). A caller converts the frame it works on (float16 -> float32 is exact).
+    ``root`` None keeps nothing on disk and the flows in memory."""
 
     def __init__(self, root: str | Path | None = None, preset: int = PRESET):
         self.root = Path(root) if root is not None else None
@@ -53,17 +59,31 @@ class FlowCache:
 
     def flows(self, gray: list[np.ndarray], key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``key``: ``flow_key(gray, preset)`` when the caller has it already (it hashes every frame)."""
-        if self.root is None:
+        if self.root is None or len(gray) < 2:  # (a single frame has no flow to keep)
             return compute_flows(gray, self.preset)
-        path = self.root / f"{key or flow_key(gray, self.preset)}.npz"
+        path = self.root / f"{key or flow_key(gray, self.preset)}.npy"
+        shape = (2, len(gray) - 1, *gray[0].shape, 2)
         if path.is_file():
             try:
-                with np.load(path) as z:
-                    return z["fwd"], z["bwd"]
-            except (OSError, ValueError, KeyError):  # a damaged entry is recomputed, never trusted
-                path.unlink(missing_ok=True)
-        fwd, bwd = compute_flows(gray, self.preset)
-        buf = io.BytesIO()
-        np.savez(buf, fwd=fwd, bwd=bwd)
-        atomic_write_bytes(path, buf.getvalue())
-        return fwd, bwd
+                both = np.load(path, mmap_mode="r")
+                if both.shape == shape and both.dtype == np.float16:
+                    return both[0], both[1]
+            except (OSError, ValueError):
+                pass
+            path.unlink(missing_ok=True)  # a damaged entry is computed again, never trusted
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=self.root)
+        os.close(fd)
+        try:
+            both = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            compute_flows(gray, self.preset, out=both)
+            both.flush()
+            del both
+            with open(tmp, "rb+") as f:
+                os.fchmod(f.fileno(), file_mode())
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        both = np.load(path, mmap_mode="r")
+        return both[0], both[1]
