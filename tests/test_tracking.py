@@ -133,6 +133,31 @@ def test_flow_is_computed_once_and_shared_through_the_cache(tmp_path, monkeypatc
                                   plain.points)
 
 
+def test_a_killed_writer_s_flow_file_is_removed_and_a_running_one_s_kept(tmp_path):
+    """A run killed while DIS wrote an entry leaves a temp file as large as the entry: the next entry written
+    there removes it once nobody has written to it for an hour, and leaves alone the temp file of a writer that
+    is still at work (another rank on the same folder)."""
+    import os
+    import time
+
+    import cv2
+
+    import s2d.tracking.flow_cache as fc
+    from s2d.data.demo import DemoConfig, make_demo_videos
+    from s2d.io.atomic import STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX
+
+    v = make_demo_videos(DemoConfig(num_videos=1, num_frames=4, height=32, width=48))[0]
+    dead, busy = (tmp_path / f"{TEMP_PREFIX}{n}.npy.x{TEMP_SUFFIX}" for n in ("dead", "busy"))
+    dead.write_bytes(b"\0" * 100)
+    busy.write_bytes(b"\0" * 100)
+    old = time.time() - STALE_AFTER - 60
+    os.utime(dead, (old, old))
+    fwd, _ = fc.FlowCache(tmp_path).flows([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in v.frames])
+    assert fwd.shape == (3, 32, 48, 2) and fwd.dtype == np.float16
+    assert not dead.exists() and busy.exists()
+    assert [p.suffix for p in tmp_path.iterdir() if p != busy] == [".npy"]
+
+
 def test_a_window_of_a_video_is_tracked_with_the_video_s_cached_flow(tmp_path, monkeypatch):
     """Keymask discovery in windows (keymasks.window) tracks frames[start:stop]: the flow tracker reads the
     whole video's one cache entry for every window (computed once, no entry per window) and gives the tracks

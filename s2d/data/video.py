@@ -224,7 +224,8 @@ class ContainerSource:
     def _cached(self) -> np.ndarray | None:
         """The decoded frames (T, H, W, 3) as a read-only memory map of the cache file, decoding into it first
         where it is missing; None when the video has no frame."""
-        from s2d.io.atomic import TEMP_PREFIX, TEMP_SUFFIX, atomic_write_bytes, file_mode
+        from s2d.io.atomic import (STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX, atomic_write_bytes, file_mode,
+                                   remove_stale_temps)
 
         assert self.cache_dir is not None
         key = self._cache_key()
@@ -238,6 +239,7 @@ class ContainerSource:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not there yet, or damaged: decoded again
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.cache_dir, idle=STALE_AFTER)  # what a killed run left half-written
         # a name of its own for each writer (two ranks, two nodes on one shared folder), never taken for a result
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX + raw.name + ".", suffix=TEMP_SUFFIX, dir=self.cache_dir)
         os.close(fd)

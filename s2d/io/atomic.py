@@ -19,11 +19,15 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".partial"
+# a temp file nobody has written to for this long belongs to a writer that was killed (large caches, written by
+# several processes at once, remove only these: s2d.tracking.flow_cache, s2d.data.video)
+STALE_AFTER = 3600.0
 
 
 def file_mode() -> int:
@@ -92,13 +96,21 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def remove_stale_temps(folder: str | Path) -> int:
-    """Delete temp files a killed writer left behind in ``folder``; returns how many were removed."""
+def remove_stale_temps(folder: str | Path, idle: float | None = None) -> int:
+    """Delete temp files a killed writer left behind in ``folder``; returns how many were removed. ``idle``
+    (seconds): only those not written to for that long, where another process may be writing its own (a
+    writer that streams into its temp file touches it all the time)."""
     folder = Path(folder)
     n = 0
     if folder.is_dir():
+        now = time.time()
         for p in folder.iterdir():
             if p.name.startswith(TEMP_PREFIX) and p.name.endswith(TEMP_SUFFIX):
+                try:
+                    if idle is not None and now - p.stat().st_mtime < idle:
+                        continue
+                except FileNotFoundError:  # its writer finished meanwhile
+                    continue
                 p.unlink(missing_ok=True)
                 n += 1
     return n

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from s2d.io.atomic import TEMP_PREFIX, TEMP_SUFFIX, file_mode
+from s2d.io.atomic import STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX, file_mode, remove_stale_temps
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
@@ -72,6 +72,7 @@ class FlowCache:
                 pass
             path.unlink(missing_ok=True)  # a damaged entry is computed again, never trusted
         self.root.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.root, idle=STALE_AFTER)  # a killed run's half-written entries (1.4 GB at 741 frames)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=self.root)
         os.close(fd)
         try:
