@@ -173,6 +173,23 @@ def test_decoded_frames_are_kept_on_disk_and_read_back_without_a_decode(demo_vid
     assert len(other) == 50 and len(list(cache.glob("*.u8"))) == 2  # other settings, another file
 
 
+def test_a_full_disk_while_frames_are_decoded_names_the_video_and_leaves_nothing(demo_videos_root, tmp_path,
+                                                                                  monkeypatch):
+    import errno
+    import os
+
+    from s2d.errors import S2DError
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    v = open_dataset("mp4", demo_videos_root / "apple", short_side=60, decoded_dir=tmp_path / "decoded")["apple"].video
+    with pytest.raises(S2DError, match=r"apple: cannot write its decoded frames to .*decoded.*No space left"):
+        len(v)
+    assert not list((tmp_path / "decoded").iterdir())
+
+
 def test_truncated_mp4_with_a_cache_folder_is_named_and_leaves_nothing(demo_videos_root, tmp_path):
     src = demo_videos_root / "apple" / "apple.mp4"
     (tmp_path / "v").mkdir()

@@ -158,6 +158,30 @@ def test_a_killed_writer_s_flow_file_is_removed_and_a_running_one_s_kept(tmp_pat
     assert [p.suffix for p in tmp_path.iterdir() if p != busy] == [".npy"]
 
 
+def test_a_full_disk_is_an_error_naming_the_folder_before_any_flow_is_written(tmp_path, monkeypatch):
+    """The flow is written through a memory map, where a disk that fills ends the process with SIGBUS: its blocks
+    are taken first, so a full disk is an error naming the folder, and no entry or temp file is left."""
+    import errno
+    import os
+
+    import cv2
+
+    import s2d.tracking.flow_cache as fc
+    from s2d.data.demo import DemoConfig, make_demo_videos
+    from s2d.errors import S2DError
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    calls = []
+    monkeypatch.setattr(fc, "compute_flows", lambda *a, **k: calls.append(1))
+    v = make_demo_videos(DemoConfig(num_videos=1, num_frames=4, height=32, width=48))[0]
+    with pytest.raises(S2DError, match=rf"no room for the flow of a video .* in {tmp_path} .*paths.artifacts"):
+        fc.FlowCache(tmp_path).flows([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in v.frames])
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
 def test_a_window_of_a_video_is_tracked_with_the_video_s_cached_flow(tmp_path, monkeypatch):
     """Keymask discovery in windows (keymasks.window) tracks frames[start:stop]: the flow tracker reads the
     whole video's one cache entry for every window (computed once, no entry per window) and gives the tracks

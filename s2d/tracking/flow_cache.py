@@ -9,6 +9,7 @@ cache is on or off.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from s2d.errors import S2DError
 from s2d.io.atomic import STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX, file_mode, remove_stale_temps
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
@@ -77,6 +79,17 @@ class FlowCache:
         os.close(fd)
         try:
             both = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+            # the file's blocks are taken now: a disk that fills while DIS writes through the memory map would
+            # end the process with SIGBUS and no word, where this raises ENOSPC before any work
+            with open(tmp, "rb+") as f:
+                size = os.fstat(f.fileno()).st_size
+                try:
+                    os.posix_fallocate(f.fileno(), 0, size)
+                except OSError as e:
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without it: written as is
+                        raise S2DError(f"no room for the flow of a video ({size / 2 ** 30:.1f} GiB) in {self.root} "
+                                       f"({e.strerror}); free disk space there or point paths.artifacts "
+                                       "elsewhere") from None
             compute_flows(gray, self.preset, out=both)
             both.flush()
             del both
