@@ -91,6 +91,7 @@ def test_wrong_type_fails(compose):
     ("masks.motion.split_px=-1", "masks.motion.split_px"),
     ("masks.motion.split_fit=1.5", "masks.motion.split_fit"),
     ("masks.motion.max_gap=0", "masks.motion.max_gap"),
+    ("masks.motion.window=0", "masks.motion.window"),
     ("masks.motion.min_moving_frames=2", "masks.motion.min_moving_frames"),
     ("data.stride=0", "data.stride"),
     ("data.max_frames=0", "data.max_frames"),

@@ -393,7 +393,45 @@ def test_a_video_too_long_for_memory_is_named_before_its_masks_are_made(compose,
     ds = load_data(cfg)
     with caplog.at_level(logging.WARNING, logger="s2d.stages.masks"):
         out = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-    msgs = [r.getMessage() for r in caplog.records if "hold a whole video" in r.getMessage()]
+    msgs = [r.getMessage() for r in caplog.records if "its motion masks need about" in r.getMessage()]
     assert len(msgs) == 1 and msgs[0].startswith("masks: long has 12 frames at 128x96"), msgs
     assert "data.max_frames" in msgs[0] and "data.short_side (now 96 px)" in msgs[0]
     assert len(out.labels.videos) == 2  # a warning, not an error: both videos get their masks
+
+
+def test_a_long_video_is_made_in_windows_with_the_masks_of_the_whole_and_less_memory():
+    """Step 9: windows of 8 frames, each with the 10 frames its smoothing reaches (beta 0.5) on either side,
+    give the masks of the whole video made at once, and hold less; the estimate bounds what they hold."""
+    import tracemalloc
+
+    from s2d.masks.motion import peak_bytes, smoothing_reach
+
+    frames, gt = sequence("static", [(30, 30, 2, 1, 30, 99)], T=48, seed=2)
+    whole_p, win_p = MotionParams(smooth_beta=0.5), MotionParams(smooth_beta=0.5, window=8)
+    assert smoothing_reach(0.5) == 10 and smoothing_reach(0.8) == 31  # 0.5^10, 0.8^31 < 1/1000
+    peaks, runs, calls = [], [], []
+    for p in (whole_p, win_p):
+        tracemalloc.start()
+        try:
+            runs.append(motion_masks(frames, p, progress=calls.append))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    (whole, ev_whole), (win, ev_win) = runs
+    assert ev_whole.gaps == (1,) and ev_win.gaps == (1,) * 6 and len(calls) == 96
+    assert [len(m) for m, _ in win] == [len(m) for m, _ in whole]
+    for (a, _), (b, _) in zip(whole, win):
+        assert all(_iou(x, y) >= 0.98 for x, y in zip(a, b))
+    assert np.median([_best_iou(win, gt[0], t) for t in range(48)]) >= 0.8
+    assert peaks[1] < 0.8 * peaks[0] and peaks[1] <= peak_bytes(48, H, W, win_p), peaks
+
+
+def test_the_masks_stage_reads_a_video_a_window_at_a_time(tiny_demo):
+    from s2d.data.sources import open_dataset
+    from s2d.stages.masks import FrameWindows
+
+    video = next(iter(open_dataset("ytvis", tiny_demo))).video
+    frames = FrameWindows(video)
+    assert len(frames) == len(video)
+    np.testing.assert_array_equal(frames[2:5], video.frames(range(2, 5)))
+    np.testing.assert_array_equal(frames[len(video) - 2:len(video) + 9], video.frames(range(len(video) - 2, len(video))))

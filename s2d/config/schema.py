@@ -334,7 +334,7 @@ def validate_config(cfg: Any) -> None:
     for key in ("smooth_beta", "border", "max_moving"):
         _require(0.0 <= mo[key] < 1.0, f"masks.motion.{key}", f"must be within [0, 1), got {mo[key]}")
     _require(-1.0 <= mo.min_score <= 1.0, "masks.motion.min_score", f"must be within [-1, 1], got {mo.min_score}")
-    for key in ("grid", "band", "grabcut_iters", "ring", "max_movers", "max_gap"):
+    for key in ("grid", "band", "grabcut_iters", "ring", "max_movers", "max_gap", "window"):
         _require(mo[key] >= 1, f"masks.motion.{key}", f"must be >= 1, got {mo[key]}")
     _require(mo.split_px >= 0, "masks.motion.split_px", f"must be >= 0 (0: never split), got {mo.split_px}")
     _require(0.0 <= mo.min_moving_frames <= 1.0, "masks.motion.min_moving_frames",

@@ -33,6 +33,11 @@ Per video (frames (T, H, W, 3) uint8):
      share is kept (none reaching it: the neighbouring frames). One gap per video: a video whose movers clear
      the floor keeps the neighbouring frames, whose flow is the most reliable (on the DAVIS clips frames 2 apart
      lower the masks' mean J from 0.58 to 0.46). The smoothing (step 4) still follows the neighbouring flow.
+  9. Long videos (``window``): every step above holds its maps for all frames at once, 24 bytes a pixel of video
+     (``peak_bytes``). A video longer than ``window`` frames is made a window at a time, each window with the
+     frames the smoothing reaches on either side (``smoothing_reach``: 31 frames at beta 0.8, where a frame's
+     weight falls under 1/1000), so memory is bounded by the window. Step 8 chooses the gap per window. A video
+     within one window is made exactly as a whole.
 Deliberate behaviour: where nothing moves against the camera (a static scene, a static camera, pure camera
 motion over a planar scene, a shaky camera over a static scene) the residual stays under the threshold and the
 frame gets NO masks rather than scenery masks; an object that stops fades out over a few frames. Camera motion
@@ -76,6 +81,7 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     split_fit: float = 0.8         # ... and both together this share (a body whose parts move apart is not 2 layers)
     max_gap: int = 4               # frames: compare frames up to this far apart for a slow video (1: neighbours only)
     min_moving_frames: float = 0.5  # ... when fewer of its frames than this share show motion between neighbours
+    window: int = 256              # frames: a longer video is made in windows of this many (step 9)
 
 
 @dataclass
@@ -89,6 +95,7 @@ class MotionEvidence:
     gap: int = 1             # frames between the compared frames (step 8)
     far: np.ndarray | None = None   # (T-gap, H, W, 2) flow t -> t+gap (None: the neighbouring flows were used)
     back: np.ndarray | None = None  # (T-gap, H, W, 2) flow t+gap -> t
+    gaps: tuple[int, ...] = ()  # every window's gap, first to last (step 9; these maps are the last window's)
 
     def motion_of(self, t: int, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray | None:
         """Any one motion of frame t over the evidence's gap (H, W, 2), None for a single frame."""
@@ -431,29 +438,52 @@ FlowFn = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
 PEAK_BYTES_PER_PIXEL = 32
 
 
-def peak_bytes(frames: int, height: int, width: int) -> int:
-    """What ``motion_masks`` holds at its peak for a video of that many frames of that size (bytes)."""
-    return PEAK_BYTES_PER_PIXEL * frames * height * width
+def peak_bytes(frames: int, height: int, width: int, p: MotionParams | None = None) -> int:
+    """What ``motion_masks`` holds at its peak for a video of that many frames of that size (bytes); with the
+    parameters ``p``, made in windows (step 9): one window and its reach at a time, and every frame's grey (1
+    byte a pixel) and flows (8; in the masks stage a memory map the kernel may drop)."""
+    held = frames if p is None else min(frames, max(1, p.window) + 2 * smoothing_reach(p.smooth_beta))
+    return (PEAK_BYTES_PER_PIXEL * held + 9 * (frames - held)) * height * width
 
 
-def motion_masks(frames: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
+def smoothing_reach(beta: float) -> int:
+    """Frames after which the temporal smoothing's weight of a frame (beta^k) is under 1/1000."""
+    return 0 if beta <= 0 else int(np.ceil(np.log(1e-3) / np.log(beta)))
+
+
+def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
                  flows: FlowFn | None = None, progress: Callable[[int], None] | None = None
                  ) -> tuple[list[tuple[np.ndarray, np.ndarray]], MotionEvidence]:
-    """frames (T, H, W, 3) uint8 -> per frame (masks (K, H, W), scores (K,)) and the evidence maps.
+    """frames (T, H, W, 3) uint8 -> per frame (masks (K, H, W), scores (K,)) and the evidence maps (of the last
+    window, step 9: the whole video's when it fits in one).
 
-    ``flows``: grey frames -> (fwd, bwd) (default: computed here, see ``s2d.tracking.flow_cache``);
-    ``progress``: called with 1 after each frame's masks."""
+    ``frames``: an array, or anything with ``len`` whose slices ``frames[a:b]`` are (b-a, H, W, 3) arrays (the
+    masks stage reads a window of a video at a time); ``flows``: grey frames -> (fwd, bwd) (default: computed
+    here, see ``s2d.tracking.flow_cache``); ``progress``: called with 1 after each frame's masks."""
     from s2d.tracking.flow_cache import FlowCache
 
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    T = len(frames)
+    step = max(1, p.window)
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for a in range(0, T, step) for f in frames[a:a + step]]
     fwd, bwd = (flows or FlowCache(None).flows)(gray)
-    ev = motion_evidence(frames, fwd, bwd, p, gray, min_area)
-    out = []
-    for t in range(len(frames)):
-        out.append(instances(frames[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area,
-                             ev.motion_of(t, fwd, bwd)))
-        if progress is not None:
-            progress(1)
+    reach = smoothing_reach(p.smooth_beta)
+    out, gaps, ev = [], [], None
+    for a in range(0, T, step):
+        b = min(T, a + step)
+        a0, b0 = max(0, a - reach), min(T, b + reach)  # the window and what its smoothing reaches
+        win = np.asarray(frames[a0:b0])
+        f, g = fwd[a0:b0 - 1], bwd[a0:b0 - 1]
+        ev = None  # the last window's maps go before this one's are made
+        ev = motion_evidence(win, f, g, p, gray[a0:b0], min_area)
+        gaps.append(ev.gap)
+        for t in range(a - a0, b - a0):
+            out.append(instances(win[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area,
+                                 ev.motion_of(t, f, g)))
+            if progress is not None:
+                progress(1)
+    if ev is None:
+        raise ValueError("motion masks of a video without frames")
+    ev.gaps = tuple(gaps)
     return out, ev
 
 

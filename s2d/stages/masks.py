@@ -60,20 +60,37 @@ def make_producer(cfg: Any, ds: Dataset):
     flows = FlowCache(flow_cache_dir(cfg)).flows
 
     def produce(r: VideoRecord) -> VideoLabels:
-        warn_memory(r, peak_bytes(len(r.video), *r.video.size))
-        frames = r.video.frames()
+        warn_memory(r, peak_bytes(len(r.video), *r.video.size, params))
         with frame_bar(r, progress) as bar:
-            per_frame, ev = motion_masks(frames, params, m.max_masks, m.min_area, flows, bar.update)
-        if ev.gap > 1:
-            log.info("masks: %s moves slowly (under %.0f %% of its frames show motion between neighbours): frames "
-                     "%d apart compared (masks.motion.max_gap)", r.name, 100 * params.min_moving_frames, ev.gap)
+            per_frame, ev = motion_masks(FrameWindows(r.video), params, m.max_masks, m.min_area, flows,
+                                         bar.update)
+        if max(ev.gaps) > 1:
+            gaps = (f"frames {ev.gaps[0]} apart compared" if len(ev.gaps) == 1 else
+                    f"frames compared {', '.join(map(str, ev.gaps))} apart in its windows of "
+                    f"{params.window} frames (masks.motion.window)")
+            log.info("masks: %s moves slowly (under %.0f %% of its frames show motion between neighbours): %s "
+                     "(masks.motion.max_gap)", r.name, 100 * params.min_moving_frames, gaps)
         if maskcut_fn is not None:
-            per_frame = [merge_with_maskcut(mm, maskcut_fn(frames[t]), m.max_masks, m.min_area,
+            per_frame = [merge_with_maskcut(mm, maskcut_fn(r.video[t]), m.max_masks, m.min_area,
                                             m.maskcut_outside)
                          for t, mm in enumerate(per_frame)]
         return frames_to_labels(ds.skeleton(r.name), per_frame)
 
     return produce
+
+
+class FrameWindows:
+    """A video's frames as the motion masks read them, a window at a time: ``len`` and ``[a:b]`` -> (b-a, H, W,
+    3) uint8, decoded (or read from the decoded-frames file) when asked, never the whole video at once."""
+
+    def __init__(self, video):
+        self.video = video
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        return self.video.frames(range(*s.indices(len(self.video))))
 
 
 def warn_memory(r: VideoRecord, need: int, available: int | None = None) -> None:
@@ -85,10 +102,10 @@ def warn_memory(r: VideoRecord, need: int, available: int | None = None) -> None
     available = available_memory() if available is None else available
     if available is not None and need > available:
         T, (H, W) = len(r.video), r.video.size
-        log.warning("masks: %s has %d frames at %dx%d, and the motion masks hold a whole video at once: about "
-                    "%s, with %s free here. If the run is killed, cap the video (data.max_frames=N or "
-                    "data.stride=K) or lower data.short_side (now %d px), or give the job more memory.",
-                    r.name, T, W, H, gib(need), gib(available), min(H, W))
+        log.warning("masks: %s has %d frames at %dx%d, and its motion masks need about %s, with %s free here. "
+                    "If the run is killed, make them in shorter windows (masks.motion.window), cap the video "
+                    "(data.max_frames=N or data.stride=K) or lower data.short_side (now %d px), or give the job "
+                    "more memory.", r.name, T, W, H, gib(need), gib(available), min(H, W))
 
 
 def maskcut_producer(m: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
