@@ -9,8 +9,9 @@ kernel's OOM killer and a scheduler's cgroup limit go by:
 - baseline: the libraries imported and the video decoded and stacked, (T, H, W, 3) uint8;
 - motion masks: the same, then ``motion_masks`` on it (DIS flow, the evidence maps, the smoothing, GrabCut).
 Printed per length: both peaks, what the masks add per pixel of the video, the ratio of the two peaks, and the
-estimate the masks stage warns with (``s2d.masks.motion.peak_bytes``). A video longer than the file is played
-back and forth (no cut, so the masks see the motion they would on a longer take).
+estimate the masks stage warns with (``s2d.masks.motion.peak_bytes``, the default window of 256 frames). A
+video longer than the file is played back and forth (no cut, so the masks see the motion they would on a
+longer take).
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def main() -> None:
         return
     if not args.video.is_file():
         sys.exit(f"no video at {args.video} (--video PATH)")
-    from s2d.masks.motion import peak_bytes
+    from s2d.masks.motion import MotionParams, peak_bytes
 
     gb = 1e9
     print("| frames | H x W | video alone (GB) | motion masks (GB) | ratio | added per pixel (B) | estimate (GB) |")
@@ -84,7 +85,7 @@ def main() -> None:
         T, H, W = got["shape"][:3]
         added = (got["peak"] - base["peak"]) / (T * H * W)
         print(f"| {T} | {H} x {W} | {base['peak'] / gb:.2f} | {got['peak'] / gb:.2f} | "
-              f"{got['peak'] / base['peak']:.2f} | {added:.1f} | {peak_bytes(T, H, W) / gb:.2f} |", flush=True)
+              f"{got['peak'] / base['peak']:.2f} | {added:.1f} | {peak_bytes(T, H, W, MotionParams()) / gb:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
