@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
@@ -221,11 +219,10 @@ class ContainerSource:
                 None if r is None else [r.short_side, r.max_side]]
         return hashlib.sha1(json.dumps(what).encode()).hexdigest()[:20]
 
-    def _cached(self) -> np.ndarray | None:
+    def _cached(self) -> np.ndarray:
         """The decoded frames (T, H, W, 3) as a read-only memory map of the cache file, decoding into it first
-        where it is missing; None when the video has no frame."""
-        from s2d.io.atomic import (STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX, atomic_write_bytes, file_mode,
-                                   remove_stale_temps)
+        where it is missing."""
+        from s2d.io.atomic import atomic_file, atomic_write_bytes
 
         assert self.cache_dir is not None
         key = self._cache_key()
@@ -238,54 +235,51 @@ class ContainerSource:
                 return np.memmap(raw, np.uint8, "r", shape=shape)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not there yet, or damaged: decoded again
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.cache_dir, idle=STALE_AFTER)  # what a killed run left half-written
-        # a name of its own for each writer (two ranks, two nodes on one shared folder), never taken for a result
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX + raw.name + ".", suffix=TEMP_SUFFIX, dir=self.cache_dir)
-        os.close(fd)
-        tmp = Path(name)
+
+        def no_room(e: OSError) -> S2DError:
+            return S2DError(f"{self.video_id}: cannot write its decoded frames to {self.cache_dir} ({e}); "
+                            "free disk space there or point paths.artifacts elsewhere")
+
         frame_shape: list[int] = []  # (H, W, 3) of the first frame
-
-        def write(it: Iterator[np.ndarray]) -> int:
-            frame_shape.clear()
-            n = 0
-            try:
-                with open(tmp, "wb") as f:
-                    for img in it:
-                        if not frame_shape:
-                            frame_shape.extend(img.shape)
-                        elif img.shape != tuple(frame_shape):  # the container changed its frame size
-                            raise CorruptFrameError(f"frame size {img.shape[1]}x{img.shape[0]} differs from the "
-                                                    f"video's {frame_shape[1]}x{frame_shape[0]}",
-                                                    video_id=self.video_id, frame_index=n, path=self.path)
-                        f.write(np.ascontiguousarray(img, np.uint8).tobytes())
-                        n += 1
-                    f.flush()
-                    os.fchmod(f.fileno(), file_mode())
-                    os.fsync(f.fileno())  # the frames are on disk before the json says they are
-            except OSError as e:
-                tmp.unlink(missing_ok=True)
-                raise S2DError(f"{self.video_id}: cannot write its decoded frames to {self.cache_dir} ({e}); "
-                               "free disk space there or point paths.artifacts elsewhere") from None
-            return n
-
         try:
-            n = self._decode(write)
-            if n == 0:
-                return None
-            os.replace(tmp, raw)
-        finally:
-            tmp.unlink(missing_ok=True)
+            with atomic_file(raw) as tmp:
+                def write(it: Iterator[np.ndarray]) -> int:
+                    frame_shape.clear()
+                    n = 0
+                    try:
+                        with open(tmp, "wb") as f:
+                            for img in it:
+                                if not frame_shape:
+                                    frame_shape.extend(img.shape)
+                                elif img.shape != tuple(frame_shape):  # the container changed its frame size
+                                    raise CorruptFrameError(
+                                        f"frame size {img.shape[1]}x{img.shape[0]} differs from the video's "
+                                        f"{frame_shape[1]}x{frame_shape[0]}", video_id=self.video_id,
+                                        frame_index=n, path=self.path)
+                                f.write(np.ascontiguousarray(img, np.uint8).tobytes())
+                                n += 1
+                    except OSError as e:  # said here, not taken for a file PyAV cannot read (no OpenCV retry)
+                        raise no_room(e) from None
+                    return n
+
+                n = self._decode(write)
+                if n == 0:
+                    raise self._no_frames()
+        except OSError as e:  # fsync or rename of the finished file
+            raise no_room(e) from None
         shape = (n, *frame_shape)
         atomic_write_bytes(meta, json.dumps({"shape": shape, "native_size": list(self.native_size or ()),
                                              "file": str(self.path)}).encode())
         return np.memmap(raw, np.uint8, "r", shape=shape)
 
+    def _no_frames(self) -> CorruptFrameError:
+        return CorruptFrameError("no decodable frames", video_id=self.video_id, path=self.path)
+
     def _load(self) -> list[np.ndarray] | np.ndarray:
         if self._frames is None:
             frames = self._in_memory() if self.cache_dir is None else self._cached()
-            if frames is None or len(frames) == 0:
-                raise CorruptFrameError("no decodable frames", video_id=self.video_id, path=self.path)
+            if len(frames) == 0:
+                raise self._no_frames()
             self._frames = frames
         return self._frames
 

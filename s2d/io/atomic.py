@@ -20,17 +20,18 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".partial"
-# a temp file nobody has written to for this long belongs to a writer that was killed (large caches, written by
-# several processes at once, remove only these: s2d.tracking.flow_cache, s2d.data.video)
+# a temp file nobody has written to for this long belongs to a writer that was killed (``atomic_file``: large
+# files that several processes may be writing at once into one folder remove only these)
 STALE_AFTER = 3600.0
 
 
-def file_mode() -> int:
+def _file_mode() -> int:
     """0666 less the process umask (read without changing it for longer than the call)."""
     mask = os.umask(0o022)
     os.umask(mask)
@@ -59,7 +60,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), file_mode())
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -70,6 +71,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temp file beside ``path`` for a writer too large to hold in memory (written as a stream, or through a
+    memory map): leaving the block without an error gives it the user's file mode, fsyncs it and moves it over
+    ``path``; an error removes it. A temp file there that nobody has written to for ``STALE_AFTER`` (a killed
+    writer's, as large as what it wrote) is removed first; another process's that is still being written stays.
+    Used by the flow cache and the decoded frames of video files."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, idle=STALE_AFTER)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), _file_mode())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

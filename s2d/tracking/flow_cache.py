@@ -12,14 +12,13 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from s2d.errors import S2DError
-from s2d.io.atomic import STALE_AFTER, TEMP_PREFIX, TEMP_SUFFIX, file_mode, remove_stale_temps
+from s2d.io.atomic import atomic_file
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
 
@@ -73,11 +72,7 @@ class FlowCache:
             except (OSError, ValueError):
                 pass
             path.unlink(missing_ok=True)  # a damaged entry is computed again, never trusted
-        self.root.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.root, idle=STALE_AFTER)  # a killed run's half-written entries (1.4 GB at 741 frames)
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + path.name + ".", suffix=TEMP_SUFFIX, dir=self.root)
-        os.close(fd)
-        try:
+        with atomic_file(path) as tmp:
             both = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
             # the file's blocks are taken now: a disk that fills while DIS writes through the memory map would
             # end the process with SIGBUS and no word, where this raises ENOSPC before any work
@@ -93,11 +88,5 @@ class FlowCache:
             compute_flows(gray, self.preset, out=both)
             both.flush()
             del both
-            with open(tmp, "rb+") as f:
-                os.fchmod(f.fileno(), file_mode())
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
         both = np.load(path, mmap_mode="r")
         return both[0], both[1]
