@@ -202,6 +202,57 @@ def test_truncated_mp4_with_a_cache_folder_is_named_and_leaves_nothing(demo_vide
     assert not list((tmp_path / "decoded").iterdir())  # no half-written file, no json claiming one
 
 
+def test_an_avi_that_stores_repeated_frames_as_empty_packets_is_whole(tmp_path):
+    """An AVI stores a frame that repeats the one before as an empty packet and counts it in its header: 10
+    frames at pts 0, 3, ..., 27 declare 28 and decode to 10. They reach the end of the stream, so the video is
+    those 10, in order; a count short of the header is not a truncated file."""
+    from fractions import Fraction
+
+    import av
+
+    path = tmp_path / "v" / "repeats.avi"
+    path.parent.mkdir()
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mpeg4", rate=15)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 15)
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = 3 * i, Fraction(1, 15)
+            for pkt in s.encode(f):
+                out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 28  # the header counts the repeats
+    v = open_dataset("mp4", path.parent)["repeats"].video
+    assert len(v) == 10
+    grey = [int(np.median(v[t])) for t in range(10)]
+    assert all(abs(g - 20 * t) <= 3 for t, g in enumerate(grey))
+
+
+def test_an_mp4_cut_between_two_frames_is_a_corrupt_frame_error(demo_videos_root, tmp_path):
+    """A file cut cleanly at a packet boundary decodes without a codec error; the frames stop short of the
+    stream's end, and that names it truncated."""
+    import av
+
+    whole = tmp_path / "faststart.mp4"  # the index first, as streaming files are: the cut keeps it readable
+    with av.open(str(demo_videos_root / "apple" / "apple.mp4")) as src, \
+            av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        s = out.add_stream_from_template(src.streams.video[0])
+        for pkt in src.demux(src.streams.video[0]):
+            if pkt.dts is not None:
+                pkt.stream = s
+                out.mux(pkt)
+    with av.open(str(whole)) as c:
+        starts = [p.pos for p in c.demux(c.streams.video[0]) if p.dts is not None]
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "apple.mp4").write_bytes(whole.read_bytes()[: starts[20]])
+    v = open_dataset("mp4", tmp_path / "v")["apple"].video
+    with pytest.raises(CorruptFrameError, match=r"video 'apple', frame 20 .*declares 50 frames but only 20 decode"):
+        len(v)
+
+
 def _phone_mp4(path, matrix):
     """A 64x48 mp4 whose track header carries a display matrix (16.16 fixed point), as a phone writes one for a
     video filmed upright: a white patch in the stored frame's top-left corner."""

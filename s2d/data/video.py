@@ -7,6 +7,7 @@ returning a grey-padded picture; mp4 and other containers are decoded with PyAV,
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from s2d.errors import CorruptFrameError, MissingFrameError, S2DError, VideoErro
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+log = logging.getLogger(__name__)
+
 DECODED_FORMAT = 1  # of ContainerSource's cache files: bump when what they hold changes
 
 
@@ -93,6 +96,19 @@ class ImageFolderSource:
         return [p.name for p in self.paths]
 
 
+def _reaches_stream_end(stream, last_pts: int | None) -> bool:
+    """Whether the last decoded frame (its ``pts``, in the stream's time base) lies within two frame intervals of
+    the end of the stream's declared duration. A container's frame count is often not the number of frames its
+    decoder gives, and a short count alone is no sign of damage: an mp4 whose edit list drops a frame (456
+    declared, 455 decode), an AVI that stores a repeated frame as an empty packet (444 declared, 68 decode, the
+    last at pts 443 of 444). A truncated file stops short of the end. Unknown timing: False (the count decides)."""
+    if last_pts is None or not stream.duration or not stream.time_base or not stream.average_rate:
+        return False
+    interval = 1 / (float(stream.average_rate) * float(stream.time_base))  # one frame, in time-base units
+    start = stream.start_time or 0
+    return last_pts - start + 2 * interval >= stream.duration
+
+
 def upright(img: np.ndarray, rotation: int) -> np.ndarray:
     """A decoded frame (H, W, 3) turned as a player shows it: ``rotation`` is the container's display rotation
     (PyAV's ``VideoFrame.rotation``, degrees counter-clockwise, from the display matrix a phone writes for a
@@ -141,6 +157,7 @@ class ContainerSource:
         import av
 
         kept = seen = 0
+        last_pts = None
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: the same frames, decoded sooner
@@ -153,13 +170,19 @@ class ContainerSource:
                         yield self._fit(upright(frame.to_ndarray(format="rgb24"), frame.rotation))
                         kept += 1
                     seen += 1
+                    last_pts = frame.pts if frame.pts is not None else last_pts
             except av.error.FFmpegError as e:
                 raise CorruptFrameError(f"decoding failed ({e})", video_id=self.video_id,
                                         frame_index=seen, path=self.path) from None
-        if declared and seen < declared and not self._enough(kept):
-            raise CorruptFrameError(f"container declares {declared} frames but only {kept} decode "
-                                    "(truncated file?)", video_id=self.video_id, frame_index=kept,
-                                    path=self.path)
+            if declared and seen < declared and not self._enough(kept):
+                reached = _reaches_stream_end(stream, last_pts)
+                if not reached:
+                    raise CorruptFrameError(f"container declares {declared} frames but only {seen} decode "
+                                            "(truncated file?)", video_id=self.video_id, frame_index=seen,
+                                            path=self.path)
+                log.info("video '%s' (%s): the container declares %d frames; %d decode and reach the end of the "
+                         "stream (the rest are frames a codec drops or a container stores as repeats), so the "
+                         "video has %d", self.video_id, self.path, declared, seen, seen)
 
     def _decode_cv2(self) -> Iterator[np.ndarray]:
         cap = cv2.VideoCapture(str(self.path))
