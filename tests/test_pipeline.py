@@ -29,6 +29,10 @@ def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
     assert "sparse keymasks" in report and "IoU linker" in report
     assert "dense labelset (distilled teacher)" in report and "final model" in report
     assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "stages.png").exists()
+    import re
+
+    timed = dict(re.findall(r"^\| (\w[\w ()0-9]*) \| `[^`]+` \| ([0-9.]+) \|$", report, re.M))
+    assert set(timed) == {"masks", "keymasks", "distill", "label (round 1)", "final (round 1)", "predict"}, timed
     for name in ("demo_00", "demo_01"):  # every video drawn, dense labels and final predictions as gifs too
         assert (run_dir / "pictures" / f"{name}.png").exists() and f"pictures/{name}.png" in report
         assert (run_dir / "overlays" / f"{name}_dense.gif").exists()

@@ -109,7 +109,9 @@ def run(cfg: Any, run_dir: Path) -> dict:
             rounds[-1]["ckpt"] = final_ckpt = teacher
         dense = rounds[0]["labels"]
         if final_ckpt is not None:
+            t = time.perf_counter()
             final_pred, pred_dir, _, _ = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+            timings["predict"] = time.perf_counter() - t
 
     rank, world = job_rank_world()
     if rank != 0:  # several tasks of one job ran the stages together; one of them scores and reports
@@ -134,7 +136,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
                 lines += [f"| final (round {r}) | skipped: the dense labelset is empty (no teacher prediction "
                           "reached label.score_thr) | — |"]
         if pred_dir is not None:
-            lines += [f"| predict | `{pred_dir}` | — |"]
+            lines += [f"| predict | `{pred_dir}` | {timings['predict']:.1f} |"]
     lines += [""]
     metrics: dict[str, dict[str, float]] = {}
     error_counts: dict[str, dict[str, int]] = {}  # per labelset: objects found and missed, costly false positives
