@@ -65,11 +65,15 @@ def make_producer(cfg: Any, ds: Dataset):
             per_frame, ev = motion_masks(FrameWindows(r.video), params, m.max_masks, m.min_area, flows,
                                          bar.update)
         if max(ev.gaps) > 1:
-            gaps = (f"frames {ev.gaps[0]} apart compared" if len(ev.gaps) == 1 else
-                    f"frames compared {', '.join(map(str, ev.gaps))} apart in its windows of "
-                    f"{params.window} frames (masks.motion.window)")
-            log.info("masks: %s moves slowly (under %.0f %% of its frames show motion between neighbours): %s "
-                     "(masks.motion.max_gap)", r.name, 100 * params.min_moving_frames, gaps)
+            share = f"under {100 * params.min_moving_frames:.0f} %"
+            if len(ev.gaps) == 1:
+                log.info("masks: %s moves slowly (%s of its frames show motion between neighbours): frames %d "
+                         "apart compared (masks.motion.max_gap)", r.name, share, ev.gaps[0])
+            else:
+                log.info("masks: %s moves slowly in %d of its %d windows of %d frames (masks.motion.window; %s of "
+                         "a window's frames show motion between neighbours): frames compared %s apart, window by "
+                         "window (masks.motion.max_gap)", r.name, sum(g > 1 for g in ev.gaps), len(ev.gaps),
+                         params.window, share, ", ".join(map(str, ev.gaps)))
         if maskcut_fn is not None:
             per_frame = [merge_with_maskcut(mm, maskcut_fn(r.video[t]), m.max_masks, m.min_area,
                                             m.maskcut_outside)
