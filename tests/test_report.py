@@ -46,3 +46,35 @@ def test_smooth_is_a_centred_mean_that_keeps_constants_and_length():
     assert smooth(v, 3).tolist() == pytest.approx([1.5, 2.0, 3.0, 4.0, 4.5])
     assert smooth(np.full(7, 2.0), 5).tolist() == pytest.approx([2.0] * 7)
     assert smooth(v, 1).tolist() == v.tolist()
+
+
+def test_the_final_models_pictures_draw_its_confident_tubes_and_the_dense_labels_all(tmp_path):
+    """A final-model tube scored down to near 0 (a duplicate inside an object) is not drawn; one at the threshold
+    is; every tube of the dense labelset is drawn whatever its score."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from s2d.data.video import ArraySource, Video
+    from s2d.labelset.types import VideoLabels
+    from s2d.report.pictures import pictures_section
+
+    T, H, W = 3, 16, 24
+    frames = np.full((T, H, W, 3), 100, np.uint8)
+    masks = np.zeros((2, T, H, W), bool)
+    masks[0, :, 2:8, 2:8] = True     # scored 0.3: drawn
+    masks[1, :, 2:8, 14:20] = True   # scored 0.01: a ranked-down duplicate, not drawn in the final row
+    rec = SimpleNamespace(video=Video("v", ArraySource(frames)), gt=None)
+    ds = type("DS", (), {"names": ["v"], "__getitem__": lambda self, k: rec, "__len__": lambda self: 1})()
+    empty = VideoLabels("v", H, W, T)
+    final = VideoLabels.from_masks("v", masks, [0.3, 0.01])
+    dense = VideoLabels.from_masks("v", masks, [0.3, 0.01])
+    lines = pictures_section(tmp_path, ds, {"v": empty}, {"v": dense}, {"v": final}, min_score=0.3)
+    assert any("scored 0.3 or more (demo.score_thr)" in line for line in lines)
+    pic = np.asarray(Image.open(tmp_path / "pictures" / "v.png").convert("RGB")).astype(int)
+    # rows top to bottom: keymasks, dense labels, final model, each H high with 2 px between (s2d.viz.grid); the
+    # first frame's tile starts at x 0. Inside each square, 3 px from its corner:
+    left, right = (lambda row: pic[row * (H + 2) + 5, 5]), (lambda row: pic[row * (H + 2) + 5, 17])
+    assert (left(0) == 100).all() and (right(0) == 100).all()    # no keymask
+    assert (left(1) != 100).any() and (right(1) != 100).any()    # the dense labels: both tubes
+    assert (left(2) != 100).any() and (right(2) == 100).all()    # the final model: the confident tube only

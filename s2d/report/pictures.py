@@ -1,6 +1,7 @@
 """The report's pictures: a bar plot of the metrics, per video one picture with a row per stage, overlay gifs."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,18 +59,33 @@ def safe_name(name: str) -> str:
     return name.replace("/", "_")
 
 
-def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
+def confident(vl, min_score: float):
+    """The tubes of ``vl`` (VideoLabels) scored at least ``min_score``: what a picture of predictions draws."""
+    return replace(vl, instances=[i for i in vl.instances if i.score >= min_score])
+
+
+def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred, min_score: float = 0.0) -> list[str]:
     """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
-    overlay gifs of the dense labels and the final model's predictions."""
+    overlay gifs of the dense labels and the final model's predictions.
+
+    The final model's tubes are drawn from ``min_score`` on (the run passes ``demo.score_thr``, what ``s2d demo``
+    draws). Its predictions keep every tube down to ``label.eval_score_thr`` for video AP, which ranks them, and
+    the duplicates the ranking scored down (``label.overlap_decay``: a query on an object another tube holds,
+    often a smaller mask inside it) sit near 0: drawn, they laid rings of masks inside each object (a talking
+    head: 7 tubes in one face, one of them at 0.3 or more). The dense labels are drawn whole: every tube of them
+    is taught."""
     from s2d.viz import overlay, palette, save_gif
 
     lines = ["## What each stage found", ""]
+    if final_pred is not None and min_score > 0:
+        lines += [f"The final model's rows show its tubes scored {min_score:g} or more (demo.score_thr); "
+                  "metrics.json scores all of them.", ""]
     names = ds.names[:REPORT_VIDEOS]
     for i, name in enumerate(names):
         r = ds[name]
         layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
                   "dense labels": dense[name] if dense is not None else None,
-                  "final model": final_pred[name] if final_pred is not None else None}
+                  "final model": confident(final_pred[name], min_score) if final_pred is not None else None}
         pic = Path("pictures") / f"{safe_name(name)}.png"
         stage_picture(run_dir / pic, ds, name, layers)
         if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
