@@ -48,9 +48,25 @@ def test_smooth_is_a_centred_mean_that_keeps_constants_and_length():
     assert smooth(v, 1).tolist() == v.tolist()
 
 
-def test_the_final_models_pictures_draw_its_confident_tubes_and_the_dense_labels_all(tmp_path):
-    """A final-model tube scored down to near 0 (a duplicate inside an object) is not drawn; one at the threshold
-    is; every tube of the dense labelset is drawn whatever its score."""
+def test_unnested_leaves_out_a_mask_mostly_inside_those_drawn_before_it_on_its_frame():
+    from s2d.report.pictures import unnested
+
+    m = np.zeros((3, 2, 4, 4), bool)
+    m[0, :, :2, :] = True       # 8 px, the best tube
+    m[1, 0, :2, :2] = True      # frame 0: all 4 px inside tube 0 -> left out
+    m[1, 1, 1:3, :2] = True     # frame 1: 2 of its 4 px inside tube 0 (half) -> left out
+    m[2, :, 2:, :] = True       # scored lowest, outside tube 0: drawn
+    out = unnested(m, [0.9, 0.5, 0.01])
+    assert out[0].sum() == 16 and not out[1].any()
+    assert np.array_equal(out[2], m[2])  # a distinct tube is drawn however low its score
+    m[1, 1, 1:4, :2] = True     # frame 1: 2 of 6 px inside tube 0 -> drawn; then tube 2 has 4 of 8 under 0 and 1
+    out = unnested(m, [0.9, 0.5, 0.01])
+    assert out[1, 1].sum() == 6 and not out[1, 0].any() and not out[2, 1].any() and out[2, 0].sum() == 8
+
+
+def test_the_final_models_pictures_leave_out_nested_duplicates_and_the_dense_labels_draw_all(tmp_path):
+    """A final-model tube inside another one (a duplicate the ranking scored down) is not drawn, a distinct tube
+    scored as low is; every tube of the dense labelset is drawn."""
     from types import SimpleNamespace
 
     from PIL import Image
@@ -61,20 +77,21 @@ def test_the_final_models_pictures_draw_its_confident_tubes_and_the_dense_labels
 
     T, H, W = 3, 16, 24
     frames = np.full((T, H, W, 3), 100, np.uint8)
-    masks = np.zeros((2, T, H, W), bool)
-    masks[0, :, 2:8, 2:8] = True     # scored 0.3: drawn
-    masks[1, :, 2:8, 14:20] = True   # scored 0.01: a ranked-down duplicate, not drawn in the final row
+    masks = np.zeros((3, T, H, W), bool)
+    masks[0, :, 1:9, 1:9] = True     # 0.8: drawn
+    masks[1, :, 3:7, 3:7] = True     # 0.02, inside tube 0: a duplicate, not drawn in the final row
+    masks[2, :, 2:8, 14:20] = True   # 0.02, on its own: drawn
     rec = SimpleNamespace(video=Video("v", ArraySource(frames)), gt=None)
     ds = type("DS", (), {"names": ["v"], "__getitem__": lambda self, k: rec, "__len__": lambda self: 1})()
-    empty = VideoLabels("v", H, W, T)
-    final = VideoLabels.from_masks("v", masks, [0.3, 0.01])
-    dense = VideoLabels.from_masks("v", masks, [0.3, 0.01])
-    lines = pictures_section(tmp_path, ds, {"v": empty}, {"v": dense}, {"v": final}, min_score=0.3)
-    assert any("scored 0.3 or more (demo.score_thr)" in line for line in lines)
+    final = VideoLabels.from_masks("v", masks, [0.8, 0.02, 0.02])
+    dense = VideoLabels.from_masks("v", masks, [0.8, 0.02, 0.02])
+    lines = pictures_section(tmp_path, ds, {"v": VideoLabels("v", H, W, T)}, {"v": dense}, {"v": final})
+    assert any("mostly inside those of higher-scored tubes" in line for line in lines)
     pic = np.asarray(Image.open(tmp_path / "pictures" / "v.png").convert("RGB")).astype(int)
     # rows top to bottom: keymasks, dense labels, final model, each H high with 2 px between (s2d.viz.grid); the
-    # first frame's tile starts at x 0. Inside each square, 3 px from its corner:
-    left, right = (lambda row: pic[row * (H + 2) + 5, 5]), (lambda row: pic[row * (H + 2) + 5, 17])
-    assert (left(0) == 100).all() and (right(0) == 100).all()    # no keymask
-    assert (left(1) != 100).any() and (right(1) != 100).any()    # the dense labels: both tubes
-    assert (left(2) != 100).any() and (right(2) == 100).all()    # the final model: the confident tube only
+    # first frame's tile starts at x 0
+    px = lambda row, y, x: pic[row * (H + 2) + y, x]  # noqa: E731
+    assert (px(0, 5, 5) == 100).all()                            # no keymask
+    assert not np.array_equal(px(1, 5, 5), px(2, 5, 5))          # the duplicate's colour over tube 0's: dense only
+    assert (px(1, 5, 17) != 100).any() and (px(2, 5, 17) != 100).any()  # the distinct low tube: both rows
+    assert (px(2, 5, 5) != 100).any()                            # tube 0 itself in the final row

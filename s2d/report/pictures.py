@@ -1,8 +1,8 @@
 """The report's pictures: a bar plot of the metrics, per video one picture with a row per stage, overlay gifs."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -34,8 +34,9 @@ def bar_plot(path: Path, rows: dict[str, dict[str, float]], keys: tuple[str, ...
     atomic_write_bytes(path, buf.getvalue())
 
 
-def stage_picture(path: Path, ds, name: str, layers: dict) -> None:
-    """One row per stage (ground truth first), 4 frames across, masks coloured by instance."""
+def stage_picture(path: Path, ds, name: str, layers: dict, unnest: Sequence[str] = ()) -> None:
+    """One row per stage (ground truth first), 4 frames across, masks coloured by instance; the layers named in
+    ``unnest`` drawn without their nested duplicates (``unnested``)."""
     from s2d.viz import grid, overlay, palette, save_png
 
     r = ds[name]
@@ -47,6 +48,8 @@ def stage_picture(path: Path, ds, name: str, layers: dict) -> None:
         if vl is None:
             continue
         m = vl.masks(ts)  # (N, 4, H, W): the frames drawn
+        if label in unnest:
+            m = unnested(m, [i.score for i in vl.instances])
         colors = palette(max(len(m), 1))
         rows.append([overlay(f, m[:, i], colors[:len(m)]) for i, f in enumerate(frames)])
     save_png(path, grid(rows))
@@ -59,35 +62,49 @@ def safe_name(name: str) -> str:
     return name.replace("/", "_")
 
 
-def confident(vl, min_score: float):
-    """The tubes of ``vl`` (VideoLabels) scored at least ``min_score``: what a picture of predictions draws."""
-    return replace(vl, instances=[i for i in vl.instances if i.score >= min_score])
+NESTED = 0.5  # a predicted mask this much inside the masks drawn before it on its frame is not drawn
 
 
-def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred, min_score: float = 0.0) -> list[str]:
+def unnested(masks: np.ndarray, scores: Sequence[float]) -> np.ndarray:
+    """masks (N, F, H, W) bool of N tubes on F drawn frames, scores (N,) -> the masks to draw: on each frame the
+    tubes go best first, and one whose mask lies ``NESTED`` or more inside the masks drawn before it is left out
+    there. A final model's predictions keep every tube down to ``label.eval_score_thr`` for video AP, which
+    ranks them; the duplicates the ranking scored down (a query on an object another tube holds, often a smaller
+    mask inside it) were drawn as rings of masks inside each object (a talking head: 7 tubes in one face). A
+    threshold on the score is no cure: a distinct object the model is unsure of (a small walker, 0.1-0.3) is
+    worth seeing, a duplicate is not."""
+    out = masks.copy()
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    for f in range(masks.shape[1]):
+        drawn = np.zeros(masks.shape[2:], bool)
+        for i in order:
+            m = masks[i, f]
+            area = np.count_nonzero(m)
+            if area and np.count_nonzero(m & drawn) >= NESTED * area:
+                out[i, f] = False
+            drawn |= out[i, f]
+    return out
+
+
+def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
     """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
-    overlay gifs of the dense labels and the final model's predictions.
-
-    The final model's tubes are drawn from ``min_score`` on (the run passes ``demo.score_thr``, what ``s2d demo``
-    draws). Its predictions keep every tube down to ``label.eval_score_thr`` for video AP, which ranks them, and
-    the duplicates the ranking scored down (``label.overlap_decay``: a query on an object another tube holds,
-    often a smaller mask inside it) sit near 0: drawn, they laid rings of masks inside each object (a talking
-    head: 7 tubes in one face, one of them at 0.3 or more). The dense labels are drawn whole: every tube of them
-    is taught."""
+    overlay gifs of the dense labels and the final model's predictions. The final model's tubes are drawn
+    ``unnested``; the dense labels whole, as they are taught."""
     from s2d.viz import overlay, palette, save_gif
 
     lines = ["## What each stage found", ""]
-    if final_pred is not None and min_score > 0:
-        lines += [f"The final model's rows show its tubes scored {min_score:g} or more (demo.score_thr); "
-                  "metrics.json scores all of them.", ""]
+    if final_pred is not None:
+        lines += ["On each frame of the final model's rows, a tube whose mask lies mostly inside those of "
+                  "higher-scored tubes (a duplicate its ranking scored down) is not drawn; metrics.json scores "
+                  "every tube.", ""]
     names = ds.names[:REPORT_VIDEOS]
     for i, name in enumerate(names):
         r = ds[name]
         layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
                   "dense labels": dense[name] if dense is not None else None,
-                  "final model": confident(final_pred[name], min_score) if final_pred is not None else None}
+                  "final model": final_pred[name] if final_pred is not None else None}
         pic = Path("pictures") / f"{safe_name(name)}.png"
-        stage_picture(run_dir / pic, ds, name, layers)
+        stage_picture(run_dir / pic, ds, name, layers, unnest=("final model",))
         if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
             atomic_write_bytes(run_dir / "stages.png", (run_dir / pic).read_bytes())
         rows = ", ".join(k for k, v in layers.items() if v is not None)
@@ -100,6 +117,8 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred, min_score: 
                 continue
             frames = r.video.frames(shown) if frames is None else frames  # decoded once for both gifs
             m = vl.masks(shown)  # (N, len(shown), H, W)
+            if label == "final":
+                m = unnested(m, [i.score for i in vl.instances])
             colors = palette(max(len(m), 1))
             drawn = [overlay(f, m[:, i], colors[:len(m)]) for i, f in enumerate(frames)]
             gif = Path("overlays") / f"{safe_name(name)}_{label}.gif"

@@ -173,7 +173,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     if learn:
         lines += _curves(run_dir, ["distill"] + [final_stage.round_stage(r) for r, rd in enumerate(rounds, 1)
                                                  if rd["ckpt"] is not None])
-    lines += pictures_section(run_dir, ds, keymasks, dense, final_pred, cfg.demo.score_thr)
+    lines += pictures_section(run_dir, ds, keymasks, dense, final_pred)
     summary = (km_dir / "summary.md").read_text()
     lines += ["## Keymask discovery per video", "", summary, "",
               f"Overlay gifs: `{km_dir / 'overlays'}`", ""]
