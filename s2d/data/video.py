@@ -7,8 +7,8 @@ returning a grey-padded picture; mp4 and other containers are decoded with PyAV,
 from __future__ import annotations
 
 import hashlib
-import logging
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from s2d.errors import CorruptFrameError, MissingFrameError, S2DError, VideoError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 log = logging.getLogger(__name__)
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 DECODED_FORMAT = 1  # of ContainerSource's cache files: bump when what they hold changes
 
 
@@ -175,8 +175,7 @@ class ContainerSource:
                 raise CorruptFrameError(f"decoding failed ({e})", video_id=self.video_id,
                                         frame_index=seen, path=self.path) from None
             if declared and seen < declared and not self._enough(kept):
-                reached = _reaches_stream_end(stream, last_pts)
-                if not reached:
+                if not _reaches_stream_end(stream, last_pts):
                     raise CorruptFrameError(f"container declares {declared} frames but only {seen} decode "
                                             "(truncated file?)", video_id=self.video_id, frame_index=seen,
                                             path=self.path)

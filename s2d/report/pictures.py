@@ -63,6 +63,7 @@ def safe_name(name: str) -> str:
 
 
 NESTED = 0.5  # a predicted mask this much inside the masks drawn before it on its frame is not drawn
+UNNESTED = ("final model",)  # the layers drawn ``unnested``: predictions (labels are drawn as they are taught)
 
 
 def unnested(masks: np.ndarray, scores: Sequence[float]) -> np.ndarray:
@@ -104,7 +105,7 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str
                   "dense labels": dense[name] if dense is not None else None,
                   "final model": final_pred[name] if final_pred is not None else None}
         pic = Path("pictures") / f"{safe_name(name)}.png"
-        stage_picture(run_dir / pic, ds, name, layers, unnest=("final model",))
+        stage_picture(run_dir / pic, ds, name, layers, unnest=UNNESTED)
         if i == 0:  # the first video's picture is also the report's headline picture (and W&B's)
             atomic_write_bytes(run_dir / "stages.png", (run_dir / pic).read_bytes())
         rows = ", ".join(k for k, v in layers.items() if v is not None)
@@ -112,12 +113,13 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str
         gifs = []
         frames = None
         shown = list(range(0, len(r.video), max(1, len(r.video) // 40)))  # about 40 frames of any video
-        for label, vl in (("dense", layers["dense labels"]), ("final", layers["final model"])):
+        for label, layer in (("dense", "dense labels"), ("final", "final model")):
+            vl = layers[layer]
             if vl is None:
                 continue
             frames = r.video.frames(shown) if frames is None else frames  # decoded once for both gifs
             m = vl.masks(shown)  # (N, len(shown), H, W)
-            if label == "final":
+            if layer in UNNESTED:
                 m = unnested(m, [i.score for i in vl.instances])
             colors = palette(max(len(m), 1))
             drawn = [overlay(f, m[:, i], colors[:len(m)]) for i, f in enumerate(frames)]
