@@ -13,6 +13,7 @@ from typing import Any, List, Optional
 from s2d.choices import (DataKind, Device, FaultKind, ImportFormat, MaskFeatures, MaskSource, MonitorMode, OnError,
                          WandbMode)
 from s2d.data.demo import DemoConfig
+from s2d.data.shots import ShotParams
 from s2d.errors import ConfigError
 from s2d.keymasks.discover import KeymaskParams
 from s2d.lit.params import DistillParams
@@ -34,6 +35,7 @@ class DataSchema:
     stride: int = 1                    # keep every stride-th frame of a video (long mp4s)
     max_frames: Optional[int] = None   # ... and at most this many frames per video
     demo: DemoConfig = field(default_factory=DemoConfig)  # the generator's own parameters
+    shots: ShotParams = field(default_factory=ShotParams)  # videos cut at shot cuts (s2d/data/shots.py)
 
 
 @dataclass
@@ -322,6 +324,11 @@ def validate_config(cfg: Any) -> None:
     for key in ("short_side", "max_side", "max_videos", "max_frames"):
         v = getattr(d, key)
         _require(v is None or v > 0, f"data.{key}", f"must be positive, got {v}")
+    sh = d.shots
+    _require(sh.min_change >= 0, "data.shots.min_change", f"must be >= 0, got {sh.min_change}")
+    _require(sh.ratio >= 1, "data.shots.ratio", f"must be >= 1, got {sh.ratio}")
+    _require(sh.window >= 1, "data.shots.window", f"must be >= 1, got {sh.window}")
+    _require(sh.min_len >= 2, "data.shots.min_len", f"must be >= 2, got {sh.min_len}")
     demo = d.demo
     _require(demo.num_videos > 0 and demo.num_frames > 1, "data.demo", "needs >= 1 video and >= 2 frames")
     _require(16 <= demo.height <= 2048 and 16 <= demo.width <= 2048, "data.demo.height",

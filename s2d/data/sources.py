@@ -21,6 +21,7 @@ from PIL import Image
 
 from s2d.choices import DataKind
 from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
+from s2d.data.shots import Shot
 from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolderSource, Resize, Video,
                             resize_masks)
 from s2d.labelset import rle as rle_utils
@@ -38,6 +39,7 @@ class VideoRecord:
     id: int                        # integer YouTube-VIS id
     gt: VideoLabels | None = None  # ground truth at the video's working resolution, if the set has any
     void: np.ndarray | None = None  # (T, H, W) bool, DAVIS 'void' pixels (value 255), ignored by J&F
+    shot: Shot | None = None        # where in its file this video is, when the file was cut into shots (data.shots)
 
     @property
     def name(self) -> str:

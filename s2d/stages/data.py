@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from s2d.data.demo import DemoConfig, demo_fingerprint, write_demo_dataset
+from s2d.data.shots import ShotParams, split_shots
 from s2d.data.sources import Dataset, open_dataset
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,19 @@ def load_data(cfg: Any) -> Dataset:
                       cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg))
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
+    from tqdm import tqdm
+
     if cfg.data.kind == "mp4":
         # every video file is decoded once, here, where its length is first asked (a folder of long videos takes
         # minutes; a video found decoded in decoded_frames_dir costs nothing)
-        from tqdm import tqdm
-
         for r in tqdm(ds.records, desc="decode", unit="video", disable=not cfg.progress):
             len(r.video)
+    if cfg.data.shots.split:
+        records = split_shots(ds.records, ShotParams(**cfg.data.shots), Path(cfg.paths.artifacts) / "shots",
+                              lambda it: tqdm(it, desc="shot cuts", unit="video", disable=not cfg.progress))
+        if len(records) != len(ds):
+            ds = Dataset(records, ds.kind, ds.root)
+            log.info("data: %d videos after cutting at shot cuts", len(ds))
     return ds
 
 

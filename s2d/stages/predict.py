@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 def run(cfg: Any, run_dir: Path) -> dict:
     from tqdm import tqdm
 
-    from s2d.data.sources import open_dataset
+    from s2d.data.shots import cut_like
+    from s2d.data.sources import Dataset, open_dataset
     from s2d.inference.device import resolve_device
     from s2d.inference.video_predict import predict_topk
     from s2d.labelset.ytvis import predictions_to_json
@@ -37,8 +38,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
     model = VideoMask2Former.from_config(dict(cfg.model)).eval().to(device)
     ds = load_data(cfg)
     # ground truth is scored at the original resolution: only then is the data set opened a second time
-    full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, ds.names,
-                        cfg.data.stride, cfg.data.max_frames) if ds.has_gt else None
+    full = None
+    if ds.has_gt:
+        files = sorted({r.name if r.shot is None else r.shot.video for r in ds})
+        full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, files,
+                            cfg.data.stride, cfg.data.max_frames)
+        full = Dataset(cut_like(full.records, ds.records), full.kind, full.root)  # the shots data.shots cut
     gt = full.gt_labelset() if full is not None else None
     # class-agnostic: every prediction gets the first declared category, so the reference counts it
     category = min(int(c["id"]) for c in gt.categories) if gt is not None else 1
