@@ -65,6 +65,16 @@ def test_run_writes_report_and_rerun_skips(tmp_path, demo_videos_root):
 
     cap = cv2.VideoCapture(str(run_dir / "demo" / "apple_s2d.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == 64
+    # a video of two shots (16 frames of the apple, 8 of the bedroom) is cut between them
+    from s2d.data.sources import open_dataset
+    from s2d.stages.demo import write_mp4
+
+    shots = [open_dataset("mp4", demo_videos_root / v, short_side=64, max_frames=n)[v].video for v, n in
+             (("apple", 16), ("bedroom", 8))]
+    write_mp4(tmp_path / "two.mp4", [cv2.resize(v[t], (96, 64)) for v in shots for t in range(len(v))], 10)
+    r5 = run_s2d("demo", str(tmp_path / "two.mp4"), "debug=fast", f"paths.output_root={tmp_path}/out",
+                 "demo.short_side=64", cwd=tmp_path)
+    assert r5.returncode == 0 and "on 24 frames in 2 shots" in r5.stdout, r5.stderr[-3000:]
     r4 = run_s2d("demo", "debug=fast", f"paths.output_root={tmp_path}/out", cwd=tmp_path)
     assert r4.returncode == 1 and "usage: s2d demo VIDEO.mp4" in r4.stderr
 

@@ -161,3 +161,18 @@ def test_shot_source_reads_its_range():
     with pytest.raises(IndexError):
         s.read(-1)
 
+
+def test_the_demo_follows_objects_within_each_shot():
+    from s2d.inference.video_predict import Tube
+    from s2d.stages.demo import tubes_by_shot
+
+    frames = np.zeros((5, 4, 4, 3), np.uint8)
+    seen = []
+
+    def whole(f):  # one tube over every frame it is shown
+        seen.append(len(f))
+        return [Tube({t: np.ones((4, 4), bool) for t in range(len(f))}, [0.9], [0.8])]
+
+    tubes = tubes_by_shot(frames, [(0, 3), (3, 5)], whole)
+    assert seen == [3, 2] and [sorted(tb.masks) for tb in tubes] == [[0, 1, 2], [3, 4]]
+    assert [tb.scores for tb in tubes] == [[0.9], [0.9]] and tubes[1].mask_scores == [0.8]

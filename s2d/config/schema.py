@@ -208,6 +208,7 @@ class DemoVideoSchema:
     short_side: int = 240
     max_frames: Optional[int] = None
     fps: float = 10.0
+    shots: bool = True                 # objects followed within each shot, the video cut where data.shots finds cuts
 
 
 @dataclass

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import cv2
 import numpy as np
 
 from s2d.errors import S2DError
+
+if TYPE_CHECKING:
+    from s2d.inference.video_predict import Tube
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,21 @@ def source_kind(path: Path) -> str:
     return "frames"
 
 
+def tubes_by_shot(frames: np.ndarray, bounds: list[tuple[int, int]],
+                  predict: Callable[[np.ndarray], list[Tube]]) -> list[Tube]:
+    """frames (T, H, W, 3), each shot's [start, stop) -> the tubes ``predict`` finds in each shot alone, their
+    frames numbered in the whole video: no tube links across a cut."""
+    from s2d.inference.video_predict import Tube
+
+    tubes = []
+    for a, b in bounds:
+        for tb in predict(frames[a:b]):
+            tubes.append(Tube({a + t: m for t, m in tb.masks.items()}, tb.scores, tb.mask_scores))
+    return tubes
+
+
 def run(cfg: Any, run_dir: Path) -> dict:
+    from s2d.data.shots import ShotParams, find_cuts, frame_changes, shot_bounds
     from s2d.data.sources import open_dataset
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video
@@ -80,8 +97,11 @@ def run(cfg: Any, run_dir: Path) -> dict:
     for r in ds:
         frames = r.video.frames(range(min(len(r.video), d.max_frames)) if d.max_frames else None)
         scale = input_scale(frames.shape[1:3], crop, cfg.label.input_scale)
-        tubes = predict_video(model, frames, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou,
-                              cfg.label.nms_iou, scale=scale)
+        # an object is followed within its shot: no tube links across a cut (s2d/data/shots.py)
+        cuts = find_cuts(frame_changes(frames), ShotParams(**cfg.data.shots)) if d.shots else []
+        tubes = tubes_by_shot(frames, shot_bounds(len(frames), cuts), lambda f: predict_video(
+            model, f, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou, cfg.label.nms_iou,
+            scale=scale))
         colors = palette(max(len(tubes), 1))
         drawn = []
         for t, f in enumerate(frames):
@@ -92,6 +112,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         out = Path(d.out) if d.out else run_dir / "demo" / f"{r.name.replace('/', '_')}_s2d.mp4"
         write_mp4(out, drawn, d.fps)
         save_gif(out.with_suffix(".gif"), drawn[:: max(1, len(drawn) // 40)])
-        print(f"{r.name}: {len(tubes)} instances on {len(frames)} frames -> {out}")
+        shots = f" in {len(cuts) + 1} shots" if cuts else ""
+        print(f"{r.name}: {len(tubes)} instances on {len(frames)} frames{shots} -> {out}")
         outputs.append(str(out))
     return {"videos": outputs}
