@@ -122,9 +122,10 @@ def test_labels_are_cut_with_their_video_and_cut_alike_at_another_resolution(foo
     r = ds["montage"]
     masks = np.zeros((28, 48, 64), bool)
     masks[:, 10:22, 4:16] = True
-    # instance 1 on frames 0-27, instance 2 on frames 3-9 only (gone from the second shot)
+    # instance 1 on frames 0-27, instance 2 on frames 3-9 only (gone from the second shot), with an empty mask on
+    # the other frames, as a DAVIS annotation has
     segs1 = [rle.encode(m) for m in masks]
-    segs2 = [rle.encode(m) if 3 <= t <= 9 else None for t, m in enumerate(masks)]
+    segs2 = [rle.encode(m if 3 <= t <= 9 else np.zeros_like(m)) for t, m in enumerate(masks)]
     names = [f"montage/{t:05d}.png" for t in range(28)]
     r = VideoRecord(r.video, 1, VideoLabels("montage", 48, 64, 28, names, [Instance(segs1, 1.0, 1, 1),
                                                                            Instance(segs2, 1.0, 1, 2)], 1),

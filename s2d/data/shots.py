@@ -205,7 +205,9 @@ def cut_record(r, shot: Shot, name: str):
         gt = VideoLabels(name, g.height, g.width, b - a, list(g.file_names[a:b]),
                          [Instance(list(inst.segmentations[a:b]), inst.score, inst.category_id, inst.id,
                                    dict(inst.extra)) for inst in g.instances], g.id)
-        gt.instances = [inst for inst in gt.instances if inst.frames_with_mask]
+        # an object out of view for the whole shot is not one of its objects (DAVIS writes an empty mask on every
+        # frame of the file where it is not seen)
+        gt.instances = [inst for inst in gt.instances if any(inst.areas())]
     void = None if r.void is None else r.void[a:b]
     return VideoRecord(video, r.id, gt, void, shot)
 
