@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from s2d.data.video import ContainerSource, ImageFolderSource, Video
+from s2d.labelset.types import Instance, VideoLabels
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,6 @@ def split_shots(records: list, p: ShotParams, cache_dir: Path | None = None,
 
 def cut_record(r, shot: Shot, name: str):
     """Frames [shot.start, shot.stop) of record ``r`` as a record named ``name``, its labels cut alike."""
-    from s2d.data.sources import VideoRecord
-    from s2d.labelset.types import Instance, VideoLabels
-
     a, b = shot.start, shot.stop
     video = Video(name, ShotSource(r.video.source, a, b), r.video.resize)
     gt = None
@@ -209,7 +207,7 @@ def cut_record(r, shot: Shot, name: str):
         # frame of the file where it is not seen)
         gt.instances = [inst for inst in gt.instances if any(inst.areas())]
     void = None if r.void is None else r.void[a:b]
-    return VideoRecord(video, r.id, gt, void, shot)
+    return replace(r, video=video, gt=gt, void=void, shot=shot)  # a VideoRecord (s2d.data.sources imports this)
 
 
 def cut_like(records: list, like: list) -> list:
