@@ -127,15 +127,18 @@ def test_labels_are_cut_with_their_video_and_cut_alike_at_another_resolution(foo
     segs1 = [rle.encode(m) for m in masks]
     segs2 = [rle.encode(m if 3 <= t <= 9 else np.zeros_like(m)) for t, m in enumerate(masks)]
     names = [f"montage/{t:05d}.png" for t in range(28)]
-    r = VideoRecord(r.video, 1, VideoLabels("montage", 48, 64, 28, names, [Instance(segs1, 1.0, 1, 1),
-                                                                           Instance(segs2, 1.0, 1, 2)], 1),
-                    masks.copy())
+    r = VideoRecord(r.video, 1, VideoLabels("montage", 48, 64, 28, names, [
+        Instance(segs2, 1.0, 1, 2, {"davis_id": 1}), Instance(segs1, 1.0, 1, 1, {"davis_id": 2})], 1), masks.copy())
     second = cut_record(r, Shot("montage", 16, 28), "montage.shot2")
     assert second.name == "montage.shot2" and second.gt.name == "montage.shot2" and second.gt.length == 12
     assert [i.id for i in second.gt.instances] == [1] and second.gt.file_names == names[16:]
     assert second.gt.instances[0].segmentations == segs1[16:] and second.void.shape == (12, 48, 64)
+    # the shot is a DAVIS sequence of its own: its one object is object 1 (the reference would count an absent
+    # object 1 as found, on empty frames)
+    assert second.gt.instances[0].extra == {"davis_id": 1}
     first = cut_record(r, Shot("montage", 0, 16), "montage.shot1")
-    assert [i.id for i in first.gt.instances] == [1, 2]
+    assert [(i.id, i.extra["davis_id"]) for i in first.gt.instances] == [(2, 1), (1, 2)]
+    assert r.gt.instances[1].extra == {"davis_id": 2}   # the uncut labels keep theirs
     # the same videos opened at another size are cut where the first opening was
     half = open_dataset("frames", footage, short_side=24)
     like = [first, second, ds["take"]]
