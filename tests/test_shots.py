@@ -180,3 +180,9 @@ def test_the_demo_follows_objects_within_each_shot():
     tubes = tubes_by_shot(frames, [(0, 3), (3, 5)], whole)
     assert seen == [3, 2] and [sorted(tb.masks) for tb in tubes] == [[0, 1, 2], [3, 4]]
     assert [tb.scores for tb in tubes] == [[0.9], [0.9]] and tubes[1].mask_scores == [0.8]
+
+
+def test_files_without_labels_are_cut_and_labelled_sets_kept_whole_by_default(compose):
+    split = {d: compose(f"data={d}", "data.root=/x").data.shots.split for d in ("mp4", "frames", "davis", "ytvis")}
+    assert split == {"mp4": True, "frames": True, "davis": False, "ytvis": False}
+    assert compose().data.shots.split is False and compose().demo.shots is True
