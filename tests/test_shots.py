@@ -105,8 +105,13 @@ def test_a_folder_video_with_a_cut_becomes_one_video_per_shot(footage, compose, 
     # the cuts are cached: a second load does not read the frames again
     cached = list((Path(cfg.paths.artifacts) / "shots").glob("*.json"))
     assert len(cached) == 2 and {json.loads(p.read_text())["video"] for p in cached} == {"montage", "take"}
-    monkeypatch.setattr(shots, "frame_changes", lambda frames: pytest.fail("cuts found again"))
-    assert load_data(cfg).names == ds.names
+    with monkeypatch.context() as m:
+        m.setattr(shots, "frame_changes", lambda frames: pytest.fail("cuts found again"))
+        assert load_data(cfg).names == ds.names
+    # a damaged cache file (a disk that filled, a hand edit) is found again and written whole
+    damaged = next(p for p in cached if json.loads(p.read_text())["video"] == "montage")
+    damaged.write_text('{"video": "montage", "frames": 28, "cu')
+    assert load_data(cfg).names == ds.names and json.loads(damaged.read_text())["cuts"] == [16]
     # off: the videos stay whole
     assert load_data(compose("data=frames", f"data.root={footage}", "data.shots.split=false")).names == \
         ["montage", "take"]
