@@ -43,7 +43,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         files = sorted({r.name if r.shot is None else r.shot.video for r in ds})
         full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, files,
                             cfg.data.stride, cfg.data.max_frames)
-        full = Dataset(cut_like(full.records, ds.records), full.kind, full.root)  # the shots data.shots cut
+        full = Dataset(cut_like(full.records, ds.records), full.kind, full.root)  # cut as the working set (data.shots)
     gt = full.gt_labelset() if full is not None else None
     # class-agnostic: every prediction gets the first declared category, so the reference counts it
     category = min(int(c["id"]) for c in gt.categories) if gt is not None else 1
