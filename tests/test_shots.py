@@ -191,3 +191,35 @@ def test_files_without_labels_are_cut_and_labelled_sets_kept_whole_by_default(co
     split = {d: compose(f"data={d}", "data.root=/x").data.shots.split for d in ("mp4", "frames", "davis", "ytvis")}
     assert split == {"mp4": True, "frames": True, "davis": False, "ytvis": False}
     assert compose().data.shots.split is False and compose().demo.shots is True
+
+
+def test_predict_scores_each_shot_against_its_own_labels_at_the_original_size(tmp_path, compose):
+    """`s2d predict` on a labelled DAVIS sequence of two shots with data.shots.split=true: one result per shot at
+    the file's 48x64, scored against ground truth cut where the working set (short side 32) was cut."""
+    import torch
+
+    from s2d.models import VideoMask2Former
+    from s2d.stages import predict
+
+    root = tmp_path / "davis" / "montage"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    frames = [scene(1, t) for t in range(16)] + [scene(2, t) for t in range(12)]
+    for t, f in enumerate(frames):
+        Image.fromarray(f).save(root / "JPEGImages" / f"{t:05d}.jpg", quality=95)
+        ids = np.zeros(f.shape[:2], np.uint8)
+        ids[10:22, 4 + 2 * (t % 16):16 + 2 * (t % 16)] = 1 if t < 16 else 2   # the square: object 1, then 2
+        png = Image.fromarray(ids, "P")
+        png.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+        png.save(root / "Annotations" / f"{t:05d}.png")
+    small = ("model.num_queries=6", "model.hidden_dim=32", "model.dec_layers=2")
+    cfg = compose("data=davis", f"data.root={tmp_path / 'davis'}", "data.short_side=32", "data.shots.split=true",
+                  f"model.pretrained={tmp_path}/w.pth", *small, "predict.topk=2", f"predict.out={tmp_path}/p.json",
+                  "progress=false", stage="predict")
+    torch.save(VideoMask2Former.from_config({**cfg.model, "pretrained": None}).state_dict(), tmp_path / "w.pth")
+    result = predict.run(cfg, tmp_path / "run")
+    preds = json.loads((tmp_path / "p.json").read_text())
+    assert sorted({p["video_id"] for p in preds}) == [1, 2] and len(preds) == 4
+    assert sorted(len(p["segmentations"]) for p in preds) == [12, 12, 16, 16]
+    assert all(p["segmentations"][0]["size"] == [48, 64] for p in preds)
+    assert 0 <= result["metrics"]["AP"] <= 100 and 0 <= result["metrics"]["J&F-Mean"] <= 100
