@@ -353,8 +353,10 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
 
     moving = make_demo_video(0, 6, 96, 128, 2)
     # "slow": the moving video with every frame shown twice, found by comparing frames 2 apart (and named so)
+    # "boxed": the moving video with black bars of 12 rows above and below (letterboxed), named with its picture
+    boxed = np.pad(moving.frames, ((0, 0), (12, 12), (0, 0), (0, 0)))
     for name, frames in (("moving", moving.frames), ("slow", np.repeat(moving.frames, 2, 0)),
-                         ("still", [moving.frames[0]] * 6)):
+                         ("still", [moving.frames[0]] * 6), ("boxed", boxed)):
         (tmp_path / "videos" / name).mkdir(parents=True)
         for t, f in enumerate(frames):
             Image.fromarray(f).save(tmp_path / "videos" / name / f"{t:05d}.png")
@@ -366,7 +368,13 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
     slow = [r.getMessage() for r in caplog.records if "moves slowly" in r.getMessage()]
     assert len(slow) == 1 and slow[0].startswith("masks: slow ") and "frames 2 apart" in slow[0]
     msgs = [r.getMessage() for r in caplog.records if "no mask on any frame" in r.getMessage()]
-    assert len(msgs) == 1 and "1 of 3 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
+    assert len(msgs) == 1 and "1 of 4 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
+    bars = [r.getMessage() for r in caplog.records if "black bars" in r.getMessage()]
+    # 12 of 120 rows at short side 96 are 9.6: rows 0-8 and 87-95 stay black, rows 9 and 86 are blended
+    assert bars == ["masks: boxed has black bars at its edges: its motion masks are made on the picture, rows 9-86 "
+                    "and columns 0-101 of 102x96"], bars
+    found = out.labels["boxed"].masks()  # (N, T, H, W)
+    assert found.any() and not found[..., :9, :].any() and not found[..., 87:, :].any()
 
 
 def test_a_video_too_long_for_memory_is_named_before_its_masks_are_made(compose, tmp_path, caplog, monkeypatch):
@@ -435,3 +443,45 @@ def test_the_masks_stage_reads_a_video_a_window_at_a_time(tiny_demo):
     assert len(frames) == len(video)
     np.testing.assert_array_equal(frames[2:5], video.frames(range(2, 5)))
     np.testing.assert_array_equal(frames[len(video) - 2:len(video) + 9], video.frames(range(len(video) - 2, len(video))))
+
+
+def test_picture_box_finds_letterbox_and_pillarbox_bars_and_leaves_other_frames_whole():
+    from s2d.masks.picture_area import picture_box
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(40, 255, (100, 200), np.uint8) for _ in range(3)]
+
+    def barred(top, bottom, left, right, level=12):
+        out = []
+        for f in frames:
+            g = f.copy()
+            g[:top], g[100 - bottom:], g[:, :left], g[:, 200 - right:] = level, level, level, level
+            out.append(g)
+        return out
+
+    assert picture_box(frames) == (0, 100, 0, 200)
+    assert picture_box(barred(12, 12, 0, 0)) == (12, 88, 0, 200)       # letterbox
+    assert picture_box(barred(0, 0, 25, 25)) == (0, 100, 25, 175)      # pillarbox
+    assert picture_box(barred(1, 1, 3, 3)) == (0, 100, 0, 200)         # under 2 % of a side: left
+    assert picture_box(barred(30, 30, 0, 0)) == (0, 100, 0, 200)       # the picture would keep under half
+    assert picture_box(barred(12, 12, 0, 0, level=60)) == (0, 100, 0, 200)   # grey, not black: picture
+    # a bar lit on one frame of the video is picture (a title, a flash)
+    lit = barred(12, 12, 0, 0)
+    lit[1][:12, 50] = 200
+    assert picture_box(lit)[:2] == (0, 88)
+
+
+def test_a_letterboxed_video_gets_the_masks_of_its_picture():
+    """Black bars above and below a panning shot: the masks are those of the picture alone, placed back in the
+    frame (what the bars cost real footage is measured in docs/RESULTS.md, "Letterboxed video")."""
+    frames, gt = sequence("pan", [(70, 60, 3, 2, 30, 99)])
+    bar = 24
+    boxed = np.zeros((len(frames), H + 2 * bar, W, 3), np.uint8)
+    boxed[:, bar:bar + H] = frames
+    plain, _ = motion_masks(frames, P)
+    per, ev = motion_masks(boxed, P)
+    assert ev.box == (bar, bar + H, 0, W) and ev.smoothed.shape[1:] == (H, W)
+    assert sum(len(m) for m, _ in plain) >= 12
+    for (m, s), (mb, sb) in zip(plain, per):
+        assert mb.shape[1:] == (H + 2 * bar, W) and not mb[:, :bar].any() and not mb[:, bar + H:].any()
+        assert np.array_equal(mb[:, bar:bar + H], m) and np.array_equal(s, sb)

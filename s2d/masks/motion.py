@@ -2,6 +2,8 @@
 Ferrari, ICCV 2013) and TIS (WACV 2019): what moves differently from the camera is an object.
 
 Per video (frames (T, H, W, 3) uint8):
+  0. Letterbox and pillarbox bars (``s2d.masks.picture_area``): where the video has black bars at its edges,
+     every step below works on the picture between them, and the masks are placed back in the whole frame.
   1. Dense DIS flow to the next and to the previous frame (``s2d.tracking.flow_cache``, shared with the point
      tracker), with a forward-backward check marking reliable pixels.
   2. The camera's motion in each direction: a RANSAC homography fitted to reliable flow on a grid. What the
@@ -58,6 +60,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from s2d.masks.picture_area import picture_box
+
 REF_SHORT_SIDE = 240
 
 
@@ -96,6 +100,9 @@ class MotionEvidence:
     far: np.ndarray | None = None   # (T-gap, H, W, 2) flow t -> t+gap (None: the neighbouring flows were used)
     back: np.ndarray | None = None  # (T-gap, H, W, 2) flow t+gap -> t
     gaps: tuple[int, ...] = ()  # every window's gap, first to last (step 9; these maps are the last window's)
+    # (y0, y1, x0, x1) of the frame the maps cover: the picture without letterbox bars (step 0; the whole frame
+    # when there are none)
+    box: tuple[int, int, int, int] | None = None
 
     def motion_of(self, t: int, fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray | None:
         """Any one motion of frame t over the evidence's gap (H, W, 2), None for a single frame."""
@@ -465,6 +472,12 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
     T = len(frames)
     step = max(1, p.window)
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for a in range(0, T, step) for f in frames[a:a + step]]
+    H, W = gray[0].shape if gray else (0, 0)
+    box = picture_box(gray) if gray else (0, H, 0, W)
+    if box != (0, H, 0, W):  # letterboxed: the masks are made on the picture and placed back in the frame
+        y0, y1, x0, x1 = box
+        gray = [np.ascontiguousarray(g[y0:y1, x0:x1]) for g in gray]
+        frames = _Cropped(frames, box)
     fwd, bwd = (flows or FlowCache(None).flows)(gray)
     reach = smoothing_reach(p.smooth_beta)
     out, gaps, ev = [], [], None
@@ -484,7 +497,25 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
     if ev is None:
         raise ValueError("motion masks of a video without frames")
     ev.gaps = tuple(gaps)
+    ev.box = box
+    if box != (0, H, 0, W):
+        y0, y1, x0, x1 = box
+        out = [(np.pad(m, ((0, 0), (y0, H - y1), (x0, W - x1))), sc) for m, sc in out]
     return out, ev
+
+
+class _Cropped:
+    """A video's frames (an array, or slices of a lazy reader) cut to ``box`` (y0, y1, x0, x1) when sliced."""
+
+    def __init__(self, frames, box: tuple[int, int, int, int]):
+        self.frames, self.box = frames, box
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        y0, y1, x0, x1 = self.box
+        return np.ascontiguousarray(np.asarray(self.frames[sl])[:, y0:y1, x0:x1])
 
 
 def merge_with_maskcut(motion: tuple[np.ndarray, np.ndarray], maskcut: tuple[np.ndarray, np.ndarray],

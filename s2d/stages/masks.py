@@ -15,7 +15,7 @@ from s2d.labelset.types import VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
-VERSION = 2  # bump when the stage's output for the same config changes
+VERSION = 3  # bump when the stage's output for the same config changes (3: letterbox bars left out of the motion masks)
 
 
 def make_producer(cfg: Any, ds: Dataset):
@@ -74,6 +74,11 @@ def make_producer(cfg: Any, ds: Dataset):
                          "a window's frames show motion between neighbours): frames compared %s apart, window by "
                          "window (masks.motion.max_gap)", r.name, sum(g > 1 for g in ev.gaps), len(ev.gaps),
                          params.window, share, ", ".join(map(str, ev.gaps)))
+        h, w = r.video.size
+        if ev.box != (0, h, 0, w):
+            y0, y1, x0, x1 = ev.box
+            log.info("masks: %s has black bars at its edges: its motion masks are made on the picture, rows %d-%d "
+                     "and columns %d-%d of %dx%d", r.name, y0, y1 - 1, x0, x1 - 1, w, h)
         if maskcut_fn is not None:
             per_frame = [merge_with_maskcut(mm, maskcut_fn(r.video[t]), m.max_masks, m.min_area,
                                             m.maskcut_outside)
