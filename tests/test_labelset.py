@@ -213,3 +213,27 @@ def test_results_get_the_users_umask_not_owner_only(tmp_path):
         assert stat.S_IMODE(q.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_select_keeps_the_frames_asked_for_and_the_objects_seen_on_them():
+    """A subsampled or cut video's labels: the frames in the order asked, their file names, and only the
+    instances with a non-empty mask on them (DAVIS writes an empty mask where an object is not seen)."""
+    import numpy as np
+
+    from s2d.labelset import rle
+    from s2d.labelset.types import Instance, VideoLabels
+
+    m = np.zeros((4, 6, 8), bool)
+    m[:, 1:3, 2:5] = True
+    empty = rle.encode(np.zeros((6, 8), bool))
+    seen = Instance([rle.encode(f) for f in m], 0.9, 1, 7, {"davis_id": 1})
+    late = Instance([empty, empty, empty, rle.encode(m[3])], 1.0, 1, 8, {"davis_id": 2})   # seen on frame 3 only
+    rare = Instance([None, rle.encode(m[1]), None, None], 1.0, 1, 9)                       # frame 1 only
+    v = VideoLabels("v", 6, 8, 4, ["a", "b", "c", "d"], [seen, late, rare], 3)
+    sub = v.select([2, 0], "v.part")
+    assert (sub.name, sub.length, sub.file_names, sub.id) == ("v.part", 2, ["c", "a"], 3)
+    assert [i.id for i in sub.instances] == [7]   # late: empty masks there; rare: no mask there
+    assert sub.instances[0].segmentations == [seen.segmentations[2], seen.segmentations[0]]
+    sub.instances[0].extra["davis_id"] = 5
+    assert seen.extra == {"davis_id": 1}          # the original labels are not touched
+    assert [i.id for i in v.select([1, 3]).instances] == [7, 8, 9] and v.select([1]).name == "v"

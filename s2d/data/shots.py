@@ -36,7 +36,6 @@ import cv2
 import numpy as np
 
 from s2d.data.video import ContainerSource, ImageFolderSource, Video
-from s2d.labelset.types import Instance, VideoLabels
 
 log = logging.getLogger(__name__)
 
@@ -199,13 +198,7 @@ def cut_record(r, shot: Shot, name: str):
     video = Video(name, ShotSource(r.video.source, a, b), r.video.resize)
     gt = None
     if r.gt is not None:
-        g = r.gt
-        gt = VideoLabels(name, g.height, g.width, b - a, list(g.file_names[a:b]),
-                         [Instance(list(inst.segmentations[a:b]), inst.score, inst.category_id, inst.id,
-                                   dict(inst.extra)) for inst in g.instances], g.id)
-        # an object out of view for the whole shot is not one of its objects (DAVIS writes an empty mask on every
-        # frame of the file where it is not seen)
-        gt.instances = [inst for inst in gt.instances if any(inst.areas())]
+        gt = r.gt.select(range(a, b), name)  # an object out of view for the whole shot is not one of its objects
         # a DAVIS shot is a sequence of its own: its objects numbered 1.. in their order (the reference J&F takes
         # the ids 1..max as the objects, and would count the ids left out as empty objects found)
         davis = sorted({int(i.extra["davis_id"]) for i in gt.instances if "davis_id" in i.extra})

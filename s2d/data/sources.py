@@ -236,13 +236,7 @@ def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecor
     if len(keep) == len(src):
         return r
     video = Video(r.name, ImageFolderSource(r.name, [src.paths[i] for i in keep]), r.video.resize)
-    gt = None
-    if r.gt is not None:
-        g = r.gt
-        gt = VideoLabels(g.name, g.height, g.width, len(keep), [g.file_names[i] for i in keep] if g.file_names else [],
-                         [Instance([inst.segmentations[i] for i in keep], inst.score, inst.category_id, inst.id,
-                                   dict(inst.extra)) for inst in g.instances], g.id)
-        gt.instances = [inst for inst in gt.instances if inst.frames_with_mask]
+    gt = None if r.gt is None else r.gt.select(keep)
     void = None if r.void is None else r.void[keep]
     return VideoRecord(video, r.id, gt, void)
 

@@ -49,6 +49,19 @@ class VideoLabels:
             out[k] = rle_utils.decode_many([segs[t] for t in ts], self.height, self.width)
         return out
 
+    def select(self, frames: Sequence[int], name: str | None = None) -> "VideoLabels":
+        """The labels of ``frames`` alone, in that order (a subsampled or cut video), named ``name`` (default:
+        the same). An instance with no mask on them is left out, and so is one whose masks there are all empty
+        (a DAVIS annotation writes an empty mask on every frame where an object is not seen)."""
+        ts = list(frames)
+        out = VideoLabels(self.name if name is None else name, self.height, self.width, len(ts),
+                          [self.file_names[t] for t in ts] if self.file_names else [], [], self.id)
+        for inst in self.instances:
+            segs = [inst.segmentations[t] for t in ts]
+            if any(rle_utils.area(s) for s in segs if s is not None):
+                out.instances.append(Instance(segs, inst.score, inst.category_id, inst.id, dict(inst.extra)))
+        return out
+
     @staticmethod
     def from_masks(name: str, masks: np.ndarray, scores: list[float] | None = None,
                    file_names: list[str] | None = None, keep_empty_frames: bool = False) -> "VideoLabels":
