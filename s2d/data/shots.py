@@ -133,16 +133,14 @@ def source_key(video: Video, p: ShotParams) -> str | None:
     decoded and resized, and the detector's settings; None when its frames are not files (nothing is cached)."""
     src = video.source
     if isinstance(src, ContainerSource):
-        files = [src.path]
-        decode = [src.stride, src.max_frames]
+        frames = src.cache_key()  # the key of its decoded frames: the file, its decoding and resizing
     elif isinstance(src, ImageFolderSource):
-        files, decode = list(src.paths), []
+        r = video.resize
+        frames = [[(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in src.paths],
+                  None if r is None else [r.short_side, r.max_side]]
     else:
         return None
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    r = video.resize
-    what = [SHOTS_FORMAT, stats, decode, None if r is None else [r.short_side, r.max_side],
-            {k: v for k, v in asdict(p).items() if k != "split"}]
+    what = [SHOTS_FORMAT, frames, {k: v for k, v in asdict(p).items() if k != "split"}]
     return hashlib.sha1(json.dumps(what).encode()).hexdigest()[:20]
 
 

@@ -234,7 +234,8 @@ class ContainerSource:
         self._decode(keep)
         return frames
 
-    def _cache_key(self) -> str:
+    def cache_key(self) -> str:
+        """What the decoded frames depend on: the file (path, size, modification time) and how it is decoded."""
         st = self.path.stat()
         r = self.resize
         what = [DECODED_FORMAT, str(self.path.resolve()), st.st_size, st.st_mtime_ns, self.stride, self.max_frames,
@@ -247,7 +248,7 @@ class ContainerSource:
         from s2d.io.atomic import atomic_file, atomic_write_bytes
 
         assert self.cache_dir is not None
-        key = self._cache_key()
+        key = self.cache_key()
         raw, meta = self.cache_dir / f"{key}.u8", self.cache_dir / f"{key}.json"
         try:
             info = json.loads(meta.read_text())

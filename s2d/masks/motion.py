@@ -474,8 +474,9 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
     gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for a in range(0, T, step) for f in frames[a:a + step]]
     H, W = gray[0].shape if gray else (0, 0)
     box = picture_box(gray) if gray else (0, H, 0, W)
-    if box != (0, H, 0, W):  # letterboxed: the masks are made on the picture and placed back in the frame
-        y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = box
+    boxed = box != (0, H, 0, W)
+    if boxed:  # letterboxed: the masks are made on the picture and placed back in the frame
         gray = [np.ascontiguousarray(g[y0:y1, x0:x1]) for g in gray]
         frames = _Cropped(frames, box)
     fwd, bwd = (flows or FlowCache(None).flows)(gray)
@@ -498,8 +499,7 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
         raise ValueError("motion masks of a video without frames")
     ev.gaps = tuple(gaps)
     ev.box = box
-    if box != (0, H, 0, W):
-        y0, y1, x0, x1 = box
+    if boxed:
         out = [(np.pad(m, ((0, 0), (y0, H - y1), (x0, W - x1))), sc) for m, sc in out]
     return out, ev
 
