@@ -3,6 +3,8 @@ finding them costs.
 
     python benchmarks/shot_cuts.py                                  # the 12 development videos
     python benchmarks/shot_cuts.py --videos /tmp/clips              # a folder of video files (or one file)
+    python benchmarks/shot_cuts.py --glue-davis /tmp/montage        # write the DAVIS clips as one sequence, then
+    s2d run experiment=davis2016 data.root=/tmp/montage [data.shots.split=true]   # whole, or cut into shots
 
 Per video: its frames at 360p (as ``data=mp4`` reads them), the cuts found, the largest change between
 neighbouring frames (and how many times the mean of the pairs around it that change is), the largest such ratio
@@ -41,6 +43,33 @@ def development_sets() -> list[tuple[str, Path]]:
     return [("demo", demo), ("davis", SHARED / "davis2016"), ("mp4", SHARED / "demo_videos")]
 
 
+def glue_davis(davis: Path, out: Path) -> list[tuple[int, int]]:
+    """The DAVIS-2016 clips of ``davis`` written one after the other as one sequence ``out/montage`` (DAVIS
+    layout): frames renumbered, each clip's foreground its own object id (a palette PNG, empty on the other
+    clips' frames). -> each clip's [start, stop) in it."""
+    import shutil
+
+    from PIL import Image
+
+    jpg, ann = out / "montage" / "JPEGImages", out / "montage" / "Annotations"
+    jpg.mkdir(parents=True, exist_ok=True)
+    ann.mkdir(parents=True, exist_ok=True)
+    palette = [0, 0, 0] + [v for k in range(1, 256) for v in ((k * 67) % 256, (k * 151) % 256, (k * 89) % 256)]
+    t, bounds = 0, []
+    clips = sorted(d for d in davis.iterdir() if (d / "JPEGImages").is_dir())
+    for k, clip in enumerate(clips, start=1):
+        start = t
+        for f in sorted((clip / "JPEGImages").glob("*.jpg")):
+            shutil.copy(f, jpg / f"{t:05d}.jpg")
+            fg = np.asarray(Image.open(clip / "Annotations" / f"{f.stem}.png").convert("L")) > 127
+            png = Image.fromarray((fg * k).astype(np.uint8), "P")
+            png.putpalette(palette)
+            png.save(ann / f"{t:05d}.png")
+            t += 1
+        bounds.append((start, t))
+    return bounds
+
+
 def main() -> None:
     from s2d.data.shots import ShotParams, find_cuts, frame_changes
     from s2d.data.sources import open_dataset
@@ -48,7 +77,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=Path, help="a folder of video files, or one (default: the development videos)")
     ap.add_argument("--short-side", type=int, default=360)
+    ap.add_argument("--glue-davis", type=Path, help="write the DAVIS clips as one sequence here, and stop")
     args = ap.parse_args()
+    if args.glue_davis:
+        bounds = glue_davis(SHARED / "davis2016", args.glue_davis)
+        print(f"{args.glue_davis / 'montage'}: {bounds[-1][1]} frames, the clips at {bounds}")
+        return
     p = ShotParams()
     sets = [("mp4", args.videos)] if args.videos else development_sets()
     print(f"cut: change >= {p.min_change} and >= {p.ratio}x the {p.window} pairs on either side, "
