@@ -177,6 +177,12 @@ class LabelSchema:
     # view to one entering it): it keeps only the frames of the instance it matches most
     # (s2d/inference/identity.py; docs/RESULTS.md). experiment=paper: false (the method's dense labelset)
     one_identity: bool = True
+    # a teacher tube whose mask on a frame falls into separate parts that hold different instances of those labels
+    # (half of an instance's mask inside a part) holds those objects apart at once (a query covering two children
+    # or several walkers): it is split into one tube per instance, each part of each frame going to one of them by
+    # the labels and by overlap with the neighbouring frames (s2d/inference/apart.py; docs/RESULTS.md). Touching
+    # objects make one part and are left together. experiment=paper: false (the method's dense labelset)
+    split_apart: bool = True
     # the score tubes are ranked by in the dense labelset and the final model's predictions
     # (s2d/inference/rescore.py; thresholds and NMS still go by the foreground probability, so no mask changes and
     # a model trained on the labelset is not trained again when these change):

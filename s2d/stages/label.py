@@ -1,7 +1,9 @@
 """Stage "label": the distilled teacher on every whole training video -> the DENSE labelset (score >=
-``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``, a tube that holds
-two objects of the labels the teacher learned from in turn cut to one with ``label.one_identity``, plus those labels'
-instances that none of its tubes matches, with ``label.keep_iou``), fingerprinted by the checkpoint it came from."""
+``label.score_thr``, optional tube NMS at IoU 0.75, masks GrabCut-refined with ``label.refine``, a tube whose mask
+falls apart into several objects of the labels the teacher learned from split into one tube per object with
+``label.split_apart``, a tube that holds two of them in turn cut to one with ``label.one_identity``, plus those
+labels' instances that none of its tubes matches, with ``label.keep_iou``), fingerprinted by the checkpoint it came
+from."""
 from __future__ import annotations
 
 import logging
@@ -65,13 +67,15 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
                 root: Path, refine: bool = False, previous: Labelset | None = None) -> Labelset:
     """The model's tubes on every video (a labelset store at ``root``). With ``previous`` (the labels the model
-    learned from): ``label.one_identity`` cuts a tube that holds two of its instances in turn down to one
-    (``s2d.inference.identity``), and ``label.keep_iou`` adds the instances of ``previous`` that no tube matches
+    learned from): ``label.split_apart`` splits a tube whose parts hold different instances of it into one tube per
+    instance (``s2d.inference.apart``), ``label.one_identity`` cuts a tube that holds two of its instances in turn
+    down to one (``s2d.inference.identity``), and ``label.keep_iou`` adds the instances of ``previous`` that no tube matches
     (``s2d.inference.keep_labels``), scored ``score_thr`` x their own score so that they rank below every tube."""
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
     from s2d.inference.keep_labels import keep_missed
     from s2d.inference.identity import one_identity
+    from s2d.inference.apart import split_apart
     from s2d.inference.rescore import ranking_scores
 
     lab = cfg.label
@@ -83,6 +87,12 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
                               mask_scores=lab.mask_score)
         if refine:
             tubes = refine_tubes(tubes, frames)
+        if previous is not None and lab.split_apart:
+            tubes, split = split_apart(tubes, previous[r.name])
+            if split:
+                log.info("label: %s: %d teacher tube(s) hold objects of the labels they learned from apart, in "
+                         "separate parts of a frame; each is split into one tube per object (label.split_apart)",
+                         r.name, split)
         if previous is not None and lab.one_identity:
             tubes, cut = one_identity(tubes, len(frames), previous[r.name])
             if cut:
@@ -119,7 +129,9 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
         lab["refine"] = dict(MODEL_MASK_REFINE)
     if stage != "label" or lab.get("keep_iou") is None:  # only the dense labelset keeps earlier labels
         lab.pop("keep_iou", None)
-    if stage != "label" or not lab.get("one_identity"):  # ... and reads their identities; present only when on
+    if stage != "label" or not lab.get("split_apart"):  # ... and reads their identities; present only when on
+        lab.pop("split_apart", None)
+    if stage != "label" or not lab.get("one_identity"):
         lab.pop("one_identity", None)
     elif drops_cut_frames(cfg, "dense"):
         # the final stage reads the frames the labelset names as cut, which a labelset made before did not name
@@ -131,9 +143,9 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
             ) -> StageOutput:
     """The dense labelset of the teacher in ``ckpt``. ``previous``: (labels, fingerprint) of the labels the teacher
     learned from (the keymasks; the last round's dense labelset in later rounds): their identities cut a teacher
-    tube that switches objects (``label.one_identity``), and they are kept where the teacher misses them
-    (``label.keep_iou``)."""
-    keep = previous if cfg.label.keep_iou is not None or cfg.label.one_identity else None
+    tube that holds several apart (``label.split_apart``) or switches objects (``label.one_identity``), and they
+    are kept where the teacher misses them (``label.keep_iou``)."""
+    keep = previous if cfg.label.keep_iou is not None or cfg.label.one_identity or cfg.label.split_apart else None
     settings = label_settings(cfg)
     ranking = {k: settings.pop(k) for k in RANKING_KEYS if k in settings}
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), settings, *([keep[1]] if keep is not None else []))
