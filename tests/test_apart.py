@@ -1,0 +1,161 @@
+"""A teacher tube whose mask falls apart into objects of the labels it learned from is split, one tube per object
+(label.split_apart): the parts of a mask, which instances a part holds, where each part of each frame goes, the
+tubes left whole, and the label stage's wiring."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from s2d.inference.apart import FrameLabels, held_instances, parts, split_apart, split_tube
+from s2d.inference.video_predict import Tube
+from s2d.labelset import rle
+from s2d.labelset.types import Instance, VideoLabels
+
+H, W, T = 10, 24, 6
+
+
+def _box(y0, y1, x0, x1) -> np.ndarray:
+    m = np.zeros((H, W), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _labels(*instances: dict[int, np.ndarray]) -> VideoLabels:
+    return VideoLabels("v", H, W, T, instances=[Instance([rle.encode(m[t]) if t in m else None for t in range(T)])
+                                                for m in instances])
+
+
+def _split(tube: Tube, labels: VideoLabels) -> list[Tube]:
+    return split_tube(tube, FrameLabels(labels))
+
+
+def test_parts_are_8_connected_and_largest_first():
+    m = _box(0, 2, 0, 2) | _box(2, 3, 2, 3) | _box(5, 9, 10, 14)  # a diagonal touch joins the first two
+    ps = parts(m)
+    assert [int(p.sum()) for p in ps] == [16, 5]
+    assert (ps[0] == _box(5, 9, 10, 14)).all() and (ps[0] | ps[1] == m).all()
+    assert parts(np.zeros((H, W), bool)) == []
+
+
+def test_a_part_holds_an_instance_from_half_of_its_mask():
+    part = _box(0, 4, 0, 6)                                         # 24 px
+    labels = {0: _box(0, 4, 3, 9),                                  # 12 of 24 inside: exactly half, held
+              1: _box(0, 4, 4, 10),                                 # 8 of 24: not held
+              2: _box(0, 1, 0, 2)}                                  # 2 of 2, held
+    assert held_instances(part, labels) == {0: 12, 2: 2}
+    assert held_instances(part, {}) == {}
+
+
+def test_two_objects_apart_become_two_tubes_whatever_frames_the_labels_have():
+    a = {t: _box(2, 6, 1 + t, 5 + t) for t in range(T)}            # moves right 1 px a frame
+    b = {t: _box(2, 6, 18, 22) for t in range(T)}                   # still, apart from a on every frame
+    tube = Tube({t: a[t] | b[t] for t in range(T)}, [0.9, 0.7], [0.6], cut={9})
+    # the labels hold each object on frame 3 only: frames 4-5 follow frame 3 forward, frames 0-2 backward
+    out = _split(tube, _labels({3: a[3]}, {3: b[3]}))
+    assert len(out) == 2
+    for o, want in zip(out, (a, b)):
+        assert sorted(o.masks) == list(range(T)) and all((o.masks[t] == want[t]).all() for t in range(T))
+        assert o.scores == [0.9, 0.7] and o.mask_scores == [0.6] and o.cut == {9}  # the tube's scores, each
+    out[0].scores.append(1.0)
+    assert tube.scores == [0.9, 0.7]                                # ... as copies
+
+
+def test_the_instance_held_on_most_frames_comes_first():
+    a = _box(2, 6, 1, 5)
+    b = _box(2, 6, 18, 22)
+    tube = Tube({t: a | b for t in range(T)}, [0.9])
+    # instance 0 (b) is held on frames 0-1, instance 1 (a) on frames 0-5
+    out = _split(tube, _labels({0: b, 1: b}, {t: a for t in range(T)}))
+    assert [(o.masks[0] == a).all() for o in out] == [True, False]
+
+
+def test_touching_objects_and_stray_parts_leave_the_tube_whole():
+    a, b = _box(2, 6, 4, 10), _box(2, 6, 10, 16)                   # side by side: one part
+    touching = Tube({t: a | b for t in range(T)}, [0.9])
+    labels = _labels({t: a for t in range(T)}, {t: b for t in range(T)})
+    assert _split(touching, labels) == [touching]
+    stray = Tube({t: a | _box(8, 10, 20, 24) for t in range(T)}, [0.9])  # a second part that holds nothing
+    assert _split(stray, labels) == [stray]
+    out, n = split_apart([touching, stray], labels)
+    assert n == 0 and out == [touching, stray]
+    assert split_apart([touching], VideoLabels("v", H, W, T)) == ([touching], 0)  # no labels: nothing to read
+
+
+def test_parts_without_labels_follow_their_neighbours():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    joined = _box(2, 6, 1, 22)                                      # frame 2: the two touch, one part
+    far = _box(8, 10, 10, 12)                                       # frame 4: a part overlapping nothing before
+    masks = {0: a | b, 1: a | b, 2: joined, 3: a | b, 4: a | b | far, 5: a | b}
+    tube = Tube(masks, [0.9])
+    out = _split(tube, _labels({0: a}, {0: b}))
+    assert len(out) == 2
+    first, second = out
+    # frame 2's one part overlaps a and b of frame 1 alike (16 px each): the first of equal overlaps, a's tube
+    assert (first.masks[2] == joined).all() and 2 not in second.masks
+    # frame 3 follows frame 2: both parts overlap the joined part, owned by a's tube; frame 4's far part
+    # overlaps nothing on frame 3 and goes with the part nearest to it (a and b are as far: the first, a)
+    assert (first.masks[3] == (a | b)).all() and 3 not in second.masks
+    assert (first.masks[4] == (a | b | far)).all()
+    assert all((second.masks[t] == b).all() for t in (0, 1))
+
+
+def test_a_gap_in_the_tube_breaks_the_chain():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    tube = Tube({0: a | b, 1: a | b, 4: a | b, 5: a | b}, [0.9])
+    # frames 4-5 hold b apart from a, by labels on frame 5 that name b only (a's instance has no mask there):
+    # frame 4 follows frame 5 backward, not frame 1 across the gap
+    labels = _labels({0: a, 1: a}, {0: b, 1: b, 5: b})
+    out = _split(tube, labels)
+    # b is held on 3 frames, a on 2: b's tube first. Frame 5's b part holds b; its a part holds nothing and
+    # overlaps nothing owned on frame 4 (itself unowned: the gap stops frame 1 from reaching it), so it goes to
+    # the nearest owned part of frame 5, b; frame 4 then follows frame 5 backward, wholly b's
+    assert [sorted(o.masks) for o in out] == [[0, 1, 4, 5], [0, 1]]
+    assert (out[0].masks[4] == (a | b)).all() and (out[0].masks[0] == b).all() and (out[1].masks[1] == a).all()
+
+
+class TwoStripesModel(torch.nn.Module):
+    """Predicts one object: two vertical stripes of whatever it is shown, apart from each other."""
+
+    def forward(self, clips):
+        B, T, _, H, W = clips.shape
+        masks = torch.full((B, 1, T, H // 4, W // 4), -10.0)
+        w = W // 4
+        masks[..., : w // 8] = 10.0
+        masks[..., w // 2: w // 2 + w // 8] = 10.0
+        return {"pred_logits": torch.tensor([[[4.0, -4.0]]]).expand(B, -1, -1), "pred_masks": masks,
+                "image_size": (H, W)}
+
+
+def test_label_stage_splits_with_split_apart_only(compose, tiny_demo, tmp_path):
+    """The model's one tube is two stripes on every frame; earlier labels hold each stripe on frame 0. With
+    label.split_apart it becomes two tubes, one stripe each on every frame; without it, one tube. The key enters
+    the label stage's fingerprint only when on, and experiment=paper turns it off."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.sources import open_dataset
+    from s2d.labelset.types import Labelset
+    from s2d.stages.label import label_settings, predictions
+
+    ds = open_dataset("ytvis", tiny_demo)
+    crop = AugmentConfig(size=(64, 80), crop_scale=(1.0, 1.0))
+
+    def run(on: bool, earlier: Labelset | None):
+        cfg = compose("progress=false", "label.keep_iou=null", "label.one_identity=false", f"label.split_apart={on}")
+        assert ("split_apart" in label_settings(cfg)) == on and "split_apart" not in label_settings(cfg, "predict")
+        return predictions(cfg, ds, TwoStripesModel(), crop, 0.6, None, "label", f"fp{on}", tmp_path / f"s{on}",
+                           previous=earlier)
+
+    name = ds.names[0]
+    whole = run(False, None)[name]
+    (tube,) = whole.instances
+    stripes = parts(rle.decode(tube.segmentations[0]).astype(bool))
+    assert len(stripes) == 2
+    earlier = Labelset([VideoLabels(v, whole.height, whole.width, whole.length, instances=[
+        Instance([rle.encode(s)] + [None] * (whole.length - 1), 0.9) for s in stripes]) for v in ds.names])
+    assert len(run(False, earlier)[name].instances) == 1
+    split = run(True, earlier)[name].instances
+    assert len(split) == 2
+    for inst, stripe in zip(split, stripes):
+        assert inst.frames_with_mask == list(range(whole.length))
+        assert all((rle.decode(s).astype(bool) == stripe).all() for s in inst.segmentations)
+    paper = compose("experiment=paper")
+    assert paper.label.split_apart is False and "split_apart" not in label_settings(paper)
