@@ -141,6 +141,8 @@ def test_label_stage_splits_with_split_apart_only(compose, tiny_demo, tmp_path):
     def run(on: bool, earlier: Labelset | None):
         cfg = compose("progress=false", "label.keep_iou=null", "label.one_identity=false", f"label.split_apart={on}")
         assert ("split_apart" in label_settings(cfg)) == on and "split_apart" not in label_settings(cfg, "predict")
+        if on:  # the rule's constants enter the fingerprint
+            assert label_settings(cfg)["split_apart"] == {"hold_share": 0.5, "duplicate_share": 0.5}
         return predictions(cfg, ds, TwoStripesModel(), crop, 0.6, None, "label", f"fp{on}", tmp_path / f"s{on}",
                            previous=earlier)
 
