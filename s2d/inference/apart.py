@@ -12,9 +12,9 @@ two instances with masks on the same frame are two objects, since a frame's mask
 tube's mask on a frame falls into connected parts; where two parts hold different instances, the tube holds
 them apart, and the tube is split: one tube per instance it holds apart, each part of each frame going to one of
 them. Objects that touch (a rider on a horse, one object for DAVIS-2016) make one part, and such a tube is left
-whole. So is a duplicate: a tube of which higher-scored tubes of the video cover half the pixels or more (the
-overlap decay ranks it near 0, ``s2d.inference.rescore``). What it holds, they hold; split, its pieces are more
-near-empty targets for the final model, which lost on the demo by them (docs/RESULTS.md).
+whole. So is a duplicate: a tube of which the tubes ranked above it cover half the pixels or more (the overlap
+decay of ``s2d.inference.rescore`` ranks it at half its score or less). What it holds, they hold; split, its
+pieces are more near-empty targets for the final model, which lost on the demo by them (docs/RESULTS.md).
 
 Which part goes where: a part that holds an instance goes to that instance's tube (the one it holds most of, when
 it holds several). The other parts, and the frames without labels, follow the parts next to them in time: a
@@ -27,14 +27,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from s2d.inference.rescore import exclusive_share
+from s2d.inference.rescore import ranking_scores
 from s2d.inference.video_predict import Tube
 from s2d.labelset import rle
 from s2d.labelset.types import VideoLabels
 
 # share of a label instance's mask on a frame that must lie inside a tube's part for the part to hold it
 HOLD_SHARE = 0.5
-# a tube of which higher-scored tubes cover more than this share of the pixels is a duplicate, left whole
+# a tube of which the tubes ranked above it cover at least this share of the pixels is a duplicate, left whole
 DUPLICATE_SHARE = 0.5
 
 
@@ -172,11 +172,13 @@ def split_apart(tubes: list[Tube], labels: VideoLabels) -> tuple[list[Tube], int
     place of the tube."""
     if not tubes or not labels.instances:
         return list(tubes), 0
-    share = exclusive_share(tubes, np.argsort(-np.array([tb.score for tb in tubes]), kind="stable"))  # (N,)
+    # the share of each tube's pixels the overlap decay leaves it (the default ranking, temporal fragments last)
+    share = np.array(ranking_scores(tubes, overlap_decay=True, fragments_last=True)) / np.maximum(
+        [tb.score for tb in tubes], 1e-12)                                                          # (N,)
     out, split = [], 0
     decoded = FrameLabels(labels)
     for tb, own in zip(tubes, share):
-        if own < 1.0 - DUPLICATE_SHARE:
+        if own <= 1.0 - DUPLICATE_SHARE:
             out.append(tb)
             continue
         pieces = split_tube(tb, decoded)
