@@ -81,6 +81,26 @@ def test_touching_objects_and_stray_parts_leave_the_tube_whole():
     assert split_apart([touching], VideoLabels("v", H, W, T)) == ([touching], 0)  # no labels: nothing to read
 
 
+def test_a_duplicate_is_left_whole():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    labels = _labels({t: a for t in range(T)}, {t: b for t in range(T)})
+    both = Tube({t: a | b for t in range(T)}, [0.6])
+    alone, n = split_apart([both], labels)
+    assert n == 1 and len(alone) == 2
+    # a higher-scored tube covers a: half of both's pixels, and both is a duplicate of what it holds (the overlap
+    # decay ranks it at half its score or less)
+    over_a = Tube({t: a for t in range(T)}, [0.9])
+    out, n = split_apart([both, over_a], labels)
+    assert n == 0 and out == [both, over_a]
+    # a lower-scored tube over a does not make it one: it is split, and the other tube kept after its pieces
+    under_a = Tube({t: a for t in range(T)}, [0.3])
+    out, n = split_apart([both, under_a], labels)
+    assert n == 1 and len(out) == 3 and out[2] is under_a
+    # 4 of its 32 pixels of each frame covered: the tube is split
+    part_a = Tube({t: _box(2, 7, 1, 2) for t in range(T)}, [0.9])
+    assert split_apart([both, part_a], labels)[1] == 1
+
+
 def test_parts_without_labels_follow_their_neighbours():
     a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
     joined = _box(2, 6, 1, 22)                                      # frame 2: the two touch, one part
@@ -90,13 +110,21 @@ def test_parts_without_labels_follow_their_neighbours():
     out = _split(tube, _labels({0: a}, {0: b}))
     assert len(out) == 2
     first, second = out
-    # frame 2's one part overlaps a and b of frame 1 alike (16 px each): the first of equal overlaps, a's tube
-    assert (first.masks[2] == joined).all() and 2 not in second.masks
-    # frame 3 follows frame 2: both parts overlap the joined part, owned by a's tube; frame 4's far part
-    # overlaps nothing on frame 3 and goes with the part nearest to it (a and b are as far: the first, a)
-    assert (first.masks[3] == (a | b)).all() and 3 not in second.masks
-    assert (first.masks[4] == (a | b | far)).all()
-    assert all((second.masks[t] == b).all() for t in (0, 1))
+    # frame 2's one part holds a's and b's masks of frame 1 whole: it is cut between them, each column to the
+    # nearer (column 11 is 7 from both: the first, a's)
+    assert (first.masks[2] == _box(2, 6, 1, 12)).all() and (second.masks[2] == _box(2, 6, 12, 22)).all()
+    # frame 3 follows frame 2: each part overlaps one split tube there; frame 4's far part overlaps nothing on
+    # frame 3 and goes to the split tube nearest to it on its frame (a, 6.7 px against 7.6 to b)
+    assert all((first.masks[t] == a).all() and (second.masks[t] == b).all() for t in (0, 1, 3, 5))
+    assert (first.masks[4] == (a | far)).all() and (second.masks[4] == b).all()
+
+
+def test_a_part_holding_two_instances_is_cut_between_them():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    # frame 0 apart; frame 1 one part holding both instances' masks (labels on both frames)
+    tube = Tube({0: a | b, 1: _box(2, 6, 1, 22)}, [0.9])
+    out = _split(tube, _labels({0: a, 1: a}, {0: b, 1: b}))
+    assert (out[0].masks[1] == _box(2, 6, 1, 12)).all() and (out[1].masks[1] == _box(2, 6, 12, 22)).all()
 
 
 def test_a_gap_in_the_tube_breaks_the_chain():
@@ -142,7 +170,7 @@ def test_label_stage_splits_with_split_apart_only(compose, tiny_demo, tmp_path):
         cfg = compose("progress=false", "label.keep_iou=null", "label.one_identity=false", f"label.split_apart={on}")
         assert ("split_apart" in label_settings(cfg)) == on and "split_apart" not in label_settings(cfg, "predict")
         if on:  # the rule's constants enter the fingerprint
-            assert label_settings(cfg)["split_apart"] == {"hold_share": 0.5, "duplicate_share": 0.5}
+            assert label_settings(cfg)["split_apart"] == {"version": 1, "hold_share": 0.5, "duplicate_share": 0.5}
         return predictions(cfg, ds, TwoStripesModel(), crop, 0.6, None, "label", f"fp{on}", tmp_path / f"s{on}",
                            previous=earlier)
 

@@ -16,11 +16,14 @@ whole. So is a duplicate: a tube of which the tubes ranked above it cover half t
 decay of ``s2d.inference.rescore`` ranks it at half its score or less). What it holds, they hold; split, its
 pieces are more near-empty targets for the final model, which lost on the demo by them (docs/RESULTS.md).
 
-Which part goes where: a part that holds an instance goes to that instance's tube (the one it holds most of, when
-it holds several). The other parts, and the frames without labels, follow the parts next to them in time: a
-part goes to the tube whose mask on the neighbouring frame it overlaps most, going forward from the labelled
-frames and then backward. A part that overlaps none goes to the tube of the nearest part of the same frame that
-has one, and failing that to the tube of the instance the whole tube holds on most frames.
+Which part goes where: a part that holds an instance goes to that instance's tube. The other parts, and the
+frames without labels, follow the frames next to them in time, going forward from the labelled frames and then
+backward: a part goes to the split tube whose mask on the neighbouring frame it overlaps most. A part that holds
+several (objects that touch on this frame, apart on others: half or more of each one's instance mask, or of its
+split tube's mask on the neighbouring frame, inside the part) is cut between them, each pixel going to the one
+whose mask is nearest, so that a split tube is not lost where its object touches another. A part that overlaps
+none goes to the split tube nearest to it on its frame, and failing that to the one of the instance the whole
+tube holds on most frames.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ from s2d.inference.video_predict import Tube
 from s2d.labelset import rle
 from s2d.labelset.types import VideoLabels
 
+# enters the dense labelset's fingerprint with the constants below: raise it when the rule changes
+VERSION = 1
 # share of a label instance's mask on a frame that must lie inside a tube's part for the part to hold it
 HOLD_SHARE = 0.5
 # a tube of which the tubes ranked above it cover at least this share of the pixels is a duplicate, left whole
@@ -96,23 +101,41 @@ def apart_instances(tube: Tube, labels: FrameLabels) -> tuple[list[list[np.ndarr
     return pieces, held, sorted(apart, key=lambda j: (-count[j], j))
 
 
-def _overlap_owner(part: np.ndarray, neighbour: dict[int, np.ndarray]) -> int | None:
-    """The tube (key of ``neighbour``: its mask on the neighbouring frame) the part overlaps most, or None."""
-    best, owner = 0, None
-    for j, m in neighbour.items():
-        n = int((part & m).sum())
-        if n > best:
-            best, owner = n, j
-    return owner
+# where a part goes: {instance: the mask its pixels are split by} (one instance: the whole part, mask unused)
+Owners = dict[int, "np.ndarray | None"]
 
 
-def _nearest_owner(part: np.ndarray, ps: list[np.ndarray], owner: list[int | None]) -> int | None:
-    """The owner of the part of the same frame nearest to ``part`` (pixel distance), or None when none has one."""
-    owned = [k for k, o in enumerate(owner) if o is not None]
+def held_owners(part: np.ndarray, masks: dict[int, np.ndarray]) -> Owners | None:
+    """Where a part goes, by ``masks`` ({instance: its mask}: the labels on the part's frame, or the split tubes'
+    masks on the neighbouring frame): the instances it holds, each with its mask, when it holds several; else
+    the one it overlaps most; None when it overlaps none."""
+    held = held_instances(part, masks)
+    if len(held) >= 2:
+        return {j: masks[j] for j in held}
+    best = max(masks, key=lambda j: int((part & masks[j]).sum()), default=None)  # the first of equal overlaps
+    if best is None or not (part & masks[best]).any():
+        return None
+    return {best: None}
+
+
+def share_part(part: np.ndarray, owners: Owners) -> dict[int, np.ndarray]:
+    """The part's pixels for each of its owners: all of them for one owner; for several, each pixel goes to the
+    owner whose mask is nearest (the first on a tie), so two objects that touch are cut between them."""
+    if len(owners) == 1:
+        return {next(iter(owners)): part}
+    keys = list(owners)
+    dist = np.stack([cv2.distanceTransform((~owners[j]).astype(np.uint8), cv2.DIST_L2, 3) for j in keys])  # (K, H, W)
+    nearest = dist.argmin(0)                                                                            # (H, W)
+    return {j: part & (nearest == n) for n, j in enumerate(keys)}
+
+
+def _nearest_owner(part: np.ndarray, frame_masks: dict[int, np.ndarray]) -> int | None:
+    """The instance whose pixels on the part's frame (``frame_masks``) lie nearest to the part, or None."""
+    owned = [j for j, m in frame_masks.items() if m.any()]
     if not owned:
         return None
     dist = cv2.distanceTransform((~part).astype(np.uint8), cv2.DIST_L2, 3)        # (H, W) distance to the part
-    return owner[min(owned, key=lambda k: float(dist[ps[k]].min()))]
+    return min(owned, key=lambda j: float(dist[frame_masks[j]].min()))
 
 
 def split_tube(tube: Tube, labels: FrameLabels) -> list[Tube]:
@@ -122,20 +145,21 @@ def split_tube(tube: Tube, labels: FrameLabels) -> list[Tube]:
     if len(apart) < 2:
         return [tube]
     frames = sorted(tube.masks)
-    # owner[i][k]: the instance (of ``apart``) the k-th part of the i-th frame goes to; first what the labels say
-    owner: list[list[int | None]] = []
-    for hs in held:
-        row = []
+    # owner[i][k]: where the k-th part of the i-th frame goes (instances of ``apart``); first what the labels say
+    owner: list[list[Owners | None]] = []
+    for i, hs in enumerate(held):
+        row: list[Owners | None] = []
         for h in hs:
-            h = {j: n for j, n in h.items() if j in apart}
-            row.append(max(h, key=h.get) if h else None)
+            h = [j for j in h if j in apart]
+            row.append({j: labels[frames[i]][j] for j in h} if len(h) >= 2 else {h[0]: None} if h else None)
         owner.append(row)
 
     def masks_of(i: int) -> dict[int, np.ndarray]:
+        """{instance: its pixels on the i-th frame}, from the parts that have owners."""
         out: dict[int, np.ndarray] = {}
         for p, o in zip(pieces[i], owner[i]):
-            if o is not None:
-                out[o] = out[o] | p if o in out else p
+            for j, m in ({} if o is None else share_part(p, o)).items():
+                out[j] = out[j] | m if j in out else m
         return out
 
     # then in time: forward from the labelled frames, then backward; a frame follows its neighbour only where that
@@ -147,20 +171,19 @@ def split_tube(tube: Tube, labels: FrameLabels) -> list[Tube]:
                 continue
             near = masks_of(j)
             for k, p in enumerate(pieces[i]):
-                if owner[i][k] is None:
-                    owner[i][k] = _overlap_owner(p, near)
+                if owner[i][k] is None and near:
+                    owner[i][k] = held_owners(p, near)
     for i, ps in enumerate(pieces):
-        for k, p in enumerate(ps):
-            if owner[i][k] is None:
-                owner[i][k] = _nearest_owner(p, ps, owner[i])
-        owner[i] = [apart[0] if o is None else o for o in owner[i]]
+        if any(o is None for o in owner[i]):
+            own = masks_of(i)
+            for k, p in enumerate(ps):
+                if owner[i][k] is None:
+                    j = _nearest_owner(p, own)
+                    owner[i][k] = {apart[0] if j is None else j: None}
     out = []
+    per_frame = [masks_of(i) for i in range(len(frames))]
     for j in apart:
-        masks = {}
-        for i, t in enumerate(frames):
-            m = masks_of(i).get(j)
-            if m is not None:
-                masks[t] = m
+        masks = {t: fm[j] for t, fm in zip(frames, per_frame) if j in fm and fm[j].any()}
         if masks:
             out.append(Tube(masks, list(tube.scores), list(tube.mask_scores), cut=set(tube.cut)))
     return out

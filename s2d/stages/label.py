@@ -131,10 +131,11 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
         lab.pop("keep_iou", None)
     if stage != "label" or not lab.get("split_apart"):  # ... and reads their identities; present only when on
         lab.pop("split_apart", None)
-    else:  # the rule's constants: a labelset split by another rule is not reused
-        from s2d.inference.apart import DUPLICATE_SHARE, HOLD_SHARE
+    else:  # the rule's version and constants: a labelset split by another rule is not reused
+        from s2d.inference import apart
 
-        lab["split_apart"] = {"hold_share": HOLD_SHARE, "duplicate_share": DUPLICATE_SHARE}
+        lab["split_apart"] = {"version": apart.VERSION, "hold_share": apart.HOLD_SHARE,
+                              "duplicate_share": apart.DUPLICATE_SHARE}
     if stage != "label" or not lab.get("one_identity"):
         lab.pop("one_identity", None)
     elif drops_cut_frames(cfg, "dense"):
