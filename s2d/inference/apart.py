@@ -189,22 +189,36 @@ def split_tube(tube: Tube, labels: FrameLabels) -> list[Tube]:
     return out
 
 
+def _exclusive(tubes: list[Tube]) -> np.ndarray:
+    """(N,) the share of each tube's score the overlap decay leaves it (the default ranking, temporal fragments
+    last): the share of its pixels that the tubes ranked above it leave uncovered."""
+    return np.array(ranking_scores(tubes, overlap_decay=True, fragments_last=True)) / np.maximum(
+        [tb.score for tb in tubes], 1e-12)
+
+
 def split_apart(tubes: list[Tube], labels: VideoLabels) -> tuple[list[Tube], int]:
     """The tubes of one video, each that holds instances of ``labels`` (the labels the teacher learned from) apart
     split into one tube per instance, duplicates left whole; -> (tubes, how many were split). Split tubes take the
-    place of the tube."""
+    place of the tube.
+
+    Which tubes are duplicates is measured again after each round of splits, until a round splits none: a tube
+    that lay under a tube holding several objects can lie under none of its pieces."""
     if not tubes or not labels.instances:
         return list(tubes), 0
-    # the share of each tube's pixels the overlap decay leaves it (the default ranking, temporal fragments last)
-    share = np.array(ranking_scores(tubes, overlap_decay=True, fragments_last=True)) / np.maximum(
-        [tb.score for tb in tubes], 1e-12)                                                          # (N,)
-    out, split = [], 0
     decoded = FrameLabels(labels)
-    for tb, own in zip(tubes, share):
-        if own <= 1.0 - DUPLICATE_SHARE:
-            out.append(tb)
-            continue
-        pieces = split_tube(tb, decoded)
-        split += len(pieces) > 1
-        out.extend(pieces)
-    return out, split
+    out, split = list(tubes), 0
+    settled: set[int] = set()  # ids of the tubes split or found holding nothing apart, and of the pieces
+    while True:
+        share = _exclusive(out)                                                                     # (N,)
+        new: list[Tube] = []
+        for tb, own in zip(out, share):
+            if id(tb) in settled or own <= 1.0 - DUPLICATE_SHARE:
+                new.append(tb)
+                continue
+            pieces = split_tube(tb, decoded)
+            settled.update(id(p) for p in pieces)
+            split += len(pieces) > 1
+            new.extend(pieces)
+        if len(new) == len(out):  # no tube split this round (a tube left whole is one piece: settled)
+            return new, split
+        out = new
