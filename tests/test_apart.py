@@ -101,6 +101,20 @@ def test_a_duplicate_is_left_whole():
     assert split_apart([both, part_a], labels)[1] == 1
 
 
+def test_duplicates_are_measured_again_after_a_split():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    extra = _box(8, 10, 1, 5)                                        # 8 px, nearer to a
+    labels = _labels({t: a for t in range(T)}, {t: b for t in range(T)})
+    long = Tube({t: a | b for t in range(T)}, [0.9])
+    # a shorter tube that repeats the long one (mask IoU 32/40 on each of its 3 frames): a temporal fragment of
+    # it, ranked after it and then three quarters covered, a duplicate. Once the long tube is split, its pieces
+    # match it at IoU 16/40 and it ranks by its own, higher score: no longer a duplicate, split in turn
+    short = Tube({t: a | b | extra for t in range(3)}, [0.95])
+    out, n = split_apart([long, short], labels)
+    assert n == 2 and len(out) == 4
+    assert all((out[2].masks[t] == (a | extra)).all() and (out[3].masks[t] == b).all() for t in range(3))
+
+
 def test_parts_without_labels_follow_their_neighbours():
     a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
     joined = _box(2, 6, 1, 22)                                      # frame 2: the two touch, one part
