@@ -37,6 +37,16 @@ def test_parts_are_8_connected_and_largest_first():
     assert parts(np.zeros((H, W), bool)) == []
 
 
+def test_frame_labels_decode_the_frames_and_keep_the_last_few():
+    a, b = _box(2, 6, 1, 5), _box(2, 6, 18, 22)
+    labels = _labels({0: a, 1: a}, {1: b, 2: np.zeros((H, W), bool)})
+    fl = FrameLabels(labels, keep=2)
+    assert list(fl[1]) == [0, 1] and (fl[1][0] == a).all() and (fl[1][1] == b).all()
+    assert list(fl[0]) == [0] and fl[2] == {} and fl[3] == {}   # an empty mask is no mask
+    assert list(fl._frames) == [2, 3]                            # the two frames read last stay decoded
+    assert (fl[0][0] == a).all() and list(fl._frames) == [3, 0]
+
+
 def test_a_part_holds_an_instance_from_half_of_its_mask():
     part = _box(0, 4, 0, 6)                                         # 24 px
     labels = {0: _box(0, 4, 3, 9),                                  # 12 of 24 inside: exactly half, held

@@ -27,6 +27,9 @@ tube holds on most frames.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -43,11 +46,28 @@ HOLD_SHARE = 0.5
 DUPLICATE_SHARE = 0.5
 
 
+class Parts(Sequence):
+    """The 8-connected parts of an (H, W) bool mask, largest first, each an (H, W) bool mask made when read. A
+    tube's frames are held as one label image each, not one mask per part: a 537-frame walker tube of GrabCut
+    masks with their specks would take a frame's size in bytes per part."""
+
+    def __init__(self, mask: np.ndarray):
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        self._order = sorted(range(1, n), key=lambda k: -int(stats[k, cv2.CC_STAT_AREA]))
+        self._labels = lab.astype(np.uint16) if n <= np.iinfo(np.uint16).max else lab          # (H, W)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        return self._labels == self._order[k]
+
+
 def parts(mask: np.ndarray) -> list[np.ndarray]:
     """(H, W) bool -> its 8-connected parts, each (H, W) bool, largest first."""
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    order = sorted(range(1, n), key=lambda k: -int(stats[k, cv2.CC_STAT_AREA]))
-    return [lab == k for k in order]
+    return list(Parts(mask))
 
 
 def held_instances(part: np.ndarray, labels: dict[int, np.ndarray]) -> dict[int, int]:
@@ -62,28 +82,33 @@ def held_instances(part: np.ndarray, labels: dict[int, np.ndarray]) -> dict[int,
 
 
 class FrameLabels:
-    """The masks of a video's label instances, decoded once per frame: ``labels[t]`` is {instance: its (H, W) bool
-    mask on frame t} for the instances with a mask there."""
+    """The masks of a video's label instances by frame: ``labels[t]`` is {instance: its (H, W) bool mask on frame
+    t} for the instances with a mask there. The last ``keep`` frames read stay decoded (the tubes of a video go
+    through its frames in order, one tube after another); all of a long video's would not fit in memory."""
 
-    def __init__(self, labels: VideoLabels):
+    def __init__(self, labels: VideoLabels, keep: int = 64):
         self.labels = labels
-        self._frames: dict[int, dict[int, np.ndarray]] = {}
+        self.keep = keep
+        self._frames: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
 
     def __getitem__(self, t: int) -> dict[int, np.ndarray]:
-        if t not in self._frames:
+        if t in self._frames:
+            self._frames.move_to_end(t)
+        else:
             self._frames[t] = {j: rle.decode(inst.segmentations[t]).astype(bool)
                                for j, inst in enumerate(self.labels.instances)
                                if inst.segmentations[t] is not None and rle.area(inst.segmentations[t])}
+            if len(self._frames) > self.keep:
+                self._frames.popitem(last=False)
         return self._frames[t]
 
 
-def apart_instances(tube: Tube, labels: FrameLabels) -> tuple[list[list[np.ndarray]], list[list[dict[int, int]]],
-                                                              list[int]]:
+def apart_instances(tube: Tube, labels: FrameLabels) -> tuple[list[Parts], list[list[dict[int, int]]], list[int]]:
     """A tube's parts on each of its frames (in the order of ``sorted(tube.masks)``), the instances each part holds
     (empty lists everywhere when it holds none apart) and the instances it holds apart (by two parts of one frame),
     ordered by the frames the tube holds them on, most first, then by index."""
     frames = sorted(tube.masks)
-    pieces = [parts(tube.masks[t]) for t in frames]
+    pieces = [Parts(tube.masks[t]) for t in frames]
     held: list[list[dict[int, int]] | None] = [None] * len(frames)
     apart: set[int] = set()
     for i, t in enumerate(frames):  # only a frame of two parts or more can hold instances apart
