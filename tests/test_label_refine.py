@@ -44,12 +44,13 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     from s2d.stages.common import section
     from s2d.stages.label import MODEL_MASK_REFINE, RANKING_KEYS, label_settings
 
-    # tube ranking: test_rescore.py; one_identity: test_identity.py
-    plain = ("label.mask_score=false", "label.overlap_decay=false", "label.one_identity=false")
+    # tube ranking: test_rescore.py; one_identity: test_identity.py; split_apart: test_apart.py
+    plain = ("label.mask_score=false", "label.overlap_decay=false", "label.one_identity=false",
+             "label.split_apart=false")
     off, on = compose("label.refine=false", "label.keep_iou=null", *plain), compose("label.keep_iou=null", *plain)
     # the section before the keys (keep_iou enters only when set: tests/test_label_keep.py)
     before = {k: v for k, v in section(off, "label").items()
-              if k not in ("refine", "keep_iou", "one_identity", *RANKING_KEYS)}
+              if k not in ("refine", "keep_iou", "one_identity", "split_apart", *RANKING_KEYS)}
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": MODEL_MASK_REFINE}
     # the predictions' own key is final.refine: label.refine does not reach them
