@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from s2d.inference.apart import FrameLabels, held_instances, parts  # noqa: E402
+from s2d.inference.apart import FrameLabels, Parts, held_instances, part_owners  # noqa: E402
 from s2d.labelset import rle  # noqa: E402
 from s2d.labelset.store import read_labelset  # noqa: E402
 from s2d.labelset.types import VideoLabels  # noqa: E402
@@ -51,9 +51,8 @@ def count(video: VideoLabels, objects: FrameLabels, min_score: float) -> tuple[i
             if s is None or not rle.area(s) or len(objects[t]) < 2:
                 continue
             frames += 1
-            owners = {max(h, key=h.get) for h in (held_instances(p, objects[t])
-                                                   for p in parts(rle.decode(s).astype(bool))) if h}
-            apart += len(owners) >= 2
+            held = [held_instances(p, objects[t]) for p in Parts(rle.decode(s).astype(bool))]
+            apart += len(part_owners(held)) >= 2
     return tubes, frames, apart
 
 

@@ -27,12 +27,12 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def ratios(change: np.ndarray, window: int) -> np.ndarray:
-    """(P,) changes -> (P,) each change over the mean change of the ``window`` pairs on either side."""
-    out = np.zeros(len(change))
-    for t, c in enumerate(change):
-        around = np.concatenate([change[max(0, t - window):t], change[t + 1:t + 1 + window]])
-        out[t] = c / max(float(around.mean()), 1e-9) if len(around) else np.inf
-    return out
+    """(P,) changes -> (P,) each change over the mean change of the ``window`` pairs on either side (the rule's
+    ``around_means``); inf where there is none."""
+    from s2d.data.shots import around_means
+
+    around = around_means(change, window)
+    return np.where(np.isnan(around), np.inf, change / np.maximum(np.nan_to_num(around), 1e-9))
 
 
 def development_sets() -> list[tuple[str, Path]]:

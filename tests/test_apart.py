@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from s2d.inference.apart import FrameLabels, held_instances, parts, split_apart, split_tube
+from s2d.inference.apart import FrameLabels, Parts, held_instances, part_owners, split_apart, split_tube
 from s2d.inference.video_predict import Tube
 from s2d.labelset import rle
 from s2d.labelset.types import Instance, VideoLabels
@@ -29,12 +29,19 @@ def _split(tube: Tube, labels: VideoLabels) -> list[Tube]:
     return split_tube(tube, FrameLabels(labels))
 
 
+def test_part_owners_one_per_part_that_holds_any():
+    assert part_owners([{3: 10, 1: 4}, {}, {1: 7}]) == {3, 1}     # each part: the instance it holds most of
+    assert part_owners([{2: 5}, {2: 9}]) == {2} and part_owners([{}, {}]) == set()
+
+
 def test_parts_are_8_connected_and_largest_first():
     m = _box(0, 2, 0, 2) | _box(2, 3, 2, 3) | _box(5, 9, 10, 14)  # a diagonal touch joins the first two
-    ps = parts(m)
+    ps = list(Parts(m))
     assert [int(p.sum()) for p in ps] == [16, 5]
     assert (ps[0] == _box(5, 9, 10, 14)).all() and (ps[0] | ps[1] == m).all()
-    assert parts(np.zeros((H, W), bool)) == []
+    assert len(Parts(np.zeros((H, W), bool))) == 0
+    tail = Parts(m)[1:]                                              # a slice reads its parts too
+    assert len(tail) == 1 and (tail[0] == ps[1]).all()
 
 
 def test_frame_labels_decode_the_frames_and_keep_the_last_few():
@@ -201,7 +208,7 @@ def test_label_stage_splits_with_split_apart_only(compose, tiny_demo, tmp_path):
     name = ds.names[0]
     whole = run(False, None)[name]
     (tube,) = whole.instances
-    stripes = parts(rle.decode(tube.segmentations[0]).astype(bool))
+    stripes = list(Parts(rle.decode(tube.segmentations[0]).astype(bool)))
     assert len(stripes) == 2
     earlier = Labelset([VideoLabels(v, whole.height, whole.width, whole.length, instances=[
         Instance([rle.encode(s)] + [None] * (whole.length - 1), 0.9) for s in stripes]) for v in ds.names])

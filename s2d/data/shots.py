@@ -81,19 +81,30 @@ def frame_changes(frames: Iterable[np.ndarray]) -> np.ndarray:
     return np.asarray(out, np.float64)
 
 
+def around_means(change: np.ndarray, window: int) -> np.ndarray:
+    """(T-1,) changes -> (T-1,) the mean change of the ``window`` pairs on either side of each pair (what a cut's
+    change is compared with); nan where there is none (a two-frame video)."""
+    out = np.full(len(change), np.nan)
+    for t in range(len(change)):
+        around = np.concatenate([change[max(0, t - window):t], change[t + 1:t + 1 + window]])
+        if len(around):
+            out[t] = float(around.mean())
+    return out
+
+
 def find_cuts(change: np.ndarray, p: ShotParams) -> list[int]:
     """(T-1,) changes between frames t and t+1 -> the frames that start a new shot (each in 1..T-1), ascending.
     A video's last shot may be shorter than ``min_len``; it is kept while it has two frames (a single frame has
     no motion to find, and the pair before it is then left to the shot before)."""
     T = len(change) + 1
+    around = around_means(change, p.window)                                                    # (T-1,)
     cuts: list[int] = []
     last = 0
     for t, c in enumerate(change):
         frame = t + 1  # the pair (t, t+1) changes into frame t+1
         if c < p.min_change or frame - last < p.min_len or T - frame < 2:
             continue
-        around = np.concatenate([change[max(0, t - p.window):t], change[t + 1:t + 1 + p.window]])
-        if not len(around) or c >= p.ratio * float(around.mean()):
+        if np.isnan(around[t]) or c >= p.ratio * around[t]:
             cuts.append(frame)
             last = frame
     return cuts

@@ -65,9 +65,10 @@ class Parts(Sequence):
         return self._labels == self._order[k]
 
 
-def parts(mask: np.ndarray) -> list[np.ndarray]:
-    """(H, W) bool -> its 8-connected parts, each (H, W) bool, largest first."""
-    return list(Parts(mask))
+def part_owners(held: list[dict[int, int]]) -> set[int]:
+    """The instances a frame's parts hold, one per part that holds any (the one it holds most of; ``held``: each
+    part's ``held_instances``). Two or more: the parts hold them apart."""
+    return {max(h, key=h.get) for h in held if h}
 
 
 def held_instances(part: np.ndarray, labels: dict[int, np.ndarray]) -> dict[int, int]:
@@ -114,7 +115,7 @@ def apart_instances(tube: Tube, labels: FrameLabels) -> tuple[list[Parts], list[
     for i, t in enumerate(frames):  # only a frame of two parts or more can hold instances apart
         if len(pieces[i]) >= 2 and labels[t]:
             held[i] = [held_instances(p, labels[t]) for p in pieces[i]]
-            owners = {max(h, key=h.get) for h in held[i] if h}
+            owners = part_owners(held[i])
             if len(owners) >= 2:
                 apart.update(owners)
     if len(apart) < 2:
@@ -122,7 +123,7 @@ def apart_instances(tube: Tube, labels: FrameLabels) -> tuple[list[Parts], list[
     for i, t in enumerate(frames):
         if held[i] is None:
             held[i] = [held_instances(p, labels[t]) for p in pieces[i]]
-    count = {j: sum(any(j in h and max(h, key=h.get) == j for h in hs) for hs in held) for j in apart}
+    count = {j: sum(j in part_owners(hs) for hs in held) for j in apart}
     return pieces, held, sorted(apart, key=lambda j: (-count[j], j))
 
 
