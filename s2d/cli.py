@@ -53,16 +53,21 @@ def _dispatch(cfg) -> None:
     from s2d.config import validate_config
     from s2d.errors import S2DError
 
+    claimed = False
     try:
         validate_config(cfg)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if cfg.stage in CLAIMING:
             from s2d.stages.common import claim_run_folder
 
-            claim_run_folder(cfg, run_dir)
+            claimed = claim_run_folder(cfg, run_dir)
         target, _, func = VERBS[cfg.stage][0].partition(":")  # module[:function], run() by default
         getattr(importlib.import_module(target), func or "run")(cfg, run_dir)
     except (S2DError, OSError) as e:
+        if claimed:
+            from s2d.stages.common import release_run_folder
+
+            release_run_folder(run_dir)
         if os.environ.get("S2D_DEBUG"):
             raise
         msg = str(e) if isinstance(e, S2DError) else _os_error(e)

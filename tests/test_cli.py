@@ -154,6 +154,30 @@ def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_a_command_that_fails_before_any_result_leaves_the_run_folder_free(davis_root, tmp_path):
+    """A mistyped data.root is the first thing a new user fixes: the corrected command, same name, runs, where
+    the failed one's data record used to refuse it as "other data". A record that protects results stays."""
+    from s2d.stages.common import DATA_IDENTITY, release_run_folder
+
+    out = f"paths.output_root={tmp_path}/out"
+    run_dir = tmp_path / "out" / "runs" / "x-seed0"
+    r = s2d("masks", "name=x", "debug=fast", "data=davis", f"data.root={tmp_path}/typo", out, cwd=tmp_path)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    assert run_dir.is_dir() and not (run_dir / DATA_IDENTITY).exists()
+    r = s2d("masks", "name=x", "debug=fast", "data=davis", f"data.root={davis_root}", "data.videos=[car-shadow]",
+            "data.max_frames=3", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((run_dir / DATA_IDENTITY).read_text())["kind"] == "davis"
+    # release_run_folder itself: the record goes only while nothing but bookkeeping is there
+    (run_dir / DATA_IDENTITY).write_text("{}")
+    release_run_folder(run_dir)
+    assert not (run_dir / DATA_IDENTITY).exists()
+    (run_dir / DATA_IDENTITY).write_text("{}")
+    (run_dir / "checkpoints").mkdir()
+    release_run_folder(run_dir)
+    assert (run_dir / DATA_IDENTITY).exists()
+
+
 def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("x")
     r = s2d("data", f"paths.output_root={tmp_path}/afile/out", cwd=tmp_path)

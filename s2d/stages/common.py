@@ -111,10 +111,11 @@ def _run_per_video(stage: str, root: Path, fp: str, ds: Dataset, fn: Callable[[V
 DATA_IDENTITY = "data_identity.json"
 
 
-def claim_run_folder(cfg: Any, run_dir: Path) -> None:
+def claim_run_folder(cfg: Any, run_dir: Path) -> bool:
     """A run folder holds the results of one data set. The first command records which (kind, root, annotation
     file, resolution, frame selection); a later command in the same folder on other data is refused with the
-    way out, instead of mixing two data sets' reports and checkpoints."""
+    way out, instead of mixing two data sets' reports and checkpoints. True when this command made the record
+    (``release_run_folder`` takes it back if the command then fails before leaving anything)."""
     import json
 
     from s2d.stages.data import data_root
@@ -126,7 +127,8 @@ def claim_run_folder(cfg: Any, run_dir: Path) -> None:
              "max_frames": d.max_frames,
              "demo": {k: d.demo[k] for k in d.demo} if d.kind == "demo" and d.root is None else None}
     path = run_dir / DATA_IDENTITY
-    if path.is_file():
+    made = not path.is_file()
+    if not made:
         try:
             before = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -137,3 +139,19 @@ def claim_run_folder(cfg: Any, run_dir: Path) -> None:
                            f" differ: {', '.join(f'{before.get(k)!r} there' for k in changed[:2])}); give this run "
                            f"its own name=... (the folder is <name>-seed<seed>)")
     atomic_write_json(path, ident, indent=1)
+    return made
+
+
+# what a run folder holds before any stage has written a result: Hydra's config, the data record and the
+# verb's log (<verb>.log)
+_BOOKKEEPING = {".hydra", DATA_IDENTITY}
+
+
+def release_run_folder(run_dir: Path) -> None:
+    """Take back the data record of a command that failed before writing any result (a mistyped data.root, a
+    folder with no videos): otherwise the corrected command, same name, would be refused as "other data"."""
+    try:
+        if all(p.name in _BOOKKEEPING or (p.suffix == ".log" and p.is_file()) for p in run_dir.iterdir()):
+            (run_dir / DATA_IDENTITY).unlink(missing_ok=True)
+    except OSError:
+        pass
