@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from s2d.data.clips import AugmentConfig
-from s2d.inference.scale import checkpoint_crop, input_scale, resize_frames, trained_scale_range
+from s2d.inference.scale import (checkpoint_crop, coarse_scale_note, input_scale, resize_frames,
+                                trained_scale_range)
 from s2d.inference.video_predict import predict_video
 
 
@@ -21,6 +22,22 @@ def test_trained_range_hand_computed():
     assert input_scale((240, 427), demo) == pytest.approx(hi) == pytest.approx(math.sqrt(12288 / (0.6 * 102480)))
     assert input_scale((60, 80), demo) == pytest.approx(math.sqrt(12288 / 4800))  # crops enlarged: 1.6
     assert input_scale((240, 427), demo, fixed=0.7) == 0.7     # label.input_scale overrides
+
+
+def test_crops_far_below_the_frame_size_are_named_with_crops_to_try():
+    """The demo's crops on 240p or 360p frames teach objects at under half their size: a warning naming the key,
+    the scales and crops of 0.8 of the short side (what the demo's and data=davis's crops are). Crops that teach
+    half the size or more say nothing."""
+    demo = AugmentConfig(size=(96, 128), crop_scale=(0.6, 1.0))
+    assert coarse_scale_note((120, 160), demo) is None          # the demo: 0.80-1.03
+    note = coarse_scale_note((240, 427), demo)                  # 0.35-0.45 (hand-computed in the test above)
+    assert "train.crop_size=[96, 128]" in note and "0.35-0.45" in note and "[192,256]" in note
+    note = coarse_scale_note((360, 640), demo)                  # sqrt(12288 / 230400) = 0.23, / 0.6: 0.30
+    assert "0.23-0.30" in note and "[288,384]" in note
+    assert coarse_scale_note((240, 427), AugmentConfig(size=(192, 256), crop_scale=(0.6, 1.0))) is None
+    # the boundary: 0.5 exactly at the smallest crop share is not coarse
+    assert coarse_scale_note((200, 200), AugmentConfig(size=(60, 60), crop_scale=(0.36, 1.0))) is None
+    assert coarse_scale_note((200, 200), AugmentConfig(size=(59, 59), crop_scale=(0.36, 1.0))) is not None
 
 
 def test_resize_frames_keeps_content_and_dtype():
@@ -97,3 +114,20 @@ def test_label_predictions_show_the_model_the_trained_scale(compose, tiny_demo, 
         assert set(model.seen) == {expected}
         v = out[ds.names[0]]
         assert (v.height, v.width) == (64, 80) and len(v.instances) == 1
+
+
+def test_a_learning_stage_warns_once_for_the_most_common_frame_size(caplog):
+    """The distill and final stages log the note for the data's most common frame size (one 120x160 video
+    among three 360p ones does not hide it)."""
+    import logging
+    from types import SimpleNamespace
+
+    from s2d.stages.distill import warn_if_coarse
+
+    ds = [SimpleNamespace(video=SimpleNamespace(size=hw)) for hw in [(360, 640), (120, 160), (360, 640), (360, 640)]]
+    train = {"crop_size": [96, 128], "crop_scale": [0.6, 1.0]}
+    with caplog.at_level(logging.WARNING, logger="s2d.stages.distill"):
+        warn_if_coarse(ds, train, "distill")
+        warn_if_coarse(ds, {**train, "crop_size": [288, 384]}, "final")
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and msgs[0].startswith("distill: train.crop_size=[96, 128] on 360x640 frames")

@@ -35,6 +35,26 @@ def input_scale(frame_hw: Sequence[int], crop: AugmentConfig, fixed: Optional[fl
     return min(max(1.0, lo), hi)
 
 
+# below this the model sees every object at under half its size in the frame, and its masks (a quarter of that
+# input) are coarse: on 240p DAVIS, crops that taught scale 0.35-0.45 gave a dense labelset at AP50 45.3 where
+# crops teaching 0.69-0.89 gave 60.4 (docs/RESULTS.md, "The learned stages saw DAVIS at the wrong scale")
+COARSE_SCALE = 0.5
+
+
+def coarse_scale_note(frame_hw: Sequence[int], crop: AugmentConfig) -> Optional[str]:
+    """A warning when frames of ``frame_hw`` are shown to the model at under COARSE_SCALE of their size, with crops
+    of 0.8 of the frame's short side (the demo's 96x128 of 120x160 and data=davis's 192x256 of 240p) to try."""
+    lo, hi = trained_scale_range(frame_hw, crop)
+    if hi >= COARSE_SCALE:
+        return None
+    h = max(32, int(round(0.8 * min(frame_hw) / 32)) * 32)
+    w = int(round(h * 4 / 3 / 32)) * 32
+    return (f"train.crop_size={list(crop.size)} on {frame_hw[0]}x{frame_hw[1]} frames: the model learns objects at "
+            f"{lo:.2f}-{hi:.2f} of their size and labels the frames resized by {hi:.2f}, so its masks come out "
+            f"coarse; crops near the frame's size, e.g. 'train.crop_size=[{h},{w}]', give finer ones for more "
+            "compute (docs/RESULTS.md, \"The learned stages saw DAVIS at the wrong scale\")")
+
+
 def resize_frames(frames: np.ndarray, scale: float) -> np.ndarray:
     """frames (T, H, W, 3) uint8 -> (T, round(H * scale), round(W * scale), 3); the same array at scale 1."""
     if scale == 1.0:

@@ -45,6 +45,20 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
     return module, data
 
 
+def warn_if_coarse(ds, train: Any, stage: str) -> None:
+    """Say so when the crops teach the model the data's most common frame size at under half its scale."""
+    from collections import Counter
+
+    from s2d.data.clips import AugmentConfig
+    from s2d.inference.scale import coarse_scale_note
+
+    sizes = Counter(tuple(r.video.size) for r in ds)
+    if sizes:
+        note = coarse_scale_note(sizes.most_common(1)[0][0], AugmentConfig.of(train))
+        if note:
+            log.warning("%s: %s", stage, note)
+
+
 def validation_videos(cfg: Any, ds) -> list[str] | None:
     """The videos scored during training (train.val_every_n_steps), or None. Called right after the data is
     opened, so a set without ground truth is refused before any work."""
@@ -248,6 +262,8 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         raise S2DError(f"{stage}: the {mode} labelset has no instance in any of its {len(labels)} video(s), so "
                        f"there is nothing to train on; {why}")
     module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl")
+    if resume is None:
+        warn_if_coarse(ds, cfg.train, stage)
     if resume is not None:
         if ckpt is None:
             ckpt = torch.load(resume, map_location="cpu", weights_only=True)
