@@ -39,6 +39,24 @@ def test_davis_trains_near_its_working_resolution_and_paper_keeps_its_crops(comp
     assert list(compose().train.crop_size) == [96, 128]
 
 
+@pytest.mark.parametrize("data, short, crop", [("davis", 240, [192, 256]), ("mp4", 240, [192, 256]),
+                                               ("frames", 240, [192, 256]), ("ytvis", 360, [288, 384])])
+def test_every_real_video_config_trains_at_its_own_scale(compose, data, short, crop):
+    """Each real-video config's crops teach its own working resolution at half the frame's size or more, so a
+    default run never logs the coarse-scale warning (16:9 and 4:3 frames); the demo's crops on 360p video would.
+    experiment=paper keeps the method's crops and the method's data resolution for YouTube-VIS."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.inference.scale import coarse_scale_note
+
+    cfg = compose(f"data={data}", "data.root=/x")
+    assert cfg.data.short_side == short and list(cfg.train.crop_size) == crop
+    for hw in [(short, short * 16 // 9), (short, short * 4 // 3)]:
+        assert coarse_scale_note(hw, AugmentConfig.of(cfg.train)) is None
+    assert coarse_scale_note((360, 640), AugmentConfig.of(compose().train)) is not None
+    paper = compose("experiment=paper", f"data={data}", "data.root=/x")
+    assert list(paper.train.crop_size) == [360, 640] and paper.data.short_side == short
+
+
 def test_dense_labels_are_refined_except_in_the_method_s_own_setting(compose):
     assert compose().label.refine is True and compose("experiment=davis2016").label.refine is True
     assert compose("experiment=paper").label.refine is False
