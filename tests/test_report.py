@@ -95,3 +95,16 @@ def test_the_final_models_pictures_leave_out_nested_duplicates_and_the_dense_lab
     assert not np.array_equal(px(1, 5, 5), px(2, 5, 5))          # the duplicate's colour over tube 0's: dense only
     assert (px(1, 5, 17) != 100).any() and (px(2, 5, 17) != 100).any()  # the distinct low tube: both rows
     assert (px(2, 5, 5) != 100).any()                            # tube 0 itself in the final row
+
+
+def test_the_report_draws_one_video_of_each_file_before_a_second_shot_of_any():
+    """A montage cut into 6 shots sorts before the folder's other files; the report's 6 pictures still show every
+    file, then more shots, in name order. Without shots (each video its own source) it is the first 6 by name."""
+    from s2d.report.pictures import drawn_videos
+
+    names = [f"bikes.shot{i}" for i in range(1, 7)] + ["box", "carphone", "cup", "vtest"]
+    sources = ["bikes"] * 6 + ["box", "carphone", "cup", "vtest"]
+    assert drawn_videos(names, sources) == ["bikes.shot1", "bikes.shot2", "box", "carphone", "cup", "vtest"]
+    assert drawn_videos(names, sources, cap=3) == ["bikes.shot1", "box", "carphone"]
+    assert drawn_videos(names, names) == names[:6]
+    assert drawn_videos(names[:2], sources[:2]) == names[:2]

@@ -55,7 +55,7 @@ def stage_picture(path: Path, ds, name: str, layers: dict, unnest: Sequence[str]
     save_png(path, grid(rows))
 
 
-REPORT_VIDEOS = 6  # videos drawn in the report (the first ones by name); every video has its gifs in overlays/
+REPORT_VIDEOS = 6  # videos drawn in the report (drawn_videos); every video has its gifs in overlays/
 
 
 def safe_name(name: str) -> str:
@@ -87,6 +87,19 @@ def unnested(masks: np.ndarray, scores: Sequence[float]) -> np.ndarray:
     return out
 
 
+def drawn_videos(names: list[str], sources: list[str], cap: int = REPORT_VIDEOS) -> list[str]:
+    """The videos the report draws: at most ``cap``, each source file's first video before any file's second,
+    in name order. A file cut into shots (data.shots) is several videos, and the first ones by name would all
+    be shots of one file (a montage's 6 shots filled the report and hid the other 4 files of its folder)."""
+    seen: dict[str, int] = {}
+    rank = []
+    for i, (n, src) in enumerate(zip(names, sources)):
+        rank.append((seen.get(src, 0), i, n))
+        seen[src] = seen.get(src, 0) + 1
+    picked = sorted(rank)[:cap]
+    return [n for _, _, n in sorted(picked, key=lambda x: x[1])]
+
+
 def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str]:
     """Report section: per video (capped) a picture with one row per stage, with or without ground truth, and
     overlay gifs of the dense labels and the final model's predictions. The final model's tubes are drawn
@@ -98,7 +111,7 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str
         lines += ["On each frame of the final model's rows, a tube whose mask lies mostly inside those of "
                   "higher-scored tubes (a duplicate its ranking scored down) is not drawn; metrics.json scores "
                   "every tube.", ""]
-    names = ds.names[:REPORT_VIDEOS]
+    names = drawn_videos(ds.names, [ds[n].shot.video if ds[n].shot is not None else n for n in ds.names])
     for i, name in enumerate(names):
         r = ds[name]
         layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],
