@@ -34,6 +34,7 @@ def test_crops_far_below_the_frame_size_are_named_with_crops_to_try():
     assert "train.crop_size=[96, 128]" in note and "0.35-0.45" in note and "[192,256]" in note
     note = coarse_scale_note((360, 640), demo)                  # sqrt(12288 / 230400) = 0.23, / 0.6: 0.30
     assert "0.23-0.30" in note and "[288,384]" in note
+    assert "[384,288]" in coarse_scale_note((640, 360), demo)  # a phone's portrait video
     assert coarse_scale_note((240, 427), AugmentConfig(size=(192, 256), crop_scale=(0.6, 1.0))) is None
     # the boundary: 0.5 exactly at the smallest crop share is not coarse
     assert coarse_scale_note((200, 200), AugmentConfig(size=(60, 60), crop_scale=(0.36, 1.0))) is None

@@ -47,8 +47,9 @@ def coarse_scale_note(frame_hw: Sequence[int], crop: AugmentConfig) -> Optional[
     lo, hi = trained_scale_range(frame_hw, crop)
     if hi >= COARSE_SCALE:
         return None
-    h = max(32, int(round(0.8 * min(frame_hw) / 32)) * 32)
-    w = int(round(h * 4 / 3 / 32)) * 32
+    short = max(32, int(round(0.8 * min(frame_hw) / 32)) * 32)
+    long = int(round(short * 4 / 3 / 32)) * 32
+    h, w = (short, long) if frame_hw[0] <= frame_hw[1] else (long, short)  # a portrait video gets portrait crops
     return (f"train.crop_size={list(crop.size)} on {frame_hw[0]}x{frame_hw[1]} frames: the model learns objects at "
             f"{lo:.2f}-{hi:.2f} of their size and labels the frames resized by {hi:.2f}, so its masks come out "
             f"coarse; crops near the frame's size, e.g. 'train.crop_size=[{h},{w}]', give finer ones for more "
