@@ -261,6 +261,29 @@ def test_hidden_prediction_is_no_proposal():
     assert s["J-Mean"] == 0.5 and s["F-Mean"] == 0.5 and s["J&F-Mean"] == 0.5
 
 
+def test_per_object_rows_are_the_reference_s_per_sequence_table():
+    """The per-object rows of the case above, by hand: object 1 J = F = 1, object 2 J = F = 0; a second video
+    with one exact object adds (1, 1). The data-set J-Mean and F-Mean are the means of the rows (3 objects:
+    2/3), from one pass. A video without a prediction: its object is absent on 2 of its 4 frames, where the empty
+    proposal matches (J = F = 1 by the protocol), so 0.5."""
+    t, h, w = 4, 40, 40
+    o1, o2 = _blob(t, h, w, [0, 1], 2, 2), _blob(t, h, w, [0, 2, 3], 30, 30)
+    gt = VideoLabels.from_masks("s", np.stack([o1, o2]))
+    other = VideoLabels.from_masks("u", o1[None])
+    for v, ids in ((gt, (1, 2)), (other, (1,))):
+        for inst, i in zip(v.instances, ids):
+            inst.extra["davis_id"] = i
+    fp = _blob(t, h, w, range(4), 2, 30)
+    pred = VideoLabels.from_masks("s", np.stack([fp, o1, o1]), scores=[0.9, 0.8, 0.7])
+    rows: list = []
+    s = davis_jf([gt, other], {"s": pred, "u": VideoLabels.from_masks("u", o1[None])}, per_object=rows)
+    assert rows == [("s", 1, 1.0, 1.0), ("s", 2, 0.0, 0.0), ("u", 1, 1.0, 1.0)]
+    assert s["J-Mean"] == pytest.approx(2 / 3) and s["F-Mean"] == pytest.approx(2 / 3)
+    rows = []
+    davis_jf([other], {}, per_object=rows)
+    assert rows == [("u", 1, 0.5, 0.5)]
+
+
 def test_proposal_count_is_the_highest_painted_label():
     """A label below the highest one that owns no pixel is still an (empty) proposal, as in the PNGs."""
     t, h, w = 1, 10, 10

@@ -108,3 +108,21 @@ def test_the_report_draws_one_video_of_each_file_before_a_second_shot_of_any():
     assert drawn_videos(names, sources, cap=3) == ["bikes.shot1", "box", "carphone"]
     assert drawn_videos(names, names) == names[:6]
     assert drawn_videos(names[:2], sources[:2]) == names[:2]
+
+
+def test_j_and_f_per_object_table_and_csv_by_hand():
+    """Two labelsets over three objects: the report's cells are 100 x (J + F) / 2, an object a set did not score
+    is a dash, and the CSV keeps every J and F; over the cap the rest is counted and left to the CSV."""
+    from s2d.report.per_object import per_object_csv, per_object_lines
+
+    per_set = {"keymasks": [("a", 1, 0.5, 0.7), ("a", 2, 0.0, 0.1), ("b", 1, 1.0, 1.0)],
+               "final model": [("a", 1, 0.8, 0.9), ("b", 1, 0.25, 0.75)]}
+    lines = per_object_lines(per_set, "jf.csv")
+    assert "| video | object | keymasks | final model |" in lines
+    assert "| a | 1 | 60.0 | 85.0 |" in lines and "| a | 2 | 5.0 | — |" in lines and "| b | 1 | 100.0 | 50.0 |" in lines
+    capped = per_object_lines(per_set, "jf.csv", cap=2)
+    assert "| b | 1 | 100.0 | 50.0 |" not in capped and "(1 more objects in `jf.csv`.)" in capped
+    rows = per_object_csv(per_set).splitlines()
+    assert rows[0] == "video,object,keymasks J-Mean,keymasks F-Mean,final model J-Mean,final model F-Mean"
+    assert rows[1:] == ["a,1,0.5000,0.7000,0.8000,0.9000", "a,2,0.0000,0.1000,nan,nan", "b,1,1.0000,1.0000,0.2500,0.7500"]
+    assert per_object_lines({}, "jf.csv") == []

@@ -128,7 +128,15 @@ def db_statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
 
 def davis_unsupervised_video(gt: np.ndarray, res: np.ndarray, void: np.ndarray | None = None,
                              max_proposals: int = MAX_PROPOSALS) -> tuple[np.ndarray, np.ndarray]:
-    """gt (N, T, H, W), res (M, T, H, W) bool -> per-object per-frame J (N, T) and F (N, T) after assignment."""
+    """gt (N, T, H, W), res (M, T, H, W) bool -> per-frame J (N, T) and F (N, T) of the assigned pairs, in the
+    reference's row order (by proposal, which its per-sequence table names as objects 1..N)."""
+    j, f, _ = _assigned(gt, res, void, max_proposals)
+    return j, f
+
+
+def _assigned(gt: np.ndarray, res: np.ndarray, void: np.ndarray | None,
+              max_proposals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """davis_unsupervised_video, plus the ground-truth object (index into gt) of each row."""
     if res.shape[0] > max_proposals:
         raise ValueError(f"{res.shape[0]} proposals, the DAVIS protocol allows at most {max_proposals}")
     if res.shape[0] < gt.shape[0]:
@@ -139,7 +147,7 @@ def davis_unsupervised_video(gt: np.ndarray, res: np.ndarray, void: np.ndarray |
     f = np.ascontiguousarray(_f_matrix(gt, res, void))
     score = (j.mean(axis=2) + f.mean(axis=2)) / 2  # (M, N)
     row, col = linear_sum_assignment(-score)
-    return j[row, col, :], f[row, col, :]
+    return j[row, col, :], f[row, col, :], col
 
 
 def label_map(pred: VideoLabels, max_proposals: int = MAX_PROPOSALS) -> np.ndarray:
@@ -211,8 +219,12 @@ def _dataset_stats(per_video) -> dict[str, float]:
 
 
 def davis_jf(gt_videos: list[VideoLabels], pred_videos: dict[str, VideoLabels],
-             voids: dict[str, np.ndarray] | None = None) -> dict[str, float]:
-    """Data-set J&F: J/F mean, recall, decay over all objects of all videos, and J&F-Mean."""
+             voids: dict[str, np.ndarray] | None = None,
+             per_object: list[tuple[str, int, float, float]] | None = None) -> dict[str, float]:
+    """Data-set J&F: J/F mean, recall, decay over all objects of all videos, and J&F-Mean. ``per_object``, when
+    given, receives (video, object id, J-Mean, F-Mean) for every object evaluated, by video and id, from the same
+    computation: the reference's per-sequence table, except that it names its rows 1..N in the order of the
+    proposals they were assigned, not of the objects they score."""
 
     def per_video():
         for g in gt_videos:
@@ -221,7 +233,11 @@ def davis_jf(gt_videos: list[VideoLabels], pred_videos: dict[str, VideoLabels],
                 continue
             p = pred_videos.get(g.name)
             res = proposals_from_predictions(p) if p is not None else np.zeros((0, *gm.shape[1:]), bool)
-            yield davis_unsupervised_video(gm, res, None if voids is None else voids.get(g.name))
+            j, f, obj = _assigned(gm, res, None if voids is None else voids.get(g.name), MAX_PROPOSALS)
+            if per_object is not None:  # named by the object each row scores (the reference names rows 1..N)
+                per_object.extend(sorted((g.name, int(obj[n]) + 1, db_statistics(j[n])[0], db_statistics(f[n])[0])
+                                         for n in range(j.shape[0])))
+            yield j, f
 
     return _dataset_stats(per_video())
 

@@ -18,12 +18,13 @@ JF_NAMES = ("J&F-Mean", "J-Mean", "J-Recall", "F-Mean", "F-Recall")
 
 
 def score(gt: Labelset, pred: Labelset, voids: dict | None = None, with_jf: bool = True,
-          workers: int | None = None) -> dict[str, float]:
-    """Video AP/AR (in percent, as papers report them) and, if asked, DAVIS J&F (percent)."""
+          workers: int | None = None, jf_per_object: list | None = None) -> dict[str, float]:
+    """Video AP/AR (in percent, as papers report them) and, if asked, DAVIS J&F (percent); ``jf_per_object``
+    receives each object's (video, id, J-Mean, F-Mean) as fractions (``davis_jf``)."""
     ap = evaluate_ap(gt, pred, workers=workers)
     out = {k: (v * 100 if v >= 0 else v) for k, v in ap.items()}
     if with_jf:
-        jf = davis_jf(gt.videos, {v.name: v for v in pred}, voids)
+        jf = davis_jf(gt.videos, {v.name: v for v in pred}, voids, per_object=jf_per_object)
         out.update({k: jf[k] * 100 for k in JF_NAMES})
     return out
 

@@ -14,8 +14,11 @@ from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.errors import error_lines
 from s2d.report.gains import gain_lines
+from s2d.report.per_object import per_object_csv, per_object_lines
 from s2d.report.pictures import bar_plot, pictures_section
 from s2d.stages.common import section
+
+PER_OBJECT_CSV = "jf_per_object.csv"  # every ground-truth object's J and F under each labelset
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +148,15 @@ def run(cfg: Any, run_dir: Path) -> dict:
         voids = {r.name: r.void for r in ds if r.void is not None}
         fa = frame_ap(gt, masks)
         metrics["single-frame masks (per frame)"] = {k: (100 * v if v >= 0 else v) for k, v in fa.items()}
-        metrics["single-frame masks + IoU linker"] = score(gt, baseline, voids)
         # the labelsets the learned stages start from and make, by report row: scored, and where they lose AP50
         learned = {"sparse keymasks": keymasks,
                    **{final_stage.round_row(r): rd["labels"] for r, rd in enumerate(rounds, 1)}}
         if final_pred is not None:
             learned["final model"] = final_pred
-        for row, labels in learned.items():
-            metrics[row] = score(gt, labels, voids)
+        # J and F object by object, from the same pass as the J&F rows (the report's "J&F per object")
+        per_object: dict[str, list] = {}
+        for row, labels in {"single-frame masks + IoU linker": baseline, **learned}.items():
+            metrics[row] = score(gt, labels, voids, jf_per_object=per_object.setdefault(row, []))
         lines += ["## Class-agnostic results against the ground truth", "",
                   "Video AP/AR over tubes (YouTube-VIS protocol, 128²/256² area bounds) and DAVIS-2017 "
                   "unsupervised J&F, in %. The first row scores every frame on its own (single-frame masks "
@@ -165,6 +169,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
             lines += ["What each learning stage added over the labels it learned from:", "", *gains, ""]
         errors = {row: labelset_errors(gt, labels) for row, labels in learned.items()}
         lines += error_lines(errors)
+        atomic_write_text(run_dir / PER_OBJECT_CSV, per_object_csv(per_object))
+        lines += per_object_lines(per_object, PER_OBJECT_CSV)
         error_counts = {row: {"objects": e.objects, "found": e.found, "missed": len(e.missed), **e.counts()}
                         for row, e in errors.items()}
     else:
