@@ -167,6 +167,7 @@ def test_wandb_offline_run_lives_in_the_run_folder_and_failure_falls_back(tmp_pa
 
 
 def test_report_goes_to_wandb_offline_with_tables_and_pictures(tmp_path, compose, monkeypatch):
+    from s2d.report.per_object import per_object_csv
     from s2d.report.pictures import bar_plot as _bar_plot
     from s2d.stages.loggers import log_report_to_wandb
 
@@ -174,10 +175,15 @@ def test_report_goes_to_wandb_offline_with_tables_and_pictures(tmp_path, compose
     cfg = compose("debug=fast", "logger=wandb")
     metrics = {"sparse keymasks": {"AP": 8.4, "AP50": 26.6}, "final model": {"AP": 1.5, "AP50": 4.8}}
     _bar_plot(tmp_path / "metrics.png", metrics, ("AP", "AP50"))
+    (tmp_path / "jf_per_object.csv").write_text(per_object_csv({"final model": [("v", 1, 0.5, 0.25)]}))
     assert log_report_to_wandb(cfg, tmp_path, metrics)
     (run,) = (tmp_path / "wandb").glob("offline-run-*")
     files = {p.name for p in run.rglob("*")}
     assert any(f.startswith("metrics_") and f.endswith(".table.json") for f in files)
+    (table,) = [p for p in run.rglob("jf_per_object_*.table.json")]
+    logged = json.loads(table.read_text())
+    assert logged["columns"] == ["video", "object", "final model J-Mean", "final model F-Mean"]
+    assert logged["data"] == [["v", 1, 0.5, 0.25]]
     assert any(f.startswith("metrics_") and f.endswith(".png") for f in files)
 
 

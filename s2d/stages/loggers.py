@@ -69,6 +69,13 @@ def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, fl
         run.log({"metrics": wandb.Table(columns=["stage", *keys],
                                         data=[[st, *[r.get(k) for k in keys]] for st, r in metrics.items()])})
         run.summary.update({f"{st}/{k}": v for st, r in metrics.items() for k, v in r.items()})
+        per_object = run_dir / "jf_per_object.csv"  # the report's J&F per object, every object
+        if per_object.exists():
+            import csv
+
+            head, *rows = list(csv.reader(per_object.read_text().splitlines()))
+            run.log({"jf_per_object": wandb.Table(columns=head, data=[[r[0], int(r[1]), *map(float, r[2:])]
+                                                                      for r in rows])})
         for name in ("metrics.png", "stages.png"):
             if (run_dir / name).exists():
                 run.log({name.removesuffix(".png"): wandb.Image(str(run_dir / name))})
