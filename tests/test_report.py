@@ -81,7 +81,7 @@ def test_the_final_models_pictures_leave_out_nested_duplicates_and_the_dense_lab
     masks[0, :, 1:9, 1:9] = True     # 0.8: drawn
     masks[1, :, 3:7, 3:7] = True     # 0.02, inside tube 0: a duplicate, not drawn in the final row
     masks[2, :, 2:8, 14:20] = True   # 0.02, on its own: drawn
-    rec = SimpleNamespace(video=Video("v", ArraySource(frames)), gt=None, shot=None)
+    rec = SimpleNamespace(video=Video("v", ArraySource(frames)), gt=None, source="v")
     ds = type("DS", (), {"names": ["v"], "__getitem__": lambda self, k: rec, "__len__": lambda self: 1})()
     final = VideoLabels.from_masks("v", masks, [0.8, 0.02, 0.02])
     dense = VideoLabels.from_masks("v", masks, [0.8, 0.02, 0.02])

@@ -97,6 +97,7 @@ def test_a_folder_video_with_a_cut_becomes_one_video_per_shot(footage, compose, 
     assert [r.id for r in ds] == [1, 2, 3]
     one, two, take = ds.records
     assert one.shot == ("montage", 0, 16) and two.shot == ("montage", 16, 28) and take.shot is None
+    assert [r.source for r in ds] == ["montage", "montage", "take"]  # the file each video is, or is cut from
     # a shot's frames are its video's, under their names in it
     assert two.video.frame_names() == [f"{t:05d}.png" for t in range(16, 28)]
     assert np.array_equal(two.video[0], np.asarray(Image.open(footage / "montage" / "00016.png")))

@@ -45,6 +45,11 @@ class VideoRecord:
     def name(self) -> str:
         return self.video.id
 
+    @property
+    def source(self) -> str:
+        """The video of the data set this one is: itself, or the file it was cut from at shot cuts."""
+        return self.name if self.shot is None else self.shot.video
+
 
 class Dataset:
     def __init__(self, records: list[VideoRecord], kind: str, root: Path):

@@ -111,7 +111,7 @@ def pictures_section(run_dir: Path, ds, keymasks, dense, final_pred) -> list[str
         lines += ["On each frame of the final model's rows, a tube whose mask lies mostly inside those of "
                   "higher-scored tubes (a duplicate its ranking scored down) is not drawn; metrics.json scores "
                   "every tube.", ""]
-    names = drawn_videos(ds.names, [ds[n].shot.video if ds[n].shot is not None else n for n in ds.names])
+    names = drawn_videos(ds.names, [ds[n].source for n in ds.names])
     for i, name in enumerate(names):
         r = ds[name]
         layers = {"ground truth": r.gt, "sparse keymasks": keymasks[name],

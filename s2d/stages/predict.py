@@ -40,7 +40,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
     # ground truth is scored at the original resolution: only then is the data set opened a second time
     full = None
     if ds.has_gt:
-        files = sorted({r.name if r.shot is None else r.shot.video for r in ds})
+        files = sorted({r.source for r in ds})
         full = open_dataset(cfg.data.kind, data_root(cfg), cfg.data.ann_file, None, None, None, files,
                             cfg.data.stride, cfg.data.max_frames)
         full = Dataset(cut_like(full.records, ds.records), full.kind, full.root)  # cut as the working set (data.shots)
