@@ -123,6 +123,8 @@ def test_wrong_type_fails(compose):
     ("fault.kind=oom", "fault.kind"),
     ("final.distill_warmup=-1", "final.distill_warmup"),
     ("final.lr=0", "final.lr"),
+    ("final.repeat_iou=0", "final.repeat_iou"),
+    ("final.repeat_iou=1.5", "final.repeat_iou"),
     ("label.input_scale=0", "label.input_scale"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from s2d.data.augment import AugmentConfig, augment_clip
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
 from s2d.data.frame_cache import FrameCache
+from s2d.data.repeated_targets import repeated_targets
 from s2d.data.sources import Dataset as VideoDataset
 from s2d.errors import VideoError
 from s2d.labelset import rle as rle_utils
@@ -35,7 +36,7 @@ class ClipDataset(Dataset):
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
                  seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
                  teach_absent: bool = False, frame_cache_mb: float = 0, score_targets: bool = False,
-                 drop_cut_frames: bool = False):
+                 drop_cut_frames: bool = False, repeat_iou: float | None = None):
         """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
         ``score_targets`` (dense mode): each item also gives its instances' labelset scores (``target_scores``),
         the class targets of soft pseudo-labels.
@@ -43,7 +44,8 @@ class ClipDataset(Dataset):
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
         dense labelset carries over: their empty frames are unknown, as in the distill stage). ``known_empty`` is
         (N, T): with ``drop_cut_frames`` a tube's ``cut_frames`` (frames ``label.one_identity`` gave to another
-        object) are unknown too."""
+        object) are unknown too. ``repeat_iou`` (dense mode): a target whose masks over the clip repeat a
+        higher-scored target's at this IoU is left out of the item (``s2d.data.repeated_targets``; None: none)."""
         if on_error not in ("raise", "substitute"):
             raise ValueError(f"on_error must be raise|substitute, got '{on_error}'")
         self.videos, self.labels, self.length, self.mode = videos, labels, length, mode
@@ -52,6 +54,7 @@ class ClipDataset(Dataset):
         self.teach_absent = teach_absent and mode != "sparse"
         self.drop_cut_frames = drop_cut_frames
         self.score_targets = score_targets and mode != "sparse"
+        self.repeat_iou = repeat_iou if mode != "sparse" else None
         self.epoch = 0
         self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20))
         self.items: list[tuple[str, int | None]] = []  # (video, window start) or (video, None) = fallback
@@ -128,6 +131,9 @@ class ClipDataset(Dataset):
         # too): as a target it would teach "object" to a query with no mask, and several such targets tie in
         # the Hungarian matching, where float noise decides which query gets which one's score.
         present = tgt.flatten(1).any(1)                                                         # (N,)
+        if self.repeat_iou is not None:  # after the crop: what repeats is judged on what the model is shown
+            score_t = torch.tensor(scores, dtype=torch.float32)
+            present &= ~repeated_targets(tgt, score_t, self.repeat_iou)
         known_t = torch.tensor(known, dtype=torch.bool).reshape(-1, len(frames))[present]              # (N, T)
         item = {"clip": imgs, "targets": tgt[present], "known_empty": known_t, "video": name,
                 "frames": frames, "index": index}

@@ -93,8 +93,10 @@ class ClipDataModule(L.LightningDataModule):
                  clip_length: int = 3, num_workers: int = 0, fallback_radius: int = 20, seed: int = 0,
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
                  quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False,
-                 frame_cache_mb: float = 0, score_targets: bool = False, drop_cut_frames: bool = False):
+                 frame_cache_mb: float = 0, score_targets: bool = False, drop_cut_frames: bool = False,
+                 repeat_iou: float | None = None):
         super().__init__()
+        self.repeat_iou = repeat_iou  # dense mode: a target repeating a higher-scored one of its clip is none
         self.drop_cut_frames = drop_cut_frames  # dense mode: frames label.one_identity cut stay unknown
         self.score_targets = score_targets  # dense mode: the labelset's scores are the class targets
         self.teach_absent = teach_absent  # dense mode: empty frames of the labeller's tubes taught as absent
@@ -115,7 +117,7 @@ class ClipDataModule(L.LightningDataModule):
                                    augment=self.augment, seed=self.seed, on_error=self.on_error,
                                    retries=self.retries, quarantine=self.quarantine, teach_absent=self.teach_absent,
                                    frame_cache_mb=self.frame_cache_mb, score_targets=self.score_targets,
-                                   drop_cut_frames=self.drop_cut_frames)
+                                   drop_cut_frames=self.drop_cut_frames, repeat_iou=self.repeat_iou)
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None

@@ -30,7 +30,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
                           quarantine=None if quarantine is None else str(quarantine),
                           val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode),
                           frame_cache_mb=t.frame_cache_mb, score_targets=scores_as_targets(cfg, mode),
-                          drop_cut_frames=drops_cut_frames(cfg, mode))
+                          drop_cut_frames=drops_cut_frames(cfg, mode), repeat_iou=repeat_iou(cfg, mode))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
     torch.manual_seed(cfg.seed)
@@ -215,6 +215,12 @@ def scores_as_targets(cfg: Any, mode: str) -> bool:
     return mode != "sparse" and bool(cfg.final.score_targets)
 
 
+def repeat_iou(cfg: Any, mode: str) -> float | None:
+    """The clip IoU at which a stage trained on ``mode`` labels leaves out a target that repeats a higher-scored
+    one (``final.repeat_iou``: the dense labelset's tubes; keymask instances never repeat each other)."""
+    return cfg.final.repeat_iou if mode != "sparse" else None
+
+
 def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: str = "sparse") -> Path:
     """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
     from s2d.fingerprint import fingerprint
@@ -224,6 +230,7 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
     absent = [{"teach_absent": True}] if teaches_absent(cfg, mode) else []
     absent += [{"score_targets": True}] if scores_as_targets(cfg, mode) else []
     absent += [{"drop_cut_frames": True}] if drops_cut_frames(cfg, mode) else []
+    absent += [{"repeat_iou": repeat_iou(cfg, mode)}] if repeat_iou(cfg, mode) is not None else []
     fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
                      section(cfg, "optim"), section(cfg, "distill"), train, *absent)
     return run_dir / "checkpoints" / f"{stage}-{fp}"

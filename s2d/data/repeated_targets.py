@@ -1,0 +1,41 @@
+"""Targets of a training clip that repeat a higher-scored target of the same clip.
+
+A teacher that labels whole videos puts a second query on an object it already holds (a duplicate), and its
+tubes link differently across inference windows, so two tubes of the dense labelset can hold the same masks on
+some frames and differ on others. Tube NMS over whole tubes (``label.nms_iou``) keeps both; the overlap decay
+(``label.overlap_decay``) scores the second near 0 where it repeats the first. As targets of a clip, both are
+matched to queries: two queries are taught the same masks, one as an object and one, by its score, as hardly
+one. The set loss asks one query per object, and a model taught so hedges between its queries and becomes
+unsure of every object (on crowded real video it held one walker a frame from a labelset holding six). Here a
+target whose masks over the clip's frames repeat a higher-scored target's (clip IoU >= ``iou``) is no target:
+its query is taught "no object", as any query beyond the clip's objects is. Off by default
+(``final.repeat_iou``): where a clip holds few objects, a low-scored copy taught at full weight as no object
+ranked duplicates down better than the no-object weight does, and the demo and DAVIS clips lost AP without it
+(docs/RESULTS.md, "Tried and not adopted").
+"""
+from __future__ import annotations
+
+import torch
+
+
+def repeated_targets(masks: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    """masks (N, T, H, W) (> 0.5 is inside), scores (N,) -> (N,) bool, True for a target whose masks over the T
+    frames have IoU >= ``iou`` with a target kept before it. Targets are visited by score, highest first (ties
+    in index order), greedily, as tube NMS visits tubes."""
+    n = len(masks)
+    repeated = torch.zeros(n, dtype=torch.bool)
+    if n < 2:
+        return repeated
+    m = (masks > 0.5).flatten(1).float()                                  # (N, T*H*W)
+    inter = m @ m.T                                                       # (N, N) pixel counts, exact below 2^24
+    area = m.sum(1)
+    union = area[:, None] + area[None, :] - inter
+    clip_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+    order = sorted(range(n), key=lambda i: -float(scores[i]))             # stable: ties keep index order
+    kept: list[int] = []
+    for i in order:
+        if kept and bool((clip_iou[i, kept] >= iou).any()):
+            repeated[i] = True
+        else:
+            kept.append(i)
+    return repeated
