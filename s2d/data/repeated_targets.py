@@ -9,9 +9,9 @@ one. The set loss asks one query per object, and a model taught so hedges betwee
 unsure of every object (on crowded real video it held one walker a frame from a labelset holding six). Here a
 target whose masks over the clip's frames repeat a higher-scored target's (clip IoU >= ``iou``) is no target:
 its query is taught "no object", as any query beyond the clip's objects is. Off by default
-(``final.repeat_iou``): where a clip holds few objects, a low-scored copy taught at full weight as no object
-ranked duplicates down better than the no-object weight does, and the demo and DAVIS clips lost AP without it
-(docs/RESULTS.md, "Tried and not adopted").
+(``final.repeat_iou``): the demo and the DAVIS clips lost AP with it (3 seeds; docs/RESULTS.md, "Tried and not
+adopted"). A likely reason: a copy scored near 0 taught its query at full weight that it is no object, and left
+out, the query learns that only at the no-object weight.
 """
 from __future__ import annotations
 
