@@ -6,6 +6,7 @@ import io
 from typing import Sequence
 
 REPORT_OBJECTS = 30  # rows drawn in the report; the CSV holds every object
+CSV_NAME = "jf_per_object.csv"  # in the run folder: every ground-truth object's J and F under each labelset
 
 # one labelset's per-object rows, as davis_jf hands them out: (video, object id, J-Mean, F-Mean), fractions
 Rows = Sequence[tuple[str, int, float, float]]

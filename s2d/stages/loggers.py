@@ -69,7 +69,9 @@ def log_report_to_wandb(cfg: Any, run_dir: Path, metrics: dict[str, dict[str, fl
         run.log({"metrics": wandb.Table(columns=["stage", *keys],
                                         data=[[st, *[r.get(k) for k in keys]] for st, r in metrics.items()])})
         run.summary.update({f"{st}/{k}": v for st, r in metrics.items() for k, v in r.items()})
-        per_object = run_dir / "jf_per_object.csv"  # the report's J&F per object, every object
+        from s2d.report.per_object import CSV_NAME
+
+        per_object = run_dir / CSV_NAME  # the report's J&F per object, every object
         if per_object.exists():
             import csv
 

@@ -14,11 +14,9 @@ from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.errors import error_lines
 from s2d.report.gains import gain_lines
-from s2d.report.per_object import per_object_csv, per_object_lines
+from s2d.report.per_object import CSV_NAME as PER_OBJECT_CSV, per_object_csv, per_object_lines
 from s2d.report.pictures import bar_plot, pictures_section
 from s2d.stages.common import section
-
-PER_OBJECT_CSV = "jf_per_object.csv"  # every ground-truth object's J and F under each labelset
 
 log = logging.getLogger(__name__)
 
