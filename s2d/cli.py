@@ -20,7 +20,7 @@ VERBS: dict[str, tuple[str, str]] = {
     # verb: (module[:function], one-line help); the function takes (cfg, run_dir), run by default
     "run": ("s2d.stages.pipeline", "every stage in order (masks ... final), skipping finished ones; a report"),
     "data": ("s2d.stages.data", "open (or generate) the data set and list its videos"),
-    "masks": ("s2d.stages.chain:run_masks", "single-frame unsupervised masks on every frame (MaskCut or imported)"),
+    "masks": ("s2d.stages.chain:run_masks", "single-frame unsupervised masks on every frame (from motion, MaskCut, or imported)"),
     "keymasks": ("s2d.stages.chain:run_keymasks", "keymask discovery: the sparse labelset, baseline, overlays"),
     "distill": ("s2d.stages.chain:run_distill", "sparse-to-dense distillation: student + EMA teacher, Temporal DropLoss"),
     "final": ("s2d.stages.pipeline", "dense labelset from the teacher, then the final model (runs earlier stages)"),
@@ -43,6 +43,17 @@ def usage() -> str:
               "  s2d data data=mp4 data.root=../shared/data/demo_videos",
               "  s2d run --cfg job          # print the resolved config and exit"]
     return "\n".join(lines)
+
+
+def _did_you_mean(verb: str) -> str:
+    """' (did you mean 'run'?)' for a misspelt verb, '' when no verb is close; an override given first
+    (`s2d data.root=x`) is told that the verb comes first."""
+    import difflib
+
+    if "=" in verb:
+        return " (the verb comes first: s2d VERB key=value ...)"
+    close = difflib.get_close_matches(verb.lower(), list(VERBS), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _dispatch(cfg) -> None:
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         # Lightning's DDP launcher starts ranks 1.. with the overrides only (`stage=<verb>` included, see below)
         staged = [a.split("=", 1)[1] for a in args if a.startswith("stage=")]
         if not staged or staged[-1] not in VERBS:
-            print(f"s2d: unknown verb '{verb}'\n\n{usage()}", file=sys.stderr)
+            print(f"s2d: unknown verb '{verb}'{_did_you_mean(verb)}\n\n{usage()}", file=sys.stderr)
             sys.exit(2)
         verb, rest = staged[-1], [a for a in args if not a.startswith("stage=")]
     if not CONF_DIR.is_dir():

@@ -23,7 +23,18 @@ def test_help_lists_verbs(tmp_path):
     r = s2d("--help", cwd=tmp_path)
     assert r.returncode == 0 and "run" in r.stdout and "eval" in r.stdout
     r = s2d("bogus", cwd=tmp_path)
-    assert r.returncode == 2 and "unknown verb 'bogus'" in r.stderr
+    assert r.returncode == 2 and "unknown verb 'bogus'" in r.stderr and "did you mean" not in r.stderr
+
+
+def test_unknown_verb_suggests_the_close_one(capsys):
+    from s2d.cli import main
+
+    for argv, hint in ((["runn"], "(did you mean 'run'?)"), (["Distil", "seed=1"], "(did you mean 'distill'?)"),
+                       (["data.root=/v"], "(the verb comes first: s2d VERB key=value ...)")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"unknown verb '{argv[0]}' {hint}" in err, err
 
 
 def test_data_verb_generates_demo_in_stable_folder(tmp_path):
