@@ -313,7 +313,8 @@ class ContainerSource:
         return np.array(self._load()[index])  # a copy: callers own their frame, the memory map stays read-only
 
     def names(self) -> list[str]:
-        return [f"{i:05d}" for i in range(len(self))]
+        # the frame's number in the file (every stride-th frame is kept), as frame folders of it are named
+        return [f"{i * self.stride:05d}" for i in range(len(self))]
 
 
 class ArraySource:
