@@ -36,7 +36,7 @@ def _choice(name: str, *values: str) -> type[Choice]:
     return Choice(name, [(v, v) for v in values], module=__name__, qualname=name)  # type: ignore[return-value]
 
 
-DataKind = _choice("DataKind", "demo", "ytvis", "davis", "frames", "mp4")          # data.kind: the reader
+DataKind = _choice("DataKind", "demo", "ytvis", "davis", "frames", "mp4", "sav")          # data.kind: the reader
 MaskSource = _choice("MaskSource", "maskcut", "motion", "motion_maskcut", "import")  # masks.source
 MaskFeatures = _choice("MaskFeatures", "color", "dino")             # masks.features: MaskCut's patch features
 ImportFormat = _choice("ImportFormat", "coco", "png")               # masks.import_format

@@ -20,7 +20,7 @@ def test_default_is_the_demo(compose):
 
 
 @pytest.mark.parametrize("data, source", [("demo", "motion_maskcut"), ("davis", "motion"), ("mp4", "motion"),
-                                          ("frames", "motion"), ("ytvis", "motion")])
+                                          ("frames", "motion"), ("ytvis", "motion"), ("sav", "motion")])
 def test_each_data_config_picks_its_masks_and_the_command_line_wins(compose, data, source):
     """Measured choices (README "Masks for each kind of data"): real video gets motion masks, the demo motion
     plus MaskCut; masks=... on the command line still decides."""
@@ -40,7 +40,8 @@ def test_davis_trains_near_its_working_resolution_and_paper_keeps_its_crops(comp
 
 
 @pytest.mark.parametrize("data, short, crop", [("davis", 240, [192, 256]), ("mp4", 240, [192, 256]),
-                                               ("frames", 240, [192, 256]), ("ytvis", 360, [288, 384])])
+                                               ("frames", 240, [192, 256]), ("ytvis", 360, [288, 384]),
+                                               ("sav", 240, [192, 256])])
 def test_every_real_video_config_trains_at_its_own_scale(compose, data, short, crop):
     """Each real-video config's crops teach its own working resolution at half the frame's size or more, so a
     default run never logs the coarse-scale warning (16:9 and 4:3 frames); the demo's crops on 360p video would.
@@ -135,7 +136,7 @@ def test_out_of_range_names_the_key(compose, override, key):
 
 
 @pytest.mark.parametrize("override, key, allowed", [
-    ("data.kind=video", "data.kind", "demo, ytvis, davis, frames, mp4"),
+    ("data.kind=video", "data.kind", "demo, ytvis, davis, frames, mp4, sav"),
     ("masks.source=optical", "masks.source", "maskcut, motion, motion_maskcut, import"),
     ("model.pretrained_which=ema", "model.pretrained_which", "teacher, student"),
     ("loss.variant=plain", "loss.variant", "temporal, cutler"),

@@ -25,7 +25,7 @@ from s2d.tracking.params import TrackerParams
 
 @dataclass
 class DataSchema:
-    kind: DataKind = DataKind.demo     # demo | ytvis | davis | frames | mp4
+    kind: DataKind = DataKind.demo     # demo | ytvis | davis | frames | mp4 | sav
     root: Optional[str] = None         # data set folder (demo: generated under paths.artifacts when null)
     ann_file: Optional[str] = None     # ytvis: the json (default <root>/annotations.json)
     short_side: Optional[int] = None   # working resolution: short side in pixels

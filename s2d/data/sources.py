@@ -7,6 +7,8 @@ Supported ``kind`` values (config key ``data.kind``):
           unsupervised folder preferred), or ``<seq>/JPEGImages``
   frames  one sub-folder of image files per video
   mp4     video files (mp4, mov, avi, mkv, webm) anywhere below ``data.root``, or a single file
+  sav     SA-V: train's ``sav_*.mp4`` + ``*_manual.json``, or val/test's ``JPEGImages_24fps`` +
+          ``Annotations_6fps``; a video is its annotated frames, every 4th (``s2d.data.sav``)
 Every frame file is checked before any work starts; missing ones are listed by video, frame and path.
 """
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from s2d.choices import DataKind
 from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
+from s2d.data.sav import open_sav
 from s2d.data.shots import Shot
 from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolderSource, Resize, Video,
                             resize_masks)
@@ -182,8 +185,11 @@ def open_davis(root: Path, resize: Resize | None = None) -> list[VideoRecord]:
                 records.append(VideoRecord(video, vid))
                 continue
             if missing:
+                # both evaluators read a frame without a mask as one where the object is absent; a split annotated
+                # on its first frame only (MOSE valid, a semi-supervised val) gives numbers that mean nothing
                 log.warning("DAVIS sequence '%s': %d of %d frames have no annotation PNG in %s (first: frame %d, "
-                            "%s); they count as unlabelled", name, len(missing), len(frames), ann_dir, missing[0],
+                            "%s); they are scored as frames where no object is, so score on a split annotated on "
+                            "every frame", name, len(missing), len(frames), ann_dir, missing[0],
                             frames[missing[0]].name)
             first = next(m for m in maps if m is not None)
             h, w = first.shape
@@ -246,13 +252,24 @@ def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecor
     return VideoRecord(video, r.id, gt, void)
 
 
+def _select(names: list[str], videos: list[str] | None, max_videos: int | None, root: Path) -> list[str]:
+    """``data.videos`` (each must exist), then the first ``data.max_videos``, in the data set's order."""
+    if videos:
+        unknown = [v for v in videos if v not in set(names)]
+        if unknown:
+            raise S2DError(f"data.videos names unknown videos {unknown}; {root} has {sorted(names)[:10]}...")
+        names = [n for n in names if n in set(videos)]
+    return names[:max_videos] if max_videos else names
+
+
 def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None, short_side: int | None = None,
                  max_side: int | None = None, max_videos: int | None = None,
                  videos: list[str] | None = None, stride: int = 1, max_frames: int | None = None,
-                 decoded_dir: Path | None = None) -> Dataset:
+                 decoded_dir: Path | None = None, progress: Callable[[Iterable], Iterable] = lambda it: it) -> Dataset:
     """Open a data set; ``videos`` keeps only the named videos, ``max_videos`` the first N (sorted by name);
     ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames);
-    ``decoded_dir``: where video files' decoded frames are kept (``ContainerSource``; None: in memory)."""
+    ``decoded_dir``: where video files' decoded frames are kept (``ContainerSource``; None: in memory);
+    ``progress`` wraps the loop over SA-V's videos, which reads each one's ground truth (a progress bar)."""
     root = Path(root)
     if kind not in KINDS:
         raise S2DError(f"data.kind '{kind}' is not {DataKind.names()}")
@@ -268,18 +285,16 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
         records = open_davis(root, resize)
     elif kind == "frames":
         records = open_frame_folders(root, resize)
+    elif kind == "sav":  # selected before any annotation is read: SA-V train has 50k videos
+        records = [VideoRecord(v, i, gt) for v, i, gt in
+                   open_sav(root, resize, stride, max_frames, decoded_dir,
+                            lambda names: _select(names, videos, max_videos, root), progress)]
     else:
         records = open_video_files(root, resize, stride, max_frames, decoded_dir)
     if stride > 1 or max_frames is not None:
         records = [subsample(r, stride, max_frames) for r in records]
-    if videos:
-        known = {r.name for r in records}
-        unknown = [v for v in videos if v not in known]
-        if unknown:
-            raise S2DError(f"data.videos names unknown videos {unknown}; {root} has {sorted(known)[:10]}...")
-        records = [r for r in records if r.name in set(videos)]
-    if max_videos:
-        records = records[:max_videos]
+    kept = set(_select([r.name for r in records], videos, max_videos, root))
+    records = [r for r in records if r.name in kept]
     _preflight(records)
     if resize is not None:
         for r in records:

@@ -42,12 +42,14 @@ def load_data(cfg: Any) -> Dataset:
     root = data_root(cfg)
     if cfg.data.kind == "demo":
         write_demo_dataset(root, demo_config(cfg))
+    from tqdm import tqdm
+
     ds = open_dataset(cfg.data.kind, root, cfg.data.ann_file, cfg.data.short_side, cfg.data.max_side,
                       cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None,
-                      cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg))
+                      cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg),
+                      lambda it: tqdm(it, desc="SA-V videos", unit="video", disable=not cfg.progress))
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
-    from tqdm import tqdm
 
     if cfg.data.kind == "mp4":
         # every video file is decoded once, here, where its length is first asked (a folder of long videos takes
