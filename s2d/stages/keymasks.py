@@ -22,7 +22,7 @@ from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
 from s2d.stages.common import StageOutput, flow_cache_dir, artifact_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
-VERSION = 1
+VERSION = 2  # bump when the stage's output for the same config changes (2: the flow tracker at the frames' resolution)
 
 
 def params_of(cfg: Any) -> KeymaskParams:

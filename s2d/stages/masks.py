@@ -15,7 +15,7 @@ from s2d.labelset.types import VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
 
 log = logging.getLogger(__name__)
-VERSION = 3  # bump when the stage's output for the same config changes (3: letterbox bars left out of the motion masks)
+VERSION = 4  # bump when the stage's output for the same config changes (4: the motion flow at the frames' resolution)
 
 
 def make_producer(cfg: Any, ds: Dataset):

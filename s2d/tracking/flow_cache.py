@@ -2,7 +2,7 @@
 
 Two stages need the same flow fields of a video: motion masks (stage "masks") and the flow-chaining point
 tracker (stage "keymasks"). Both ask this module; the first computes and stores, the second reads. Entries are
-keyed by the frames' content (a hash of the grey frames and the DIS preset), so a changed video, resolution or
+keyed by the frames' content (a hash of the grey frames and the DIS settings), so a changed video, resolution or
 frame selection never reads stale flow. Fields are stored as float16: 1/1024 px precision below 2 px and
 1/64 px at 32 px, far below the tracker's error, and every caller sees the same rounded values whether the
 cache is on or off.
@@ -21,6 +21,18 @@ from s2d.errors import S2DError
 from s2d.io.atomic import atomic_file
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
+# DIS refines down to this pyramid level: 0 = the frames' own resolution. MEDIUM stops at level 1, half of it,
+# which suits large frames; at the working resolution (240p) that is 120p, coarser than a leg or a wheel and
+# than the motion boundaries. At full resolution the motion masks of the DAVIS clips gained at every frame rate:
+# mean J 0.582 -> 0.610 with all frames, 0.337 -> 0.420 at every 4th (6 fps, YouTube-VIS's and SA-V's annotated
+# rate), for 0.026 s more a frame pair (docs/RESULTS.md, "Optical flow at the frames' resolution")
+FINEST_SCALE = 0
+
+
+def dis_flow(preset: int = PRESET) -> cv2.DISOpticalFlow:
+    dis = cv2.DISOpticalFlow_create(preset)
+    dis.setFinestScale(FINEST_SCALE)
+    return dis
 
 
 def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, out: np.ndarray | None = None
@@ -28,7 +40,7 @@ def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, ou
     """grey frames (H, W) uint8 -> forward flows t -> t+gap and backward flows t+gap -> t, each (T-gap, H, W, 2)
     float16. ``gap`` > 1: the motion masks of a slow video (``s2d.masks.motion``, step 8; not cached). ``out``:
     a (2, T-gap, H, W, 2) float16 array to write them into (the cache's file)."""
-    dis = cv2.DISOpticalFlow_create(preset)
+    dis = dis_flow(preset)
     T = len(gray)
     if out is None:
         out = np.zeros((2, max(T - gap, 0), *gray[0].shape, 2), np.float16)
@@ -40,7 +52,7 @@ def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, ou
 
 
 def flow_key(gray: list[np.ndarray], preset: int = PRESET) -> str:
-    h = hashlib.sha1(f"dis{preset}-{len(gray)}-{gray[0].shape}".encode())
+    h = hashlib.sha1(f"dis{preset}-finest{FINEST_SCALE}-{len(gray)}-{gray[0].shape}".encode())
     for g in gray:
         h.update(np.ascontiguousarray(g).data)
     return h.hexdigest()[:20]
