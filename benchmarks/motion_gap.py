@@ -3,6 +3,7 @@ whether a slow video finds its gap by itself.
 
     python benchmarks/motion_gap.py                       # ../shared/data/davis2016
     python benchmarks/motion_gap.py --repeat 2 4 --gaps 1 2 4
+    python benchmarks/motion_gap.py --strides 2 4 5       # the clips at 12, 6 and 4.8 fps
     python benchmarks/motion_gap.py --videos ../shared/data/demo_videos   # the gap each video gets, no scores
 
 1. Forced gap: the motion evidence of every DAVIS clip computed with frames 1, 2, 4 apart; mean J of the best
@@ -11,7 +12,9 @@ whether a slow video finds its gap by itself.
 2. Slowed clips: each frame shown ``r`` times (r = 2, 4), the annotation with it. Every frame then has a
    neighbour identical to it, so between neighbours nothing moves. Reported: mean J with the neighbouring
    frames only (``max_gap=1``), the gap the default rule picks and mean J with it, against the original clip.
-3. ``--videos``: the gap each video of a folder of video files gets, and its frames with a mask.
+3. Lower frame rates (``--strides``): each clip kept at every s-th frame, 24/s fps (YouTube-VIS ships its frames
+   at 6 fps, SA-V annotates every 4th of 24), masks made by the default rule; mean J over the kept frames.
+4. ``--videos``: the gap each video of a folder of video files gets, and its frames with a mask.
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ def main() -> None:
     ap.add_argument("--davis", type=Path, default=DAVIS)
     ap.add_argument("--gaps", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--repeat", type=int, nargs="*", default=[2, 4])
+    ap.add_argument("--strides", type=int, nargs="*", default=[4], help="keep every s-th frame (24/s fps)")
     ap.add_argument("--videos", type=Path, help="a folder of video files: report the gap each one gets")
     args = ap.parse_args()
 
@@ -69,6 +73,7 @@ def main() -> None:
     ds = open_dataset("davis", args.davis, short_side=240)
     forced = {g: [] for g in args.gaps}
     slowed = {r: [] for r in args.repeat}
+    sparse = {s: [] for s in args.strides}
     for rec in ds:
         frames, fg = rec.video.frames(), rec.gt.masks().any(0)
         same = list(range(len(frames)))
@@ -83,11 +88,17 @@ def main() -> None:
             per, ev = motion_masks(slow, p)
             slowed[k].append((mean_j(near, fg, of), ev.gap, mean_j(per, fg, of)))
             row.append(f"x{k}: neighbours J {slowed[k][-1][0]:.3f}, gap {ev.gap} J {slowed[k][-1][2]:.3f}")
+        for s in args.strides:
+            kept = list(range(0, len(frames), s))
+            per, _ = motion_masks(frames[kept], p)
+            sparse[s].append(mean_j(per, fg, kept))
+            row.append(f"stride {s} J {sparse[s][-1]:.3f}")
         print(f"{rec.name:<15} " + " | ".join(row), flush=True)
     print("mean            " + " | ".join(
         [f"gap {g} J {np.mean(v):.3f}" for g, v in forced.items()]
         + [f"x{k}: neighbours J {np.mean([a for a, _, _ in v]):.3f}, gaps {sorted({g for _, g, _ in v})} "
-           f"J {np.mean([c for _, _, c in v]):.3f}" for k, v in slowed.items()]))
+           f"J {np.mean([c for _, _, c in v]):.3f}" for k, v in slowed.items()]
+        + [f"stride {s} J {np.mean(v):.3f}" for s, v in sparse.items()]))
 
 
 if __name__ == "__main__":

@@ -230,4 +230,17 @@ def test_maskcut_outside_names_the_masks_only_where_it_acts(compose):
     assert fp("maskcut", 0.25) == fp("maskcut", 0.5)
     before = section(compose("masks=motion_maskcut"), "masks")
     before.pop("maskcut_outside")
+    before["flow"] = {"finest_scale": 0}
     assert fp("motion_maskcut", 0.5) == fingerprint("masks", VERSION, "data", before)
+
+
+def test_the_flow_setting_names_the_masks_and_keymasks_that_read_the_flow(compose):
+    """flow.finest_scale changes the motion masks and the flow tracker's tracks, so it enters their fingerprints;
+    MaskCut's masks and another tracker's keymasks do not read the flow and keep their folders."""
+    from s2d.stages.masks import masks_fingerprint
+
+    def fp(source, level):
+        return masks_fingerprint(compose(f"masks={source}", f"flow.finest_scale={level}"), "data")
+
+    assert fp("motion", 0) != fp("motion", 1) and fp("motion_maskcut", 0) != fp("motion_maskcut", 1)
+    assert fp("maskcut", 0) == fp("maskcut", 1)

@@ -20,7 +20,7 @@ from s2d.lit.params import DistillParams
 from s2d.losses.criterion import LossParams
 from s2d.masks.motion import MotionParams
 from s2d.models.params import ModelParams
-from s2d.tracking.params import TrackerParams
+from s2d.tracking.params import FlowParams, TrackerParams
 
 
 @dataclass
@@ -68,6 +68,7 @@ class MasksSchema:
 
 
 TrackerSchema = TrackerParams  # every tracker setting is TrackerParams' (s2d/tracking/params.py)
+FlowSchema = FlowParams        # the dense flow the motion masks and the flow tracker share (the same file)
 
 
 @dataclass
@@ -300,6 +301,7 @@ class S2DConfig:
     paths: PathsSchema = field(default_factory=PathsSchema)
     masks: MasksSchema = field(default_factory=MasksSchema)
     tracker: TrackerSchema = field(default_factory=TrackerSchema)
+    flow: FlowSchema = field(default_factory=FlowSchema)
     keymasks: KeymasksSchema = field(default_factory=KeymasksSchema)
     eval: EvalSchema = field(default_factory=EvalSchema)
     predict: PredictSchema = field(default_factory=PredictSchema)
@@ -377,6 +379,9 @@ def validate_config(cfg: Any) -> None:
     _require(t.window >= 3 and t.levels >= 0, "tracker.window", "window must be >= 3 and levels >= 0")
     _require(t.fb_threshold > 0, "tracker.fb_threshold", f"must be positive, got {t.fb_threshold}")
     _require(0.0 <= t.fb_relative <= 1.0, "tracker.fb_relative", f"must be within [0, 1], got {t.fb_relative}")
+    # DIS stops at the coarsest level of its pyramid; level 3 is an eighth of the frame (30 px rows at 240p)
+    _require(0 <= cfg.flow.finest_scale <= 3, "flow.finest_scale",
+             f"must be a pyramid level within [0, 3] (0: the frames' resolution), got {cfg.flow.finest_scale}")
     k = cfg.keymasks
     for key in ("gamma_thr", "vis_eps", "member_frac", "range_frac", "lambda_j", "one_to_many_j", "baseline_iou"):
         v = k[key]

@@ -204,11 +204,13 @@ def moving_share(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_mo
 
 
 def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams,
-                    gray: list[np.ndarray] | None = None, min_area: float = 0.002) -> MotionEvidence:
+                    gray: list[np.ndarray] | None = None, min_area: float = 0.002,
+                    far_flows: "FarFlowFn | None" = None) -> MotionEvidence:
     """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior.
 
     With the grey frames (``gray``), a video whose frames rarely show motion between neighbours is compared over
-    a longer gap (step 8); ``gap`` of the result says which one."""
+    a longer gap (step 8, flows from ``far_flows``, by default DIS with the default settings); ``gap`` of the
+    result says which one."""
     from s2d.tracking.flow_cache import compute_flows
 
     T, H, W = frames.shape[:3]
@@ -218,7 +220,7 @@ def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: Mot
     k = 2
     while gray is not None and share < p.min_moving_frames and k <= min(p.max_gap, T - 1):
         # float16 as computed (half the memory of float32: 0.9 GB less for 250 frames at 360p), read per frame
-        far, back = compute_flows(gray, gap=k)
+        far, back = far_flows(gray, k) if far_flows is not None else compute_flows(gray, gap=k)
         got = frame_priors(frames, far, back, k, p)
         # kept only where it shows motion on the share asked for: scenery that looks moving on a few frames over
         # a longer gap (parallax, flow errors) is not a slow object
@@ -436,6 +438,7 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
 
 
 FlowFn = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray]]
+FarFlowFn = Callable[[list[np.ndarray], int], tuple[np.ndarray, np.ndarray]]  # (grey frames, gap) -> far, back
 
 # The whole video is held at once (the smoothing runs along it both ways): frames 3 bytes a pixel, grey 1, the
 # two flows 8 (float16), residual and prior 8, the smoothing's sums 8. Traced: 28 bytes a pixel (a test). The
@@ -459,14 +462,15 @@ def smoothing_reach(beta: float) -> int:
 
 
 def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
-                 flows: FlowFn | None = None, progress: Callable[[int], None] | None = None
-                 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], MotionEvidence]:
+                 flows: FlowFn | None = None, progress: Callable[[int], None] | None = None,
+                 far_flows: FarFlowFn | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]], MotionEvidence]:
     """frames (T, H, W, 3) uint8 -> per frame (masks (K, H, W), scores (K,)) and the evidence maps (of the last
     window, step 9: the whole video's when it fits in one).
 
     ``frames``: an array, or anything with ``len`` whose slices ``frames[a:b]`` are (b-a, H, W, 3) arrays (the
     masks stage reads a window of a video at a time); ``flows``: grey frames -> (fwd, bwd) (default: computed
-    here, see ``s2d.tracking.flow_cache``); ``progress``: called with 1 after each frame's masks."""
+    here, see ``s2d.tracking.flow_cache``); ``far_flows``: (grey frames, gap) -> flows that far apart, made
+    like ``flows`` (``FlowCache.far``); ``progress``: called with 1 after each frame's masks."""
     from s2d.tracking.flow_cache import FlowCache
 
     T = len(frames)
@@ -488,7 +492,7 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
         win = np.asarray(frames[a0:b0])
         f, g = fwd[a0:b0 - 1], bwd[a0:b0 - 1]
         ev = None  # the last window's maps go before this one's are made
-        ev = motion_evidence(win, f, g, p, gray[a0:b0], min_area)
+        ev = motion_evidence(win, f, g, p, gray[a0:b0], min_area, far_flows)
         gaps.append(ev.gap)
         for t in range(a - a0, b - a0):
             out.append(instances(win[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area,

@@ -73,10 +73,13 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     from s2d.tracking.factory import make_tracker
 
     longest = max((len(r.video) for r in ds), default=0)
-    fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), section(cfg, "tracker"))
+    tracking = section(cfg, "tracker")
+    if tracking["kind"] == "flow":  # the flow the tracker chains
+        tracking["flow"] = section(cfg, "flow")
+    fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), tracking)
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
-    tracker = make_tracker(cfg.tracker, flow_cache_dir(cfg))
+    tracker = make_tracker(cfg.tracker, flow_cache_dir(cfg), cfg.flow)
     (root / "summaries").mkdir(parents=True, exist_ok=True)
     (root / "overlays").mkdir(parents=True, exist_ok=True)
 

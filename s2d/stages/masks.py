@@ -57,13 +57,13 @@ def make_producer(cfg: Any, ds: Dataset):
     from s2d.tracking.flow_cache import FlowCache
 
     params = MotionParams(**m.motion)
-    flows = FlowCache(flow_cache_dir(cfg)).flows
+    cache = FlowCache(flow_cache_dir(cfg), finest_scale=cfg.flow.finest_scale)
 
     def produce(r: VideoRecord) -> VideoLabels:
         warn_memory(r, peak_bytes(len(r.video), *r.video.size, params))
         with frame_bar(r, progress) as bar:
-            per_frame, ev = motion_masks(FrameWindows(r.video), params, m.max_masks, m.min_area, flows,
-                                         bar.update)
+            per_frame, ev = motion_masks(FrameWindows(r.video), params, m.max_masks, m.min_area, cache.flows,
+                                         bar.update, cache.far)
         if max(ev.gaps) > 1:
             share = f"under {100 * params.min_moving_frames:.0f} %"
             if len(ev.gaps) == 1:
@@ -146,6 +146,8 @@ def masks_fingerprint(cfg: Any, data_fp: str) -> str:
     # motion-only masks and the default demo masks keep their folders
     if m["source"] != "motion_maskcut" or m.get("maskcut_outside") == 0.5:
         m.pop("maskcut_outside", None)
+    if m["source"] in ("motion", "motion_maskcut"):  # the flow the motion masks read
+        m["flow"] = section(cfg, "flow")
     return fingerprint("masks", VERSION, data_fp, m)
 
 

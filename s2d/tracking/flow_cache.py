@@ -19,28 +19,24 @@ import numpy as np
 
 from s2d.errors import S2DError
 from s2d.io.atomic import atomic_file
+from s2d.tracking.params import FlowParams
 
 PRESET = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
-# DIS refines down to this pyramid level: 0 = the frames' own resolution. MEDIUM stops at level 1, half of it,
-# which suits large frames; at the working resolution (240p) that is 120p, coarser than a leg or a wheel and
-# than the motion boundaries. At full resolution the motion masks of the DAVIS clips gained at every frame rate:
-# mean J 0.582 -> 0.610 with all frames, 0.337 -> 0.420 at every 4th (6 fps, YouTube-VIS's and SA-V's annotated
-# rate), for 0.026 s more a frame pair (docs/RESULTS.md, "Optical flow at the frames' resolution")
-FINEST_SCALE = 0
+FINEST_SCALE = FlowParams.finest_scale  # the DIS pyramid level the flow is refined down to (config flow.finest_scale)
 
 
-def dis_flow(preset: int = PRESET) -> cv2.DISOpticalFlow:
+def dis_flow(preset: int = PRESET, finest_scale: int = FINEST_SCALE) -> cv2.DISOpticalFlow:
     dis = cv2.DISOpticalFlow_create(preset)
-    dis.setFinestScale(FINEST_SCALE)
+    dis.setFinestScale(finest_scale)
     return dis
 
 
-def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, out: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, out: np.ndarray | None = None,
+                  finest_scale: int = FINEST_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """grey frames (H, W) uint8 -> forward flows t -> t+gap and backward flows t+gap -> t, each (T-gap, H, W, 2)
     float16. ``gap`` > 1: the motion masks of a slow video (``s2d.masks.motion``, step 8; not cached). ``out``:
     a (2, T-gap, H, W, 2) float16 array to write them into (the cache's file)."""
-    dis = dis_flow(preset)
+    dis = dis_flow(preset, finest_scale)
     T = len(gray)
     if out is None:
         out = np.zeros((2, max(T - gap, 0), *gray[0].shape, 2), np.float16)
@@ -51,8 +47,8 @@ def compute_flows(gray: list[np.ndarray], preset: int = PRESET, gap: int = 1, ou
     return fwd, bwd
 
 
-def flow_key(gray: list[np.ndarray], preset: int = PRESET) -> str:
-    h = hashlib.sha1(f"dis{preset}-finest{FINEST_SCALE}-{len(gray)}-{gray[0].shape}".encode())
+def flow_key(gray: list[np.ndarray], preset: int = PRESET, finest_scale: int = FINEST_SCALE) -> str:
+    h = hashlib.sha1(f"dis{preset}-finest{finest_scale}-{len(gray)}-{gray[0].shape}".encode())
     for g in gray:
         h.update(np.ascontiguousarray(g).data)
     return h.hexdigest()[:20]
@@ -64,17 +60,25 @@ class FlowCache:
     from the page cache as a caller reaches each frame (a window of keymask discovery reads its own frames'),
     and the kernel can drop it and read it again instead of running out of memory (16 bytes a pixel of video,
     1.4 GB for 741 frames at 360p). A caller converts the frame it works on (float16 -> float32 is exact).
-    ``root`` None keeps nothing on disk and the flows in memory."""
+    ``root`` None keeps nothing on disk and the flows in memory. ``far(gray, gap)``: flows between frames
+    ``gap`` apart, with the same settings, not kept (the motion masks of a slow video)."""
 
-    def __init__(self, root: str | Path | None = None, preset: int = PRESET):
+    def __init__(self, root: str | Path | None = None, preset: int = PRESET, finest_scale: int = FINEST_SCALE):
         self.root = Path(root) if root is not None else None
         self.preset = preset
+        self.finest_scale = finest_scale
+
+    def key(self, gray: list[np.ndarray]) -> str:
+        return flow_key(gray, self.preset, self.finest_scale)
+
+    def far(self, gray: list[np.ndarray], gap: int) -> tuple[np.ndarray, np.ndarray]:
+        return compute_flows(gray, self.preset, gap, finest_scale=self.finest_scale)
 
     def flows(self, gray: list[np.ndarray], key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``key``: ``flow_key(gray, preset)`` when the caller has it already (it hashes every frame)."""
+        """``key``: ``self.key(gray)`` when the caller has it already (it hashes every frame)."""
         if self.root is None or len(gray) < 2:  # (a single frame has no flow to keep)
-            return compute_flows(gray, self.preset)
-        path = self.root / f"{key or flow_key(gray, self.preset)}.npy"
+            return compute_flows(gray, self.preset, finest_scale=self.finest_scale)
+        path = self.root / f"{key or self.key(gray)}.npy"
         shape = (2, len(gray) - 1, *gray[0].shape, 2)
         if path.is_file():
             try:
@@ -97,7 +101,7 @@ class FlowCache:
                         raise S2DError(f"no room for the flow of a video ({size / 2 ** 30:.1f} GiB) in {self.root} "
                                        f"({e.strerror}); free disk space there or point paths.artifacts "
                                        "elsewhere") from None
-            compute_flows(gray, self.preset, out=both)
+            compute_flows(gray, self.preset, out=both, finest_scale=self.finest_scale)
             both.flush()
             del both
         both = np.load(path, mmap_mode="r")

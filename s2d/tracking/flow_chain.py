@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from s2d.tracking.base import Tracks, check_queries, sweep
-from s2d.tracking.flow_cache import PRESET, FlowCache, flow_key
+from s2d.tracking.flow_cache import PRESET, FlowCache
 from s2d.tracking.params import TrackerParams
 
 
@@ -49,7 +49,7 @@ class FlowChainTracker:
     def _video_flows(self, gray: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The whole video's flow from the cache, kept in memory for the next window of the same video (a
         window's calls come one after another), so that the file is read once per video."""
-        key = flow_key(gray, self.cache.preset)
+        key = self.cache.key(gray)
         if self._memo is None or self._memo[0] != key:
             self._memo = None  # the last video's fields go before this one's are read
             self._memo = (key, *self.cache.flows(gray, key))

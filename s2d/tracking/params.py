@@ -1,4 +1,5 @@
-"""``TrackerParams``: every point-tracker setting and its default, defined once. The config's ``tracker`` section is
+"""``TrackerParams``: every point-tracker setting and its default, defined once; ``FlowParams`` the dense flow's,
+which the flow tracker and the motion masks share (config section ``flow``). The config's ``tracker`` section is
 this dataclass, and the trackers' constructors take their defaults from it, so a tracker built in a test or a
 benchmark behaves as the one ``s2d run`` builds."""
 from __future__ import annotations
@@ -20,3 +21,11 @@ class TrackerParams:
     cotracker_checkpoint: Optional[str] = None
     device: str = "cpu"
     window_len: int = 60               # CoTracker3's sliding window (frames)
+
+
+@dataclass
+class FlowParams:
+    # the DIS pyramid level the flow is refined down to: 0 the frames' own resolution, 1 half of it (OpenCV's
+    # MEDIUM preset as it is). At 240p, 0 made the motion masks and the tracker more exact at every frame rate
+    # (docs/RESULTS.md, "Optical flow at the frames' resolution")
+    finest_scale: int = 0
