@@ -29,6 +29,16 @@ def test_each_data_config_picks_its_masks_and_the_command_line_wins(compose, dat
     assert compose("experiment=davis2016").masks.source == "motion"
 
 
+def test_real_video_refines_the_flow_to_its_frames_and_the_demo_to_half(compose):
+    """Measured per kind of data (docs/RESULTS.md, "Optical flow at the frames' resolution"): every real-video
+    config keeps the schema's level 0, the demo the preset's level 1; the command line still decides."""
+    assert compose().flow.finest_scale == 1
+    for data in ("davis", "mp4", "frames", "ytvis", "sav"):
+        assert compose(f"data={data}", "data.root=/x").flow.finest_scale == 0
+    assert compose("experiment=davis2016").flow.finest_scale == 0
+    assert compose("flow.finest_scale=0").flow.finest_scale == 0
+
+
 def test_davis_trains_near_its_working_resolution_and_paper_keeps_its_crops(compose):
     """data=davis picks 192x256 crops for its 240p frames; the paper schedule, composed after the data, keeps the
     method's crops; the command line still decides."""
@@ -126,6 +136,8 @@ def test_wrong_type_fails(compose):
     ("final.lr=0", "final.lr"),
     ("final.repeat_iou=0", "final.repeat_iou"),
     ("final.repeat_iou=1.5", "final.repeat_iou"),
+    ("flow.finest_scale=-1", "flow.finest_scale"),
+    ("flow.finest_scale=4", "flow.finest_scale"),
     ("label.input_scale=0", "label.input_scale"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):

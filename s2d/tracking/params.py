@@ -26,6 +26,7 @@ class TrackerParams:
 @dataclass
 class FlowParams:
     # the DIS pyramid level the flow is refined down to: 0 the frames' own resolution, 1 half of it (OpenCV's
-    # MEDIUM preset as it is). At 240p, 0 made the motion masks and the tracker more exact at every frame rate
-    # (docs/RESULTS.md, "Optical flow at the frames' resolution")
+    # MEDIUM preset as it is). At 240p, 0 made the motion masks and the tracker more exact at every frame rate;
+    # the demo's config keeps 1, where its learned stages measured better (docs/RESULTS.md, "Optical flow at the
+    # frames' resolution")
     finest_scale: int = 0
