@@ -205,7 +205,7 @@ def moving_share(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_mo
 
 def motion_evidence(frames: np.ndarray, fwd: np.ndarray, bwd: np.ndarray, p: MotionParams,
                     gray: list[np.ndarray] | None = None, min_area: float = 0.002,
-                    far_flows: "FarFlowFn | None" = None) -> MotionEvidence:
+                    far_flows: FarFlowFn | None = None) -> MotionEvidence:
     """frames (T, H, W, 3), fwd/bwd (T-1, H, W, 2) -> residual, prior, reliability and smoothed prior.
 
     With the grey frames (``gray``), a video whose frames rarely show motion between neighbours is compared over
