@@ -21,10 +21,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
-import numpy as np
-from PIL import Image
-
-from s2d.data.video import IMAGE_EXTS, ContainerSource, ImageFolderSource, Resize, Video
+from s2d.data.video import IMAGE_EXTS, ContainerSource, ImageFolderSource, Resize, Video, read_davis_mask
 from s2d.errors import CorruptFrameError, LabelsetError, S2DError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, VideoLabels
@@ -39,17 +36,14 @@ def is_frames_layout(root: Path) -> bool:
     return (root / "JPEGImages_24fps").is_dir()
 
 
-def list_videos(root: Path) -> list[str]:
-    """The video names under ``root`` (either layout), sorted."""
-    if is_frames_layout(root):
-        return sorted(d.name for d in (root / "JPEGImages_24fps").iterdir() if d.is_dir())
-    if root.is_file():
-        return [root.stem]
-    names = sorted(p.stem for p in root.rglob("*.mp4"))
+def video_files(root: Path) -> dict[str, Path]:
+    """Train's layout: video name -> its mp4 (``root`` itself when it is one), sorted by name."""
+    files = [root] if root.is_file() else sorted(root.rglob("*.mp4"), key=lambda p: p.stem)
+    names = [p.stem for p in files]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise S2DError(f"{root}: SA-V video names must be unique, found several files named {dupes[:5]}")
-    return names
+    return dict(zip(names, files))
 
 
 def read_masklets(path: Path, video_id: str) -> tuple[int, int, int, list[list[dict | None]]]:
@@ -85,16 +79,6 @@ def read_masklets(path: Path, video_id: str) -> tuple[int, int, int, list[list[d
     return h, w, len(frames), tubes
 
 
-def _read_object_png(path: Path, video_id: str, index: int) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return np.asarray(im.convert("L") if im.mode not in ("L", "P", "1") else im) > 0
-    except (OSError, SyntaxError) as e:
-        raise CorruptFrameError(f"cannot decode annotation ({e})", video_id=video_id, frame_index=index,
-                                path=path) from None
-
-
 def _frames_video(root: Path, name: str, vid: int, resize: Resize | None) -> tuple[Video, VideoLabels | None]:
     jpg_dir = root / "JPEGImages_24fps" / name
     jpgs = {p.stem: p for p in jpg_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")}
@@ -120,7 +104,7 @@ def _frames_video(root: Path, name: str, vid: int, resize: Resize | None) -> tup
             if path is None:
                 segs.append(None)
                 continue
-            m = _read_object_png(path, name, t)
+            m = read_davis_mask(path, name, t) > 0  # a binary PNG: 0/255, 0/1 or a palette
             if h is None:
                 h, w = m.shape
             elif m.shape != (h, w):
@@ -141,7 +125,7 @@ def _file_video(path: Path, name: str, vid: int, resize: Resize | None, stride: 
         return Video(name, src, resize), None
     h, w, n_ann, tubes = read_masklets(manual, name)
     keep = list(range(0, n_ann, stride))[:max_frames]  # the annotated frames this run keeps
-    src = ContainerSource(name, path, resize, ANNOTATION_STRIDE * stride, len(keep) or max_frames, decoded_dir)
+    src = ContainerSource(name, path, resize, ANNOTATION_STRIDE * stride, len(keep), decoded_dir)
     video = Video(name, src, resize)
     decoded = len(video)
     if decoded < len(keep):
@@ -163,23 +147,26 @@ def open_sav(root: Path, resize: Resize | None, stride: int = 1, max_frames: int
              decoded_dir: Path | None = None,
              select: Callable[[list[str]], list[str]] = lambda names: names,
              progress: Callable[[Iterable], Iterable] = lambda it: it) -> list[tuple[Video, int, VideoLabels | None]]:
-    """(video, id, ground truth at the annotation's size) for each video ``select`` keeps of ``list_videos``.
+    """(video, id, ground truth at the annotation's size) for each video of ``root`` (either layout, sorted
+    by name) that ``select`` keeps.
     ``stride`` / ``max_frames`` count annotated frames (``stride=2``: every 8th frame of the 24 fps video). The
     selection comes before any json or PNG is read: SA-V train has 50k videos. ``progress`` wraps the loop over
     the chosen videos (a progress bar: each mp4 is decoded here, to line its frames up with the masklets)."""
-    names = list_videos(root)
+    frames_layout = is_frames_layout(root)
+    files = {} if frames_layout else video_files(root)  # the tree walked once: 50k files in train
+    names = sorted(d.name for d in (root / "JPEGImages_24fps").iterdir() if d.is_dir()) if frames_layout \
+        else list(files)
     if not names:
         raise S2DError(f"{root}: no SA-V videos found (expected **/sav_*.mp4 with *{MANUAL_SUFFIX} beside them, "
                        "or JPEGImages_24fps/<video>/ with Annotations_6fps/<video>/<object>/)")
     ids = {n: i for i, n in enumerate(names, start=1)}
     chosen = progress(select(names))
     out = []
-    if is_frames_layout(root):
+    if frames_layout:
         for n in chosen:
             video, gt = _frames_video(root, n, ids[n], resize)
             out.append((video, ids[n], gt))  # image folders are subsampled with their labels by the caller
         return out
-    files = {root.stem: root} if root.is_file() else {p.stem: p for p in root.rglob("*.mp4")}
     for n in chosen:
         video, gt = _file_video(files[n], n, ids[n], resize, stride, max_frames, decoded_dir)
         out.append((video, ids[n], gt))

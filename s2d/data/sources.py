@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
-from PIL import Image
 
 from s2d.choices import DataKind
 from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
 from s2d.data.sav import open_sav
 from s2d.data.shots import Shot
 from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolderSource, Resize, Video,
-                            resize_masks)
+                            read_davis_mask, resize_masks)
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import read_labelset_json
@@ -144,25 +143,6 @@ def _davis_layout(root: Path) -> list[tuple[str, Path, Path | None]]:
     if not seqs:
         raise S2DError(f"{root}: no DAVIS sequences found (expected JPEGImages/<seq>/ or <seq>/JPEGImages/)")
     return seqs
-
-
-def read_davis_mask(path: Path, video_id: str, index: int) -> np.ndarray:
-    """A DAVIS annotation -> (H, W) int label map: 0 background, 1.. instances, 255 void.
-
-    DAVIS-2017 files are palette PNGs whose indices are instance ids (255 = void). DAVIS-2016 files are
-    8-bit greyscale with values {0, 255}: binary foreground, which becomes instance 1.
-    """
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im if mode in ("P", "L") else im.convert("L")).astype(np.int32)
-    except (OSError, SyntaxError) as e:
-        raise CorruptFrameError(f"cannot decode annotation ({e})", video_id=video_id, frame_index=index,
-                                path=path) from None
-    if mode != "P" and set(np.unique(arr).tolist()) <= {0, 255}:
-        arr = (arr == 255).astype(np.int32)
-    return arr
 
 
 def open_davis(root: Path, resize: Resize | None = None) -> list[VideoRecord]:

@@ -73,6 +73,25 @@ def read_image(path: Path, video_id: str, index: int) -> np.ndarray:
                                 path=path) from None
 
 
+def read_davis_mask(path: Path, video_id: str, index: int) -> np.ndarray:
+    """A DAVIS annotation -> (H, W) int label map: 0 background, 1.. instances, 255 void.
+
+    Also what any binary mask PNG reads as (SA-V's, ``> 0``). DAVIS-2017 files are palette PNGs whose indices are instance ids (255 = void). DAVIS-2016 files are
+    8-bit greyscale with values {0, 255}: binary foreground, which becomes instance 1.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im if mode in ("P", "L") else im.convert("L")).astype(np.int32)
+    except (OSError, SyntaxError) as e:
+        raise CorruptFrameError(f"cannot decode annotation ({e})", video_id=video_id, frame_index=index,
+                                path=path) from None
+    if mode != "P" and set(np.unique(arr).tolist()) <= {0, 255}:
+        arr = (arr == 255).astype(np.int32)
+    return arr
+
+
 class FrameSource(Protocol):
     def __len__(self) -> int: ...
     def read(self, index: int) -> np.ndarray: ...
