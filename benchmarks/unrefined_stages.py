@@ -10,7 +10,10 @@ distilled teacher's dense labelset and its final model's predictions again with 
 them beside the refined ones: the models' own masks against each other, and what the refinement adds to each.
 
 The run's config is composed from ``conf/`` and the run's ``.hydra/overrides.yaml``; its checkpoints are found
-by their fingerprints, as ``s2d run`` finds them. The refined sets come from the run's artifacts (made again if
+by their fingerprints, as ``s2d run`` finds them. A run made before a setting entered the fingerprints (its
+checkpoint folders carry older names) is scored from the one ``distill-*`` and the one ``final-*`` folder it
+holds, and only when today's code remakes its labels exactly: its sparse keymasks and refined dense labelset
+must score as its metrics.json recorded them, or the run is skipped with the numbers that differ. The refined sets come from the run's artifacts (made again if
 missing); the unrefined ones go to a temporary folder, so the run's artifacts are never changed. Self-training
 rounds after the first (``final.rounds`` > 1) are not covered: the run is skipped with a message.
 """
@@ -43,6 +46,35 @@ def run_config(run: Path):
         return compose("s2d", overrides=[*keep, "progress=false"])
 
 
+def only_checkpoint(run: Path, stage: str) -> Path | None:
+    """The last.ckpt of the run's one ``<stage>-*`` checkpoint folder (a run whose fingerprints are older than
+    today's code), None with a message when there is none or more than one."""
+    found = sorted((run / "checkpoints").glob(f"{stage}-*/last.ckpt"))
+    if len(found) != 1:
+        print(f"{run}: no checkpoint under today's fingerprint and {len(found)} {stage}-* folders "
+              "(one is needed to read it as the run's), skipped")
+        return None
+    return found[0]
+
+
+def same_scores(run: Path, row: str, now: dict[str, float]) -> bool:
+    """Whether labels made by today's code score as the run's metrics.json recorded them (the row whose name starts
+    with ``row``, every metric both have, to 4 decimals): the check that an older run's checkpoints are read
+    against the labels they were trained on and from."""
+    import json
+
+    recorded = json.loads((run / "metrics.json").read_text())["metrics"]
+    then = next((v for k, v in recorded.items() if k.startswith(row)), None)
+    if then is None:
+        print(f"{run}: metrics.json has no '{row}' row, skipped")
+        return False
+    differ = {m: (then[m], now[m]) for m in then if m in now and round(then[m], 4) != round(now[m], 4)}
+    if differ:
+        print(f"{run}: its checkpoints carry older fingerprints, and today's {row} differ from the run's "
+              f"(then, now): {differ}; skipped")
+    return not differ
+
+
 def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, float]]] | None:
     """-> {"refined" | "unrefined": {row: {metric: value}}}, or None when the run cannot be scored."""
     from omegaconf import OmegaConf
@@ -62,18 +94,24 @@ def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, fl
         print(f"{run}: its data has no ground truth, skipped")
         return None
     km, km_fp = up.keymasks.labels, up.keymasks.fingerprint
+    gt = up.ds.gt_labelset()
+    voids = {r.name: r.void for r in up.ds if r.void is not None}
     teacher = distill_stage.checkpoint_dir(cfg, run, "distill", km_fp, "sparse") / "last.ckpt"
-    if not teacher.is_file():
-        print(f"{run}: no finished distill checkpoint ({teacher}), skipped")
-        return None
+    older = not teacher.is_file()
+    if older:
+        teacher = only_checkpoint(run, "distill")
+        if teacher is None or not same_scores(run, "sparse keymasks", score(gt, km, voids)):
+            return None
     refined = label_stage.compute(cfg, up.ds, teacher, up.data_fp, (km, km_fp))
     final = distill_stage.checkpoint_dir(final_stage.stage_config(cfg), run, "final", refined.fingerprint,
                                          "dense") / "last.ckpt"
+    if older:
+        final = only_checkpoint(run, "final")
+        if final is None or not same_scores(run, "dense labelset", score(gt, refined.labels, voids)):
+            return None
     if not final.is_file():
         print(f"{run}: no finished final checkpoint ({final}), skipped")
         return None
-    gt = up.ds.gt_labelset()
-    voids = {r.name: r.void for r in up.ds if r.void is not None}
     out: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         raw = OmegaConf.merge(cfg, {"label": {"refine": False}, "final": {"refine": False},
