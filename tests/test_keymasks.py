@@ -294,3 +294,54 @@ def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
     a = discover_keymasks(v.frames[:24], *short, tracker, KeymaskParams(window=24))
     b = discover_keymasks(v.frames[:24], *short, tracker, KeymaskParams(window=0))
     assert [i.members for i in a.instances] == [i.members for i in b.instances] and "windows" not in a.summary
+
+
+def test_videos_whose_masks_give_no_instance_are_named_with_the_step_that_lost_them():
+    from s2d.stages.keymasks import without_instances
+
+    p = KeymaskParams()
+    rows = [
+        {"video": "kept", "masks_in": 40, "visibility_clusters": 1, "candidates": 12, "instances": 2},
+        {"video": "bare", "masks_in": 0, "visibility_clusters": 0, "candidates": 0, "instances": 0},
+        {"video": "short", "masks_in": 3, "visibility_clusters": 0, "candidates": 0, "instances": 0},
+        {"video": "noise", "masks_in": 9, "visibility_clusters": 0, "candidates": 0, "instances": 0},
+        {"video": "brief", "masks_in": 9, "visibility_clusters": 2, "candidates": 0, "instances": 0},
+        {"video": "unmatched", "masks_in": 9, "visibility_clusters": 1, "candidates": 4, "instances": 0},
+    ]
+    got = without_instances(rows, p)
+    # a video with instances, or without any mask (the masks stage names those), is not listed
+    assert [g.split(" ")[0] for g in got] == ["short", "noise", "brief", "unmatched"]
+    assert "3 mask(s)" in got[0] and f"keymasks.vis_min_samples={p.vis_min_samples}" in got[0]
+    assert "no visibility cluster" in got[1] and f"keymasks.vis_eps={p.vis_eps}" in got[1]
+    assert f"keymasks.range_frac={p.range_frac}" in got[2]
+    assert f"keymasks.lambda_j={p.lambda_j}" in got[3]
+
+
+def test_a_two_frame_video_is_named_when_its_masks_give_no_keymask(compose, tmp_path, caplog):
+    """Through the stage: a video of 2 frames has masks but too few to cluster, and the log names it and why."""
+    import logging
+
+    from PIL import Image
+
+    from s2d.data.demo import make_demo_video
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    moving = make_demo_video(0, 8, 96, 128, 2)
+    for name, frames in (("whole", moving.frames), ("two", moving.frames[:2])):
+        (tmp_path / "videos" / name).mkdir(parents=True)
+        for t, f in enumerate(frames):
+            Image.fromarray(f).save(tmp_path / "videos" / name / f"{t:05d}.png")
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.short_side=96", "progress=false",
+                  "keymasks.overlays=false")
+    ds = load_data(cfg)
+    data_fp = data_fingerprint(cfg, ds)
+    masks = masks_stage.compute(cfg, ds, data_fp)
+    assert 0 < sum(len(i.frames_with_mask) for i in masks.labels["two"].instances) < 5
+    with caplog.at_level(logging.WARNING, logger="s2d.stages.keymasks"):
+        out = keymasks_stage.compute(cfg, ds, masks.labels, masks.fingerprint)
+    assert not out.labels["two"].instances and out.labels["whole"].instances
+    msgs = [r.getMessage() for r in caplog.records if "no keymask instance" in r.getMessage()]
+    assert len(msgs) == 1 and "1 of 2 video(s)" in msgs[0] and "two (" in msgs[0] and "whole" not in msgs[0]
+    assert "keymasks.vis_min_samples=5" in msgs[0]

@@ -356,7 +356,7 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
     # "boxed": the moving video with black bars of 12 rows above and below (letterboxed), named with its picture
     boxed = np.pad(moving.frames, ((0, 0), (12, 12), (0, 0), (0, 0)))
     for name, frames in (("moving", moving.frames), ("slow", np.repeat(moving.frames, 2, 0)),
-                         ("still", [moving.frames[0]] * 6), ("boxed", boxed)):
+                         ("still", [moving.frames[0]] * 6), ("boxed", boxed), ("single", moving.frames[:1])):
         (tmp_path / "videos" / name).mkdir(parents=True)
         for t, f in enumerate(frames):
             Image.fromarray(f).save(tmp_path / "videos" / name / f"{t:05d}.png")
@@ -364,11 +364,14 @@ def test_a_video_without_any_mask_is_named_with_what_to_try(compose, tmp_path, c
     ds = load_data(cfg)
     with caplog.at_level(logging.INFO, logger="s2d.stages.masks"):
         out = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-    assert [v.name for v in out.labels if not v.instances] == ["still"]
+    assert sorted(v.name for v in out.labels if not v.instances) == ["single", "still"]
     slow = [r.getMessage() for r in caplog.records if "moves slowly" in r.getMessage()]
     assert len(slow) == 1 and slow[0].startswith("masks: slow ") and "frames 2 apart" in slow[0]
     msgs = [r.getMessage() for r in caplog.records if "no mask on any frame" in r.getMessage()]
-    assert len(msgs) == 1 and "1 of 4 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
+    assert len(msgs) == 1 and "1 of 5 video(s)" in msgs[0] and ": still;" in msgs[0] and "data.stride" in msgs[0]
+    # a one-frame video is named apart: nothing there can move, so the slow-mover advice would mislead
+    one = [r.getMessage() for r in caplog.records if "single frame" in r.getMessage()]
+    assert len(one) == 1 and "1 of 5 video(s)" in one[0] and ": single;" in one[0] and "motion_maskcut" in one[0]
     bars = [r.getMessage() for r in caplog.records if "black bars" in r.getMessage()]
     # 12 of 120 rows at short side 96 are 9.6: rows 0-8 and 87-95 stay black, rows 9 and 86 are blended
     assert bars == ["masks: boxed has black bars at its edges: its motion masks are made on the picture, rows 9-86 "

@@ -119,4 +119,32 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n" + "".join(
         "| " + " | ".join(str(r.get(k, 1 if k == "windows" else "")) for k in keys) + " |\n" for r in rows)
     atomic_write_text(root / "summary.md", table)
+    lost = without_instances(rows, params)
+    if lost:
+        log.warning("keymasks: %d of %d video(s) have masks but no keymask instance, so nothing downstream learns "
+                    "from them: %s%s", len(lost), len(rows), "; ".join(lost[:10]), " ..." if len(lost) > 10 else "")
     return StageOutput(ls, root, fp, baseline)
+
+
+def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:
+    """The videos whose masks gave no keymask instance, each with the step that lost them (rows: the per-video
+    summaries). The masks stage names videos with no mask at all; these had masks, and the user's question is which
+    setting stopped them: a visibility cluster needs ``vis_min_samples`` masks (a video of 2 frames has 2 or 3),
+    a candidate must be visible on over ``range_frac`` of its cluster's frames, and a keymask must match its
+    propagated points above ``lambda_j``."""
+    out = []
+    for r in rows:
+        n = r.get("masks_in", 0)
+        if not n or r.get("instances", 0):
+            continue
+        if n < p.vis_min_samples:
+            why = f"{n} mask(s), fewer than a visibility cluster needs (keymasks.vis_min_samples={p.vis_min_samples})"
+        elif not r.get("visibility_clusters", 0):
+            why = (f"{n} masks in no visibility cluster (keymasks.vis_eps={p.vis_eps}, "
+                   f"keymasks.vis_min_samples={p.vis_min_samples})")
+        elif not r.get("candidates", 0):
+            why = f"no mask visible on enough of its cluster's frames (keymasks.range_frac={p.range_frac})"
+        else:
+            why = f"no candidate matched its propagated points (keymasks.lambda_j={p.lambda_j})"
+        out.append(f"{r['video']} ({why})")
+    return out

@@ -165,12 +165,23 @@ def warn_empty(cfg: Any, ls) -> None:
     is an object slower than masks.motion.min_residual (3 px at 240p) even masks.motion.max_gap frames apart, or
     a still one (a slow video is compared over longer gaps by itself: the demo mp4 of an apple at 10 fps had no
     mask on its 50 frames between neighbours, 39 frames with a mask 2 frames apart, docs/RESULTS.md)."""
-    empty = [v.name for v in ls if not v.instances]
+    empty = [v for v in ls if not v.instances]
     if not empty:
         return
+    if cfg.masks.source == "motion":
+        # a single frame has no motion to see: saying "nothing moved" would send the user after the wrong setting
+        single = [v.name for v in empty if v.length < 2]
+        if single:
+            log.warning("masks: %d of %d video(s) have a single frame, where masks from motion see nothing: %s%s; "
+                        "for still images use masks=motion_maskcut or masks=imported", len(single), len(ls.videos),
+                        ", ".join(single[:10]), " ..." if len(single) > 10 else "")
+        empty = [v for v in empty if v.length >= 2]
+        if not empty:
+            return
     hint = (f"nothing moved against the camera by more than masks.motion.min_residual, even "
             f"{cfg.masks.motion.max_gap} frames apart (a very slow mover: a larger masks.motion.max_gap or "
             "data.stride; a still object: masks=motion_maskcut or masks=imported)" if "motion" in cfg.masks.source else
             "try other masks (masks=motion, masks=imported)")
-    log.warning("masks: %d of %d video(s) have no mask on any frame: %s%s; %s", len(empty), len(ls.videos),
-                ", ".join(empty[:10]), " ..." if len(empty) > 10 else "", hint)
+    names = [v.name for v in empty]
+    log.warning("masks: %d of %d video(s) have no mask on any frame: %s%s; %s", len(names), len(ls.videos),
+                ", ".join(names[:10]), " ..." if len(names) > 10 else "", hint)
