@@ -13,9 +13,10 @@ The run's config is composed from ``conf/`` and the run's ``.hydra/overrides.yam
 by their fingerprints, as ``s2d run`` finds them. A run made before a setting entered the fingerprints (its
 checkpoint folders carry older names) is scored from the one ``distill-*`` and the one ``final-*`` folder it
 holds, and only when today's code remakes its labels exactly: its sparse keymasks and refined dense labelset
-must score as its metrics.json recorded them, or the run is skipped with the numbers that differ. The refined sets come from the run's artifacts (made again if
-missing); the unrefined ones go to a temporary folder, so the run's artifacts are never changed. Self-training
-rounds after the first (``final.rounds`` > 1) are not covered: the run is skipped with a message.
+must score as its metrics.json recorded them, or the run is skipped with the numbers that differ. The refined
+sets come from the run's artifacts (made again if missing); the unrefined ones go to a temporary folder, so the
+run's artifacts are never changed. Self-training rounds after the first (``final.rounds`` > 1) are not covered:
+the run is skipped with a message.
 """
 from __future__ import annotations
 
