@@ -76,8 +76,9 @@ def read_image(path: Path, video_id: str, index: int) -> np.ndarray:
 def read_davis_mask(path: Path, video_id: str, index: int) -> np.ndarray:
     """A DAVIS annotation -> (H, W) int label map: 0 background, 1.. instances, 255 void.
 
-    Also what any binary mask PNG reads as (SA-V's, ``> 0``). DAVIS-2017 files are palette PNGs whose indices are instance ids (255 = void). DAVIS-2016 files are
-    8-bit greyscale with values {0, 255}: binary foreground, which becomes instance 1.
+    Also what any binary mask PNG reads as (SA-V's, ``> 0``). DAVIS-2017 files are palette PNGs whose indices
+    are instance ids (255 = void). DAVIS-2016 files are 8-bit greyscale with values {0, 255}: binary foreground,
+    which becomes instance 1.
     """
     try:
         with Image.open(path) as im:

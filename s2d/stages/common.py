@@ -35,6 +35,12 @@ def section(cfg: Any, key: str) -> dict:
         else dict(cfg[key])
 
 
+def listed(items: list[str], sep: str = ", ", most: int = 10) -> str:
+    """The first ``most`` of ``items`` for a log line, " ..." after them when there are more (a stage's warning
+    names videos, and a data set of thousands must not fill the log)."""
+    return sep.join(items[:most]) + (" ..." if len(items) > most else "")
+
+
 def artifact_dir(cfg: Any, stage: str, fp: str) -> Path:
     return Path(cfg.paths.artifacts) / f"{stage}-{fp}"
 

@@ -19,7 +19,7 @@ from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
-from s2d.stages.common import StageOutput, flow_cache_dir, artifact_dir, run_per_video, section
+from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, listed, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 2  # bump when the stage's output for the same config changes (2: the flow tracker at the frames' resolution)
@@ -122,7 +122,7 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     lost = without_instances(rows, params)
     if lost:
         log.warning("keymasks: %d of %d video(s) have masks but no keymask instance, so nothing downstream learns "
-                    "from them: %s%s", len(lost), len(rows), "; ".join(lost[:10]), " ..." if len(lost) > 10 else "")
+                    "from them: %s", len(lost), len(rows), listed(lost, "; "))
     return StageOutput(ls, root, fp, baseline)
 
 

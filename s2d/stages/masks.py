@@ -12,7 +12,7 @@ from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset.frames import frames_to_labels
 from s2d.labelset.types import VideoLabels
-from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, run_per_video, section
+from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, listed, run_per_video, section
 
 log = logging.getLogger(__name__)
 VERSION = 4  # bump when the stage's output for the same config changes (4: the motion flow at the frames' resolution)
@@ -166,22 +166,19 @@ def warn_empty(cfg: Any, ls) -> None:
     a still one (a slow video is compared over longer gaps by itself: the demo mp4 of an apple at 10 fps had no
     mask on its 50 frames between neighbours, 39 frames with a mask 2 frames apart, docs/RESULTS.md)."""
     empty = [v for v in ls if not v.instances]
-    if not empty:
-        return
     if cfg.masks.source == "motion":
         # a single frame has no motion to see: saying "nothing moved" would send the user after the wrong setting
         single = [v.name for v in empty if v.length < 2]
         if single:
-            log.warning("masks: %d of %d video(s) have a single frame, where masks from motion see nothing: %s%s; "
+            log.warning("masks: %d of %d video(s) have a single frame, where masks from motion see nothing: %s; "
                         "for still images use masks=motion_maskcut or masks=imported", len(single), len(ls.videos),
-                        ", ".join(single[:10]), " ..." if len(single) > 10 else "")
+                        listed(single))
         empty = [v for v in empty if v.length >= 2]
-        if not empty:
-            return
+    if not empty:
+        return
     hint = (f"nothing moved against the camera by more than masks.motion.min_residual, even "
             f"{cfg.masks.motion.max_gap} frames apart (a very slow mover: a larger masks.motion.max_gap or "
             "data.stride; a still object: masks=motion_maskcut or masks=imported)" if "motion" in cfg.masks.source else
             "try other masks (masks=motion, masks=imported)")
-    names = [v.name for v in empty]
-    log.warning("masks: %d of %d video(s) have no mask on any frame: %s%s; %s", len(names), len(ls.videos),
-                ", ".join(names[:10]), " ..." if len(names) > 10 else "", hint)
+    log.warning("masks: %d of %d video(s) have no mask on any frame: %s; %s", len(empty), len(ls.videos),
+                listed([v.name for v in empty]), hint)
