@@ -13,7 +13,9 @@ whether a slow video finds its gap by itself.
    neighbour identical to it, so between neighbours nothing moves. Reported: mean J with the neighbouring
    frames only (``max_gap=1``), the gap the default rule picks and mean J with it, against the original clip.
 3. Lower frame rates (``--strides``): each clip kept at every s-th frame, 24/s fps (YouTube-VIS ships its frames
-   at 6 fps, SA-V annotates every 4th of 24), masks made by the default rule; mean J over the kept frames.
+   at 6 fps, SA-V annotates every 4th of 24), masks made by the default rule; mean J over the kept frames. Beside
+   it the masks made from the recording, every frame up to the last kept one, and kept on the kept frames: what
+   ``masks.full_rate`` does where the frames in between are on disk (s2d/data/full_rate.py).
 4. ``--videos``: the gap each video of a folder of video files gets, and its frames with a mask.
 """
 from __future__ import annotations
@@ -74,6 +76,7 @@ def main() -> None:
     forced = {g: [] for g in args.gaps}
     slowed = {r: [] for r in args.repeat}
     sparse = {s: [] for s in args.strides}
+    full = {s: [] for s in args.strides}
     for rec in ds:
         frames, fg = rec.video.frames(), rec.gt.masks().any(0)
         same = list(range(len(frames)))
@@ -92,13 +95,15 @@ def main() -> None:
             kept = list(range(0, len(frames), s))
             per, _ = motion_masks(frames[kept], p)
             sparse[s].append(mean_j(per, fg, kept))
-            row.append(f"stride {s} J {sparse[s][-1]:.3f}")
+            per, _ = motion_masks(frames[:kept[-1] + 1], p)
+            full[s].append(mean_j([per[t] for t in kept], fg, kept))
+            row.append(f"stride {s} J {sparse[s][-1]:.3f}, from the recording {full[s][-1]:.3f}")
         print(f"{rec.name:<15} " + " | ".join(row), flush=True)
     print("mean            " + " | ".join(
         [f"gap {g} J {np.mean(v):.3f}" for g, v in forced.items()]
         + [f"x{k}: neighbours J {np.mean([a for a, _, _ in v]):.3f}, gaps {sorted({g for _, g, _ in v})} "
            f"J {np.mean([c for _, _, c in v]):.3f}" for k, v in slowed.items()]
-        + [f"stride {s} J {np.mean(v):.3f}" for s, v in sparse.items()]))
+        + [f"stride {s} J {np.mean(v):.3f}, from the recording {np.mean(full[s]):.3f}" for s, v in sparse.items()]))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,17 @@ def test_train_layout_at_the_working_resolution_with_stride_and_cap(sav_train):
     assert r.video.frame_names() == ["00000", "00004"] and r.gt.length == 2 and (r.gt.masks()[1, 1] == box(1, 1)).all()
 
 
+def test_train_layout_keeps_the_24_fps_frames_between_for_the_motion_masks(sav_train):
+    # the recording up to the last annotated frame, each annotated frame at its place in it (s2d.data.full_rate)
+    fr = open_dataset("sav", sav_train)["sav_000001"].video.full_rate
+    assert fr.at == (0, 4, 8) and len(fr.video) == 9
+    assert all(abs(g - grey(t)) <= 3 for t, g in enumerate(frame_greys(fr.video)))
+    # with data.stride=2 (every 8th frame kept) the recording is every 2nd frame: frames 0, 2, ... 8
+    fr = open_dataset("sav", sav_train, stride=2)["sav_000001"].video.full_rate
+    assert fr.at == (0, 4) and all(abs(g - grey(2 * t)) <= 3 for t, g in enumerate(frame_greys(fr.video)))
+    assert len(fr.video) == 5
+
+
 def test_train_layout_selects_before_reading_and_names_a_bad_json(sav_train):
     bad = sav_train / "sav_001" / "sav_000002_manual.json"
     write_mp4(sav_train / "sav_001" / "sav_000002.mp4")
@@ -155,6 +166,10 @@ def test_val_layout_reads_one_png_per_object_and_annotated_frame(tmp_path):
     r = open_dataset("sav", root, stride=2, videos=["sav_000100"])["sav_000100"]
     assert [p.name for p in r.video.source.paths] == ["00000.jpg", "00008.jpg"]
     assert (r.gt.masks()[1, 1] == box(2, 1)).all()
+    # the 24 fps frames between stay readable for the motion masks and the tracker, up to the last kept frame
+    for got, at in ((ds["sav_000100"], (0, 4, 8)), (ds["sav_000200"], (0, 4, 8)), (r, (0, 8))):
+        fr = got.video.full_rate
+        assert fr.at == at and [p.name for p in fr.video.source.paths] == [f"{t:05d}.jpg" for t in range(9)]
 
 
 def test_an_empty_folder_says_what_sav_looks_like(tmp_path):

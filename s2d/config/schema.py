@@ -34,6 +34,9 @@ class DataSchema:
     videos: Optional[List[str]] = None
     stride: int = 1                    # keep every stride-th frame of a video (long mp4s)
     max_frames: Optional[int] = None   # ... and at most this many frames per video
+    # ytvis: a folder with every frame of each video (YouTube-VIS's <split>_all_frames/JPEGImages), which the motion
+    # masks and the tracker read between the json's frames, every 5th (masks.full_rate, tracker.full_rate)
+    all_frames: Optional[str] = None
     demo: DemoConfig = field(default_factory=DemoConfig)  # the generator's own parameters
     shots: ShotParams = field(default_factory=ShotParams)  # videos cut at shot cuts (s2d/data/shots.py)
 
@@ -65,6 +68,9 @@ class MasksSchema:
     import_path: Optional[str] = None  # COCO json or folder of label-map PNGs
     import_format: ImportFormat = ImportFormat.coco  # coco | png
     motion: MotionParams = field(default_factory=MotionParams)  # masks from motion (source motion*)
+    # motion from the recording's frames between the video's, where the data has them (SA-V's 24 fps between its
+    # annotated frames, data.all_frames, data.stride on image folders; s2d/data/full_rate.py)
+    full_rate: bool = True
 
 
 TrackerSchema = TrackerParams  # every tracker setting is TrackerParams' (s2d/tracking/params.py)

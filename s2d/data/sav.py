@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
+from s2d.data.full_rate import FullRate, image_full_rate
 from s2d.data.video import IMAGE_EXTS, ContainerSource, ImageFolderSource, Resize, Video, read_davis_mask
 from s2d.errors import CorruptFrameError, LabelsetError, S2DError
 from s2d.labelset import rle as rle_utils
@@ -93,6 +94,8 @@ def _frames_video(root: Path, name: str, vid: int, resize: Resize | None) -> tup
         raise CorruptFrameError(f"{len(missing)} annotated frame(s) have no image in {jpg_dir} (first: {missing[0]})",
                                 video_id=name, path=jpg_dir)
     video = Video(name, ImageFolderSource(name, [jpgs[s] for s in stems]), resize)
+    # the 24 fps frames between the annotated ones, for the motion masks and the tracker (s2d.data.full_rate)
+    video.full_rate = image_full_rate(name, [jpgs[s] for s in sorted(jpgs)], [jpgs[s] for s in stems], resize)
     if not objects:
         return video, None
     h = w = None
@@ -122,7 +125,9 @@ def _file_video(path: Path, name: str, vid: int, resize: Resize | None, stride: 
     if not manual.exists():
         log.warning("SA-V video '%s': no %s beside %s; read without ground truth", name, manual.name, path)
         src = ContainerSource(name, path, resize, ANNOTATION_STRIDE * stride, max_frames, decoded_dir)
-        return Video(name, src, resize), None
+        video = Video(name, src, resize)
+        _file_full_rate(video, path, resize, stride, decoded_dir)
+        return video, None
     h, w, n_ann, tubes = read_masklets(manual, name)
     keep = list(range(0, n_ann, stride))[:max_frames]  # the annotated frames this run keeps
     src = ContainerSource(name, path, resize, ANNOTATION_STRIDE * stride, len(keep), decoded_dir)
@@ -132,6 +137,7 @@ def _file_video(path: Path, name: str, vid: int, resize: Resize | None, stride: 
         log.warning("SA-V video '%s': %d annotated frames in %s but %d decode from %s; the ground truth is cut to "
                     "the decoded frames", name, len(keep), manual.name, decoded, path.name)
         keep = keep[:decoded]
+    _file_full_rate(video, path, resize, stride, decoded_dir)
     stored = video.stored_size
     if stored != (h, w):
         raise LabelsetError(f"masklets are {w}x{h} but the video decodes to {stored[1]}x{stored[0]} (a rotation "
@@ -141,6 +147,16 @@ def _file_video(path: Path, name: str, vid: int, resize: Resize | None, stride: 
     instances = [Instance([tube[k] for k in keep], 1.0, 1, None, {"sav_object": n}) for n, tube in enumerate(tubes)]
     gt = VideoLabels(name, h, w, len(keep), [f"{name}/{names[t]}.jpg" for t in range(len(keep))], instances, vid)
     return video, gt
+
+
+def _file_full_rate(video: Video, path: Path, resize: Resize | None, stride: int, decoded_dir: Path | None) -> None:
+    """The 24 fps frames between the annotated ones of a train video (every ``stride``-th of them, up to the last
+    annotated frame kept), decoded when the motion masks or the tracker first read them (s2d.data.full_rate)."""
+    n = len(video)
+    if n > 1:
+        src = ContainerSource(video.id, path, resize, stride, ANNOTATION_STRIDE * (n - 1) + 1, decoded_dir)
+        video.full_rate = FullRate(Video(video.id, src, resize), tuple(range(0, ANNOTATION_STRIDE * n,
+                                                                             ANNOTATION_STRIDE)))
 
 
 def open_sav(root: Path, resize: Resize | None, stride: int = 1, max_frames: int | None = None,

@@ -22,6 +22,7 @@ import numpy as np
 
 from s2d.choices import DataKind
 from s2d.errors import CorruptFrameError, LabelsetError, MissingFrameError, S2DError
+from s2d.data.full_rate import FullRate, image_full_rate
 from s2d.data.sav import open_sav
 from s2d.data.shots import Shot
 from s2d.data.video import (IMAGE_EXTS, VIDEO_EXTS, ContainerSource, ImageFolderSource, Resize, Video,
@@ -118,13 +119,23 @@ def _fit_gt(gt: VideoLabels, size: tuple[int, int]) -> VideoLabels:
     return out
 
 
-def open_ytvis(ann_file: Path, frames_root: Path, resize: Resize | None = None) -> list[VideoRecord]:
+def open_ytvis(ann_file: Path, frames_root: Path, resize: Resize | None = None,
+               all_frames: Path | None = None) -> list[VideoRecord]:
+    """``all_frames``: a folder with every frame of each video (YouTube-VIS's ``*_all_frames/JPEGImages``, whose
+    sub-folders are named like the json's), read by the motion masks and the tracker (s2d.data.full_rate)."""
     ls = read_labelset_json(ann_file)
     records = []
     for v in ls.videos:
         if not v.file_names:
             raise LabelsetError("video has no file_names", file=ann_file, record=f"video '{v.name}'")
-        video = Video(v.name, ImageFolderSource(v.name, [frames_root / f for f in v.file_names]), resize)
+        paths = [frames_root / f for f in v.file_names]
+        video = Video(v.name, ImageFolderSource(v.name, paths), resize)
+        if all_frames is not None:
+            folder = all_frames / Path(v.file_names[0]).parent
+            every = _images(folder) if folder.is_dir() else []
+            if not every:
+                raise MissingFrameError("no frames in its folder of data.all_frames", video_id=v.name, path=folder)
+            video.full_rate = image_full_rate(v.name, every, paths, resize)
         records.append(VideoRecord(video, int(v.id or 0), v))
     return records
 
@@ -227,6 +238,11 @@ def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecor
     if len(keep) == len(src):
         return r
     video = Video(r.name, ImageFolderSource(r.name, [src.paths[i] for i in keep]), r.video.resize)
+    # the frames in between stay readable for the motion masks and the tracker (s2d.data.full_rate)
+    full = r.video.full_rate or FullRate(r.video, tuple(range(len(src))))
+    video.full_rate = full.select(keep)
+    if not video.full_rate.between:
+        video.full_rate = None
     gt = None if r.gt is None else r.gt.select(keep)
     void = None if r.void is None else r.void[keep]
     return VideoRecord(video, r.id, gt, void)
@@ -245,11 +261,13 @@ def _select(names: list[str], videos: list[str] | None, max_videos: int | None, 
 def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None, short_side: int | None = None,
                  max_side: int | None = None, max_videos: int | None = None,
                  videos: list[str] | None = None, stride: int = 1, max_frames: int | None = None,
-                 decoded_dir: Path | None = None, progress: Callable[[Iterable], Iterable] = lambda it: it) -> Dataset:
+                 decoded_dir: Path | None = None, progress: Callable[[Iterable], Iterable] = lambda it: it,
+                 all_frames: str | Path | None = None) -> Dataset:
     """Open a data set; ``videos`` keeps only the named videos, ``max_videos`` the first N (sorted by name);
     ``stride`` and ``max_frames`` cap the frames of every video (every stride-th, at most max_frames);
     ``decoded_dir``: where video files' decoded frames are kept (``ContainerSource``; None: in memory);
-    ``progress`` wraps the loop over SA-V's videos, which reads each one's ground truth (a progress bar)."""
+    ``progress`` wraps the loop over SA-V's videos, which reads each one's ground truth (a progress bar);
+    ``all_frames``: ytvis, the folder of every frame of each video (``open_ytvis``)."""
     root = Path(root)
     if kind not in KINDS:
         raise S2DError(f"data.kind '{kind}' is not {DataKind.names()}")
@@ -260,7 +278,7 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     if kind in ("ytvis", "demo"):
         ann = Path(ann_file) if ann_file else root / "annotations.json"
         frames_root = root / "JPEGImages" if (root / "JPEGImages").is_dir() else root
-        records = open_ytvis(ann, frames_root, resize)
+        records = open_ytvis(ann, frames_root, resize, Path(all_frames) if all_frames else None)
     elif kind == "davis":
         records = open_davis(root, resize)
     elif kind == "frames":

@@ -362,6 +362,9 @@ class Video:
         self.resize = resize
         self._size: tuple[int, int] | None = None
         self._orig_size: tuple[int, int] | None = None
+        # the recording's frames between this video's frames, where the data set has them (s2d.data.full_rate):
+        # what the motion masks and the point tracker read when masks.full_rate / tracker.full_rate
+        self.full_rate = None
 
     def __len__(self) -> int:
         return len(self.source)

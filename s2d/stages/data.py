@@ -47,7 +47,8 @@ def load_data(cfg: Any) -> Dataset:
     ds = open_dataset(cfg.data.kind, root, cfg.data.ann_file, cfg.data.short_side, cfg.data.max_side,
                       cfg.data.max_videos, list(cfg.data.videos) if cfg.data.videos else None,
                       cfg.data.stride, cfg.data.max_frames, decoded_frames_dir(cfg),
-                      lambda it: tqdm(it, desc="SA-V videos", unit="video", disable=not cfg.progress))
+                      lambda it: tqdm(it, desc="SA-V videos", unit="video", disable=not cfg.progress),
+                      cfg.data.all_frames)
     log.info("data: %d videos from %s (%s)%s", len(ds), root, cfg.data.kind,
              ", with ground truth" if ds.has_gt else ", no ground truth")
 
@@ -71,9 +72,11 @@ def data_fingerprint(cfg: Any, ds: Dataset) -> str:
     # the generated demo is identified by its content fingerprint, real data by where it lives
     where = f"demo-{demo_fingerprint(demo_config(cfg))}" if cfg.data.kind == "demo" and cfg.data.root is None \
         else str(data_root(cfg).resolve())
+    # data.all_frames named only when set, so the fingerprints of data without it are those from before the key
+    extra = [str(Path(cfg.data.all_frames).resolve())] if cfg.data.all_frames else []
     return fingerprint("data", cfg.data.kind, where, cfg.data.ann_file,
                        cfg.data.short_side, cfg.data.max_side, ds.names,
-                       [len(r.video) for r in ds.records], cfg.data.stride, cfg.data.max_frames)
+                       [len(r.video) for r in ds.records], cfg.data.stride, cfg.data.max_frames, *extra)
 
 
 def run(cfg: Any, run_dir: Path) -> dict:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from s2d.data.full_rate import with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
@@ -71,11 +72,14 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``."""
     from s2d.labelset.frames import frame_masks_of
     from s2d.tracking.factory import make_tracker
+    from s2d.tracking.full_rate import FullRateTracker
 
     longest = max((len(r.video) for r in ds), default=0)
     tracking = section(cfg, "tracker")
     if tracking["kind"] == "flow":  # the flow the tracker chains
         tracking["flow"] = section(cfg, "flow")
+    if not tracking.get("full_rate") or not with_full_rate(ds):  # named only where it acts: older folders hold
+        tracking.pop("full_rate", None)
     fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), tracking)
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
@@ -88,7 +92,10 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
         fm = [m for m, _ in per_frame]
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
-        res = discover_keymasks(frames, fm, fs, tracker, params)
+        full = r.video.full_rate if cfg.tracker.full_rate else None
+        # through the recording's frames between the video's, where the data has them (s2d.data.full_rate)
+        res = discover_keymasks(frames, fm, fs, tracker if full is None else
+                                FullRateTracker(tracker, full.video.frames(), full.at), params)
         out = ds.skeleton(r.name)
         tubes = []
         for per, inst in sparse_instances(res, fm):

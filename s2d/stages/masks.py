@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from s2d.data.full_rate import with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset.frames import frames_to_labels
@@ -60,10 +61,16 @@ def make_producer(cfg: Any, ds: Dataset):
     cache = FlowCache(flow_cache_dir(cfg), finest_scale=cfg.flow.finest_scale)
 
     def produce(r: VideoRecord) -> VideoLabels:
-        warn_memory(r, peak_bytes(len(r.video), *r.video.size, params))
-        with frame_bar(r, progress) as bar:
-            per_frame, ev = motion_masks(FrameWindows(r.video), params, m.max_masks, m.min_area, cache.flows,
+        # where the recording's frames between the video's exist, motion is measured between those neighbours and
+        # the masks of the video's own frames kept (s2d.data.full_rate)
+        full = r.video.full_rate if m.full_rate else None
+        video = r.video if full is None else full.video
+        warn_memory(r, peak_bytes(len(video), *r.video.size, params), frames=len(video))
+        with frame_bar(r, progress, len(video)) as bar:
+            per_frame, ev = motion_masks(FrameWindows(video), params, m.max_masks, m.min_area, cache.flows,
                                          bar.update, cache.far)
+        if full is not None:
+            per_frame = [per_frame[i] for i in full.at]
         if max(ev.gaps) > 1:
             share = f"under {100 * params.min_moving_frames:.0f} %"
             if len(ev.gaps) == 1:
@@ -102,15 +109,16 @@ class FrameWindows:
         return self.video.frames(range(*s.indices(len(self.video))))
 
 
-def warn_memory(r: VideoRecord, need: int, available: int | None = None) -> None:
+def warn_memory(r: VideoRecord, need: int, available: int | None = None, frames: int | None = None) -> None:
     """Say, before the work starts, that a video will not fit in memory: the kernel ends a process that runs out
     with SIGKILL and no message. Not an error, since the estimate is rough and swap may carry it; a killed run
-    resumes with the videos already done (``available``: bytes free, measured when not given)."""
+    resumes with the videos already done (``available``: bytes free, measured when not given; ``frames``: the
+    frames the masks work on, the video's own when not given)."""
     from s2d.io.memory import available_memory, gib
 
     available = available_memory() if available is None else available
     if available is not None and need > available:
-        T, (H, W) = len(r.video), r.video.size
+        T, (H, W) = frames or len(r.video), r.video.size
         log.warning("masks: %s has %d frames at %dx%d, and its motion masks need about %s, with %s free here. "
                     "If the run is killed, make them in shorter windows (masks.motion.window), cap the video "
                     "(data.max_frames=N or data.stride=K) or lower data.short_side (now %d px), or give the job "
@@ -133,31 +141,49 @@ def maskcut_producer(m: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndar
     return lambda frame: frame_masks(frame, feats, m.cuts, m.tau, m.max_masks, m.min_score, m.min_area, m.refine)
 
 
-def frame_bar(r: VideoRecord, progress: bool):
-    """A per-frame progress bar under the per-video one (long videos otherwise look stuck)."""
+def frame_bar(r: VideoRecord, progress: bool, frames: int | None = None):
+    """A per-frame progress bar under the per-video one (long videos otherwise look stuck); ``frames``: those the
+    stage works on, the video's own when not given."""
     from tqdm import tqdm
 
-    return tqdm(total=len(r.video), desc=f"  {r.name}", unit="frame", leave=False, disable=not progress)
+    return tqdm(total=frames or len(r.video), desc=f"  {r.name}", unit="frame", leave=False, disable=not progress)
 
 
-def masks_fingerprint(cfg: Any, data_fp: str) -> str:
+def masks_fingerprint(cfg: Any, data_fp: str, ds: Dataset | None = None) -> str:
     m = section(cfg, "masks")
     # named only where it acts (MaskCut joining motion) and differs from the rule before the key (0.5), so
     # motion-only masks and the default demo masks keep their folders
     if m["source"] != "motion_maskcut" or m.get("maskcut_outside") == 0.5:
         m.pop("maskcut_outside", None)
+    # named only where it acts (motion masks on data with frames between its videos' frames): other masks keep
+    # the folders of before the key
+    if m["source"] not in ("motion", "motion_maskcut") or not m.get("full_rate") or not with_full_rate(ds):
+        m.pop("full_rate", None)
     if m["source"] in ("motion", "motion_maskcut"):  # the flow the motion masks read
         m["flow"] = section(cfg, "flow")
     return fingerprint("masks", VERSION, data_fp, m)
 
 
 def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
-    fp = masks_fingerprint(cfg, data_fp)
+    fp = masks_fingerprint(cfg, data_fp, ds)
     root = artifact_dir(cfg, "masks", fp)
+    n_full = len(with_full_rate(ds))
+    if n_full and cfg.masks.full_rate and "motion" in cfg.masks.source:
+        log.info("masks: %d of %d video(s) have the recording's frames between their own: motion is measured "
+                 "between neighbours of the recording, %s (masks.full_rate)", n_full, len(ds), full_rate_words(ds))
     ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
                        info={"stage": "masks", "config": section(cfg, "masks")})
     warn_empty(cfg, ls)
     return StageOutput(ls, root, fp)
+
+
+def full_rate_words(ds: Dataset) -> str:
+    """How many frames the videos with a full rate bring, for the log (counted without decoding a container:
+    a full rate ends at its last kept frame)."""
+    rs = with_full_rate(ds)
+    own = sum(len(r.video.full_rate.at) for r in rs)
+    full = sum(r.video.full_rate.at[-1] + 1 for r in rs)
+    return f"{full} frames for their {own} ({full / max(own, 1):.1f} times the work)"
 
 
 def warn_empty(cfg: Any, ls) -> None:

@@ -21,6 +21,9 @@ class TrackerParams:
     cotracker_checkpoint: Optional[str] = None
     device: str = "cpu"
     window_len: int = 60               # CoTracker3's sliding window (frames)
+    # track through the recording's frames between the video's, where the data has them (SA-V's 24 fps between its
+    # annotated frames, data.all_frames, data.stride on image folders; s2d/data/full_rate.py)
+    full_rate: bool = True
 
 
 @dataclass

@@ -1,0 +1,192 @@
+"""The recording's frames between a video's kept frames (s2d/data/full_rate.py, s2d/tracking/full_rate.py): where
+each kept frame sits in it for every source that has one, and the masks and tracker that read it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s2d.data.full_rate import FullRate, image_full_rate
+from s2d.data.sources import open_dataset
+from s2d.errors import MissingFrameError
+from s2d.tracking.base import Tracks
+from s2d.tracking.full_rate import FullRateTracker
+
+
+def _write_frames(folder, n, hw=(24, 32)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(n):  # frame t is flat grey 10 t: which frame was read is read back from its pixels
+        Image.fromarray(np.full((*hw, 3), 10 * t, np.uint8)).save(folder / f"{t:05d}.png")
+    return sorted(folder.iterdir())
+
+
+def _greys(video):
+    return [int(video[t][0, 0, 0]) for t in range(len(video))]
+
+
+def test_image_full_rate_places_each_kept_frame_by_name(tmp_path):
+    every = _write_frames(tmp_path / "all", 12)
+    fr = image_full_rate("v", every, [every[2], every[7], every[10]], None)
+    # the recording from the first kept frame to the last, each kept frame's index in it
+    assert fr.at == (0, 5, 8) and _greys(fr.video) == [10 * t for t in range(2, 11)]
+    assert image_full_rate("v", every, every[3:6], None) is None  # nothing between: no full rate
+    with pytest.raises(MissingFrameError, match="'v'.*1 of its 2 frames are not among the 12.*first: x.png"):
+        image_full_rate("v", every, [every[0], tmp_path / "x.png"], None)
+    with pytest.raises(ValueError, match="increasing"):
+        FullRate(fr.video, (0, 5, 5))
+    # a subset of the kept frames: the recording cut after the subset's last one
+    sub = fr.select([0, 1])
+    assert sub.at == (0, 5) and len(sub.video) == 6
+
+
+def test_a_strided_image_video_keeps_the_frames_between(tmp_path):
+    _write_frames(tmp_path / "videos" / "a", 14)
+    r = open_dataset("frames", tmp_path / "videos", stride=3, max_frames=4)["a"]
+    assert _greys(r.video) == [0, 30, 60, 90]
+    fr = r.video.full_rate
+    assert fr.at == (0, 3, 6, 9) and _greys(fr.video) == [10 * t for t in range(10)]
+    assert open_dataset("frames", tmp_path / "videos")["a"].video.full_rate is None  # every frame kept: none
+
+
+def test_davis_stride_full_rate_matches_the_annotated_frames(davis_root):
+    r = open_dataset("davis", davis_root, short_side=48, videos=["car-shadow"], stride=4, max_frames=3)["car-shadow"]
+    fr = r.video.full_rate
+    assert fr.at == (0, 4, 8) and len(fr.video) == 9
+    assert [fr.video.frame_names()[a] for a in fr.at] == r.video.frame_names()
+    assert all((fr.video[a] == r.video[t]).all() for t, a in enumerate(fr.at))
+
+
+def test_ytvis_reads_every_frame_from_data_all_frames(tmp_path):
+    """YouTube-VIS's json lists every 5th frame; its all-frames release has the rest, in folders of the same name."""
+    every = _write_frames(tmp_path / "all_frames" / "vid1", 11)
+    (tmp_path / "JPEGImages" / "vid1").mkdir(parents=True)
+    names = [f"vid1/{t:05d}.png" for t in (0, 5, 10)]
+    for n in names:
+        (tmp_path / "JPEGImages" / n).write_bytes((tmp_path / "all_frames" / n).read_bytes())
+    ann = {"videos": [{"id": 1, "name": "vid1", "file_names": names, "height": 24, "width": 32, "length": 3}],
+           "annotations": [], "categories": [{"id": 1, "name": "object"}]}
+    (tmp_path / "train.json").write_text(json.dumps(ann))
+    ds = open_dataset("ytvis", tmp_path, tmp_path / "train.json", all_frames=tmp_path / "all_frames")
+    fr = ds["vid1"].video.full_rate
+    assert fr.at == (0, 5, 10) and [p.name for p in fr.video.source.paths] == [p.name for p in every]
+    assert open_dataset("ytvis", tmp_path, tmp_path / "train.json")["vid1"].video.full_rate is None
+    with pytest.raises(MissingFrameError, match="'vid1'.*no frames in its folder of data.all_frames"):
+        open_dataset("ytvis", tmp_path, tmp_path / "train.json", all_frames=tmp_path / "nowhere")
+
+
+class _Drift:
+    """A tracker whose points move +1 px in x per frame of what it is given, visible while x < 20: its tracks
+    through the recording are known in closed form."""
+
+    def __init__(self):
+        self.calls = []
+
+    def track(self, frames, queries):
+        self.calls.append(len(frames))
+        q = np.asarray(queries, np.float32)
+        t = np.arange(len(frames))[:, None]
+        x = q[None, :, 1] + (t - q[None, :, 0])
+        pts = np.stack([x, np.broadcast_to(q[None, :, 2], x.shape)], -1).astype(np.float32)
+        return Tracks(pts, x < 20)
+
+
+def test_the_tracker_runs_through_the_recording_and_keeps_the_kept_frames():
+    full = np.zeros((13, 8, 24, 3), np.uint8)
+    at = [0, 4, 8, 12]
+    inner = _Drift()
+    tr = FullRateTracker(inner, full, at).track(full[at], np.array([[1, 5.0, 2.0], [3, 1.0, 3.0]]))
+    # query 0 sits on kept frame 1 = recording frame 4: at kept frame k it has moved at[k] - 4 px
+    assert np.allclose(tr.points[:, 0, 0], [1, 5, 9, 13]) and np.allclose(tr.points[:, 1, 0], [-11, -7, -3, 1])
+    assert np.allclose(tr.points[:, :, 1], [[2, 3]] * 4) and inner.calls == [13]
+    assert tr.visible[:, 0].tolist() == [True, True, True, True]
+    # a window of kept frames 1-2 is the recording from frame 4 to frame 8, queries counted from the window
+    tr = FullRateTracker(inner, full, at).track_window(full[at], 1, 3, np.array([[1, 15.0, 0.0]]))
+    assert inner.calls[-1] == 5 and np.allclose(tr.points[:, 0, 0], [11, 15]) and tr.points.shape == (2, 1, 2)
+    # 16 + 4 = 20: a point that leaves the visible part between two kept frames is lost on the second
+    tr = FullRateTracker(inner, full, at).track(full[at], np.array([[0, 16.0, 0.0]]))
+    assert tr.visible[:, 0].tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="3 frames given, but the recording keeps 4"):
+        FullRateTracker(inner, full, at).track(full[:3], np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="must increase within the 13 frames"):
+        FullRateTracker(inner, full, [0, 4, 13])
+
+
+def _moving_square_video(folder, n=13, hw=(72, 96), step=5):
+    """A textured square moving ``step`` px a frame over a still textured background."""
+    rng = np.random.default_rng(0)
+    import cv2
+
+    bg = cv2.GaussianBlur(rng.uniform(0, 255, (*hw, 3)).astype(np.float32), (0, 0), 2).astype(np.uint8)
+    sq = cv2.GaussianBlur(rng.uniform(0, 255, (20, 20, 3)).astype(np.float32), (0, 0), 1.5)
+    sq = (sq * [1.0, 0.4, 0.3]).clip(0, 255).astype(np.uint8)
+    folder.mkdir(parents=True)
+    frames = []
+    for t in range(n):
+        f = bg.copy()
+        f[26:46, 8 + step * t: 28 + step * t] = sq
+        Image.fromarray(f).save(folder / f"{t:05d}.png")
+        frames.append(f)
+    return np.stack(frames)
+
+
+def test_the_masks_stage_makes_motion_masks_on_the_recording(compose, tmp_path):
+    """With data.stride the masks of the kept frames are the recording's motion masks on those frames, exactly;
+    with masks.full_rate=false they are the kept frames' own. The key names the masks' folder only where it acts."""
+    from s2d.labelset.frames import frame_masks_of
+    from s2d.masks.motion import MotionParams, motion_masks
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    frames = _moving_square_video(tmp_path / "videos" / "sq")
+    got = {}
+    for full_rate in (True, False):
+        cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                      f"masks.full_rate={full_rate}", "progress=false")
+        ds = load_data(cfg)
+        out = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+        got[full_rate] = (out.fingerprint, [m for m, _ in frame_masks_of(out.labels["sq"])])
+    kept = [0, 3, 6, 9, 12]
+    p = MotionParams()
+    want = {True: [m for m, _ in motion_masks(frames, p, 3)[0]], False: [m for m, _ in motion_masks(frames[kept], p, 3)[0]]}
+    for full_rate in (True, False):
+        g, w = got[full_rate][1], want[full_rate] if not full_rate else [want[True][t] for t in kept]
+        assert len(g) == 5 and all(a.shape == b.shape and (a == b).all() for a, b in zip(g, w)), full_rate
+    assert any(m.any() for m in got[True][1])
+    # the two differ (5 px a frame is 15 between kept frames), so each comparison above tells them apart
+    assert any(a.shape != b.shape or (a != b).any() for a, b in zip(got[True][1], got[False][1]))
+    assert got[True][0] != got[False][0]
+    # without frames between (no stride) the key does not enter the fingerprint: the folders of before it
+    cfgs = [compose("data=frames", f"data.root={tmp_path / 'videos'}", f"masks.full_rate={f}") for f in (True, False)]
+    ds = load_data(cfgs[0])
+    assert masks_stage.masks_fingerprint(cfgs[0], "d", ds) == masks_stage.masks_fingerprint(cfgs[1], "d", ds)
+
+
+def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monkeypatch):
+    """tracker.full_rate hands the flow tracker the recording (13 frames) instead of the 5 kept ones, and names
+    the keymasks' folder; the sparse labelset stays on the kept frames."""
+    from s2d.stages import keymasks as keymasks_stage
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+    from s2d.tracking.flow_chain import FlowChainTracker
+
+    _moving_square_video(tmp_path / "videos" / "sq")
+    seen = []
+    real = FlowChainTracker.track_window
+    monkeypatch.setattr(FlowChainTracker, "track_window",
+                        lambda self, frames, start, stop, q: seen.append(len(frames)) or real(self, frames, start,
+                                                                                                 stop, q))
+    fps = {}
+    for full_rate in (True, False):
+        seen.clear()
+        cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                      f"tracker.full_rate={full_rate}", "progress=false", "keymasks.overlays=false")
+        ds = load_data(cfg)
+        m = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+        out = keymasks_stage.compute(cfg, ds, m.labels, m.fingerprint)
+        fps[full_rate] = out.fingerprint
+        assert seen and set(seen) == {13 if full_rate else 5}, (full_rate, seen)
+        v = out.labels["sq"]
+        assert v.length == 5 and v.instances, full_rate
+    assert fps[True] != fps[False]
