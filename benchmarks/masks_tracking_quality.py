@@ -4,6 +4,7 @@
     python benchmarks/masks_tracking_quality.py --no-davis
     python benchmarks/masks_tracking_quality.py --davis-only --sources motion   # the real-video numbers only
     python benchmarks/masks_tracking_quality.py --trackers-only
+    python benchmarks/masks_tracking_quality.py --strides 2 4 5    # the flow tracker on the clips at lower rates
 
 Masks: frame-level class-agnostic AP (every frame scored on its own) of each mask source (MaskCut on colour
 features, masks from motion, both merged) on the demo videos and on the DAVIS clips (DAVIS-2016 has one
@@ -14,6 +15,9 @@ reported are the median and mean position error where both the tracker and the t
 fraction within 1 and 4 px, and visibility accuracy / precision / recall. The DAVIS clips have no true
 motion, so there the proxy is mask consistency: points sampled inside the annotated object on one frame and
 tracked to the others should land inside the object wherever the tracker calls them visible.
+``--strides``: that proxy for the flow tracker on the DAVIS clips kept at every s-th frame (24/s fps; SA-V
+annotates every 4th frame, YouTube-VIS ships every 5th), tracking between the kept frames and through the
+recording's frames between them (``tracker.full_rate``, s2d/tracking/full_rate.py).
 """
 from __future__ import annotations
 
@@ -121,7 +125,10 @@ def main() -> None:
     ap.add_argument("--davis-only", action="store_true", help="skip the demo and the trackers")
     ap.add_argument("--sources", default="maskcut,motion,motion_maskcut")
     ap.add_argument("--trackers-only", action="store_true", help="skip the masks")
+    ap.add_argument("--strides", type=int, nargs="+", help="only the flow tracker on the clips at 24/s fps")
     args = ap.parse_args()
+    if args.strides:
+        return lower_rates(args.strides)
     sources = [] if args.trackers_only else args.sources.split(",")
     demo = make_demo_videos(DemoConfig(num_videos=4, num_frames=24))
     if not args.davis_only:
@@ -157,6 +164,25 @@ def main() -> None:
             inside, vis = mask_consistency(tr, list(ds))
             print(f"tracker {name:<13} DAVIS: {100 * inside:.1f}% of visible tracked points inside the object, "
                   f"{100 * vis:.0f}% of point-frames visible")
+
+
+def lower_rates(strides: list[int]) -> None:
+    """Mask consistency of the flow tracker on the DAVIS clips kept at every s-th frame, tracked between the kept
+    frames and through the recording (the frames between them)."""
+    from s2d.data.sources import open_dataset
+    from s2d.tracking.full_rate import FullRateTracker
+
+    flow = FlowChainTracker()
+    for s in strides:
+        ds = open_dataset("davis", DAVIS, short_side=240, stride=s)
+        for name, make in (("between kept frames", lambda r: flow),
+                           ("through the recording", lambda r: flow if r.video.full_rate is None else
+                            FullRateTracker(flow, r.video.full_rate.video.frames(), r.video.full_rate.at))):
+            per = [mask_consistency(make(r), [r]) for r in ds]
+            print(f"1 frame in {s}, {name:<22}: {100 * np.mean([i for i, _ in per]):.1f}% of visible tracked "
+                  f"points inside the object, {100 * np.mean([v for _, v in per]):.0f}% of point-frames visible  "
+                  f"(per clip: " + ", ".join(f"{r.name} {100 * i:.0f}/{100 * v:.0f}" for r, (i, v) in zip(ds, per))
+                  + ")", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 SA-V's videos run at 24 fps and its masklets are annotated on every 4th frame (6 fps). A video here is its
 annotated frames only, so every frame has ground truth and no unannotated frame is scored as one where no object
-is (both evaluators read a missing mask as the object's absence). Motion between frames 4 apart is what the
-motion masks and the tracker then see; slow movers gain from it.
+is (both evaluators read a missing mask as the object's absence). The 24 fps frames between stay readable
+(``Video.full_rate``): the motion masks and the point tracker work between neighbouring frames of the recording,
+where flow is reliable, and keep their results on the annotated frames (s2d/data/full_rate.py).
 
   train   ``<root>/**/sav_XXXXXX.mp4`` with ``sav_XXXXXX_manual.json`` beside it. The json's ``masklet`` is a
           list over the annotated frames of a list over objects of COCO RLEs (``{"size": [H, W], "counts"}``),

@@ -2,7 +2,8 @@
 
 Supported ``kind`` values (config key ``data.kind``):
   demo    the embedded synthetic data (written by ``s2d.data.demo``; a YouTube-VIS set on disk)
-  ytvis   a YouTube-VIS style json (``data.ann_file``) with frames under ``data.root``
+  ytvis   a YouTube-VIS style json (``data.ann_file``) with frames under ``data.root``; ``data.all_frames``: the
+          folder of every frame (YouTube-VIS's ``*_all_frames/JPEGImages``) that the json's every 5th comes from
   davis   DAVIS 2016/2017: ``JPEGImages[/480p]/<seq>`` + ``Annotations[_unsupervised][/480p]/<seq>`` (the
           unsupervised folder preferred), or ``<seq>/JPEGImages``
   frames  one sub-folder of image files per video
@@ -230,7 +231,8 @@ def open_video_files(root: Path, resize: Resize | None = None, stride: int = 1,
 
 
 def subsample(r: VideoRecord, stride: int, max_frames: int | None) -> VideoRecord:
-    """Every ``stride``-th frame, at most ``max_frames`` of them, of an image-folder video and its labels."""
+    """Every ``stride``-th frame, at most ``max_frames`` of them, of an image-folder video and its labels; the
+    frames in between stay the video's ``full_rate``."""
     src = r.video.source
     if not isinstance(src, ImageFolderSource):
         return r  # containers subsample while decoding
