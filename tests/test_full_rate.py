@@ -72,6 +72,11 @@ def test_ytvis_reads_every_frame_from_data_all_frames(tmp_path):
     fr = ds["vid1"].video.full_rate
     assert fr.at == (0, 5, 10) and [p.name for p in fr.video.source.paths] == [p.name for p in every]
     assert open_dataset("ytvis", tmp_path, tmp_path / "train.json")["vid1"].video.full_rate is None
+    # the release's top folder works too: its JPEGImages is used, as for data.root
+    (tmp_path / "release").mkdir()
+    (tmp_path / "all_frames").rename(tmp_path / "release" / "JPEGImages")
+    ds = open_dataset("ytvis", tmp_path, tmp_path / "train.json", all_frames=tmp_path / "release")
+    assert ds["vid1"].video.full_rate.at == (0, 5, 10)
     with pytest.raises(MissingFrameError, match="'vid1'.*no frames in its folder of data.all_frames"):
         open_dataset("ytvis", tmp_path, tmp_path / "train.json", all_frames=tmp_path / "nowhere")
 

@@ -135,7 +135,9 @@ def open_ytvis(ann_file: Path, frames_root: Path, resize: Resize | None = None,
             folder = all_frames / Path(v.file_names[0]).parent
             every = _images(folder) if folder.is_dir() else []
             if not every:
-                raise MissingFrameError("no frames in its folder of data.all_frames", video_id=v.name, path=folder)
+                raise MissingFrameError(f"no frames in its folder of data.all_frames={all_frames}, which must hold "
+                                        "every frame of each video in a folder named as in the json's file_names",
+                                        video_id=v.name, path=folder)
             video.full_rate = image_full_rate(v.name, every, paths, resize)
         records.append(VideoRecord(video, int(v.id or 0), v))
     return records
@@ -280,7 +282,9 @@ def open_dataset(kind: str, root: str | Path, ann_file: str | Path | None = None
     if kind in ("ytvis", "demo"):
         ann = Path(ann_file) if ann_file else root / "annotations.json"
         frames_root = root / "JPEGImages" if (root / "JPEGImages").is_dir() else root
-        records = open_ytvis(ann, frames_root, resize, Path(all_frames) if all_frames else None)
+        every_root = None if not all_frames else \
+            Path(all_frames) / "JPEGImages" if (Path(all_frames) / "JPEGImages").is_dir() else Path(all_frames)
+        records = open_ytvis(ann, frames_root, resize, every_root)
     elif kind == "davis":
         records = open_davis(root, resize)
     elif kind == "frames":
