@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from s2d.data.video import ImageFolderSource, Video
 from s2d.errors import MissingFrameError
 
 
 @dataclass(frozen=True)
 class FullRate:
-    """``video``: the recording from the first kept frame to the last, every frame (a ``Video``); ``at``: the
-    index in it of each kept frame, increasing."""
+    """``video``: the recording from the first kept frame to the last, every frame; ``at``: the index in it of
+    each kept frame, increasing."""
 
-    video: "object"
+    video: Video
     at: tuple[int, ...]
 
     def __post_init__(self) -> None:
@@ -39,8 +40,6 @@ class FullRate:
     def select(self, keep: Sequence[int]) -> "FullRate":
         """The full rate of a subset of the kept frames (``keep``: indices into them): the recording cut at the
         subset's last frame."""
-        from s2d.data.video import ImageFolderSource, Video
-
         at = tuple(self.at[i] for i in keep)
         v = self.video
         if at and isinstance(v.source, ImageFolderSource) and at[-1] + 1 < len(v):  # cut after the last kept one
@@ -51,8 +50,6 @@ class FullRate:
 def image_full_rate(video_id: str, every: Sequence[Path], kept: Sequence[Path], resize) -> FullRate | None:
     """The full rate of a video of image files: ``every`` frame of the recording in order, of which ``kept`` are
     the video's frames (matched by file stem). None when nothing lies between the kept frames."""
-    from s2d.data.video import ImageFolderSource, Video
-
     pos = {p.stem: i for i, p in enumerate(every)}
     missing = [p for p in kept if p.stem not in pos]
     if missing:

@@ -11,13 +11,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from s2d.errors import CorruptFrameError, MissingFrameError, S2DError, VideoError
+
+if TYPE_CHECKING:
+    from s2d.data.full_rate import FullRate
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +367,7 @@ class Video:
         self._orig_size: tuple[int, int] | None = None
         # the recording's frames between this video's frames, where the data set has them (s2d.data.full_rate):
         # what the motion masks and the point tracker read when masks.full_rate / tracker.full_rate
-        self.full_rate = None
+        self.full_rate: "FullRate | None" = None
 
     def __len__(self) -> int:
         return len(self.source)
