@@ -24,6 +24,7 @@ class VideoError(S2DError):
         if path is not None:
             where += f" ({path})"
         super().__init__(f"{where}: {message}")
+        self.message = message
         self.video_id = video_id
         self.frame_index = frame_index
         self.path = None if path is None else str(path)

@@ -195,3 +195,25 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
         v = out.labels["sq"]
         assert v.length == 5 and v.instances, full_rate
     assert fps[True] != fps[False]
+
+
+def test_a_broken_frame_between_is_named_with_the_setting_that_reads_it(compose, tmp_path):
+    """A corrupt file among the frames between the video's own stops that video (the others are kept) with an error
+    that names the file and says that masks.full_rate=false would not read it."""
+    from s2d.errors import S2DError
+    from s2d.stages import masks as masks_stage
+    from s2d.stages.data import data_fingerprint, load_data
+
+    for name in ("sq", "ok"):
+        _moving_square_video(tmp_path / "videos" / name)
+    (tmp_path / "videos" / "sq" / "00004.png").write_bytes(b"not a png")  # frame 4: between kept frames 3 and 6
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                  "progress=false")
+    ds = load_data(cfg)
+    with pytest.raises(S2DError, match=r"1 of 2 video\(s\) failed(.|\n)*sq: video 'sq', frame 4 \(.*00004.png\): cannot "
+                                       r"decode image.*read because masks.full_rate=true; masks.full_rate=false reads"):
+        masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                  "progress=false", "masks.full_rate=false")
+    out = masks_stage.compute(cfg, load_data(cfg), data_fingerprint(cfg, ds))
+    assert out.labels["sq"].length == 5

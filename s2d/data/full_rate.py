@@ -12,12 +12,13 @@ frames only.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from s2d.data.video import ImageFolderSource, Video
-from s2d.errors import MissingFrameError
+from s2d.errors import MissingFrameError, VideoError
 
 
 @dataclass(frozen=True)
@@ -68,3 +69,17 @@ def image_full_rate(video_id: str, every: Sequence[Path], kept: Sequence[Path], 
 def with_full_rate(records: Iterable | None) -> list:
     """The video records (``VideoRecord``) whose recording has frames between theirs."""
     return [] if records is None else [r for r in records if r.video.full_rate is not None]
+
+
+@contextmanager
+def reading(full: FullRate | None, key: str) -> Iterator[None]:
+    """A frame error while ``full`` is read (by the setting ``key``) says so: the frame is the recording's, between
+    the video's own, and the setting off reads the video's frames only."""
+    try:
+        yield
+    except VideoError as e:
+        if full is None:
+            raise
+        raise type(e)(f"{e.message} (a frame of the recording between the video's own frames, read because "
+                      f"{key}=true; {key}=false reads the video's frames only)", video_id=e.video_id,
+                      frame_index=e.frame_index, path=e.path) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from s2d.data.full_rate import with_full_rate
+from s2d.data.full_rate import reading, with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
@@ -94,8 +94,9 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
         frames = r.video.frames()
         full = r.video.full_rate if cfg.tracker.full_rate else None
         # through the recording's frames between the video's, where the data has them (s2d.data.full_rate)
-        res = discover_keymasks(frames, fm, fs, tracker if full is None else
-                                FullRateTracker(tracker, full.video.frames(), full.at), params)
+        with reading(full, "tracker.full_rate"):
+            track = tracker if full is None else FullRateTracker(tracker, full.video.frames(), full.at)
+        res = discover_keymasks(frames, fm, fs, track, params)
         out = ds.skeleton(r.name)
         tubes = []
         for per, inst in sparse_instances(res, fm):

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from s2d.data.full_rate import with_full_rate
+from s2d.data.full_rate import reading, with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset.frames import frames_to_labels
@@ -66,7 +66,7 @@ def make_producer(cfg: Any, ds: Dataset):
         full = r.video.full_rate if m.full_rate else None
         video = r.video if full is None else full.video
         warn_memory(r, peak_bytes(len(video), *r.video.size, params), frames=len(video))
-        with frame_bar(r, progress, len(video)) as bar:
+        with frame_bar(r, progress, len(video)) as bar, reading(full, "masks.full_rate"):
             per_frame, ev = motion_masks(FrameWindows(video), params, m.max_masks, m.min_area, cache.flows,
                                          bar.update, cache.far)
         if full is not None:
