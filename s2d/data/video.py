@@ -11,17 +11,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from s2d.errors import CorruptFrameError, MissingFrameError, S2DError, VideoError
-
-if TYPE_CHECKING:
-    from s2d.data.full_rate import FullRate
-
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -365,9 +361,9 @@ class Video:
         self.resize = resize
         self._size: tuple[int, int] | None = None
         self._orig_size: tuple[int, int] | None = None
-        # the recording's frames between this video's frames, where the data set has them (s2d.data.full_rate):
-        # what the motion masks and the point tracker read when masks.full_rate / tracker.full_rate
-        self.full_rate: "FullRate | None" = None
+        # a FullRate (s2d.data.full_rate): the recording's frames between this video's frames, where the data set
+        # has them, which the motion masks and the point tracker read (masks.full_rate, tracker.full_rate)
+        self.full_rate = None
 
     def __len__(self) -> int:
         return len(self.source)
