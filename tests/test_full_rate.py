@@ -217,3 +217,14 @@ def test_a_broken_frame_between_is_named_with_the_setting_that_reads_it(compose,
                   "progress=false", "masks.full_rate=false")
     out = masks_stage.compute(cfg, load_data(cfg), data_fingerprint(cfg, ds))
     assert out.labels["sq"].length == 5
+
+
+def test_s2d_data_lists_the_frames_the_motion_and_tracks_go_through(compose, tmp_path, capsys):
+    from s2d.stages import data as data_stage
+
+    _moving_square_video(tmp_path / "videos" / "sq")
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "progress=false")
+    rows = data_stage.run(cfg, tmp_path)["videos"]
+    # data=frames works at 240p: the 72x96 frames are scaled up
+    assert rows == [{"video": "sq", "frames": 5, "size": "320x240", "instances": None, "recording": 13}]
+    assert "(motion and tracks through 13 frames)" in capsys.readouterr().out
