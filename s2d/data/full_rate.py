@@ -83,3 +83,14 @@ def reading(full: FullRate | None, key: str) -> Iterator[None]:
         raise type(e)(f"{e.message} (a frame of the recording between the video's own frames, read because "
                       f"{key}=true; {key}=false reads the video's frames only)", video_id=e.video_id,
                       frame_index=e.frame_index, path=e.path) from None
+
+
+def numbered_step(names: Sequence[str]) -> int | None:
+    """The step between a video's frame numbers when its file names are numbers that all step by more than 1
+    (YouTube-VIS's json lists 00000.jpg, 00005.jpg, ...: every 5th frame of the recording), else None."""
+    try:
+        nums = [int(Path(n).stem) for n in names]
+    except ValueError:
+        return None
+    steps = {b - a for a, b in zip(nums, nums[1:])}
+    return steps.pop() if len(steps) == 1 and min(steps) > 1 else None

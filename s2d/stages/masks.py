@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from s2d.data.full_rate import reading, with_full_rate
+from s2d.data.full_rate import numbered_step, reading, with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
 from s2d.labelset.frames import frames_to_labels
@@ -171,6 +171,13 @@ def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
     if n_full and cfg.masks.full_rate and "motion" in cfg.masks.source:
         log.info("masks: %d of %d video(s) have the recording's frames between their own: motion is measured "
                  "between neighbours of the recording, %s (masks.full_rate)", n_full, len(ds), full_rate_words(ds))
+    elif cfg.data.kind == "ytvis" and not cfg.data.all_frames and "motion" in cfg.masks.source:
+        steps = [st for r in ds if (st := numbered_step(r.video.frame_names()))]
+        if steps and len(steps) >= len(ds) / 2:
+            log.info("masks: the json lists 1 frame in %d of the recording for %d of its %d videos; with the "
+                     "frames between (YouTube-VIS's all-frames release: data.all_frames=.../JPEGImages) motion and "
+                     "tracks go through them, which measured better (docs/RESULTS.md, \"SA-V's layout\")",
+                     max(set(steps), key=steps.count), len(steps), len(ds))
     ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
                        info={"stage": "masks", "config": section(cfg, "masks")})
     warn_empty(cfg, ls)
