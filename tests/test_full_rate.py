@@ -169,6 +169,17 @@ def test_the_masks_stage_makes_motion_masks_on_the_recording(compose, tmp_path):
         g, w = got[full_rate][1], want[full_rate] if not full_rate else [want[True][t] for t in kept]
         assert len(g) == 5 and all(a.shape == b.shape and (a == b).all() for a, b in zip(g, w)), full_rate
     assert any(m.any() for m in got[True][1])
+    # the recording's masks on every frame are kept beside the set, for keymask discovery over the recording
+    from s2d.labelset.frames import per_frame_from_json
+
+    cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                  "progress=false")
+    ds = load_data(cfg)
+    kept_rec = json.loads(masks_stage.recording_path(masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds)).folder,
+                                                     "sq").read_text())
+    rec = per_frame_from_json(kept_rec)
+    assert kept_rec["at"] == kept and len(rec) == 13
+    assert all(a.shape == b.shape and (a == b).all() for a, b in zip((m for m, _ in rec), want[True]))
     # the two differ (5 px a frame is 15 between kept frames), so each comparison above tells them apart
     assert any(a.shape != b.shape or (a != b).any() for a, b in zip(got[True][1], got[False][1]))
     assert got[True][0] != got[False][0]
@@ -180,7 +191,8 @@ def test_the_masks_stage_makes_motion_masks_on_the_recording(compose, tmp_path):
 
 def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monkeypatch):
     """tracker.full_rate hands the flow tracker the recording (13 frames) instead of the 5 kept ones, and names
-    the keymasks' folder; the sparse labelset stays on the kept frames."""
+    the keymasks' folder; the sparse labelset stays on the kept frames. With the recording's masks (masks=motion,
+    masks.full_rate) discovery runs over the recording and keeps its keymasks on the video's frames."""
     from s2d.stages import keymasks as keymasks_stage
     from s2d.stages import masks as masks_stage
     from s2d.stages.data import data_fingerprint, load_data
@@ -193,18 +205,25 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
                         lambda self, frames, start, stop, q: seen.append(len(frames)) or real(self, frames, start,
                                                                                                  stop, q))
     fps = {}
-    for full_rate in (True, False):
+    for full_rate, over_recording in ((True, False), (False, False), (True, True)):
         seen.clear()
         cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
                       f"tracker.full_rate={full_rate}", "progress=false", "keymasks.overlays=false")
         ds = load_data(cfg)
         m = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
-        out = keymasks_stage.compute(cfg, ds, m.labels, m.fingerprint)
-        fps[full_rate] = out.fingerprint
+        out = keymasks_stage.compute(cfg, ds, m.labels, m.fingerprint, m.folder if over_recording else None)
+        fps[full_rate, over_recording] = out.fingerprint
         assert seen and set(seen) == {13 if full_rate else 5}, (full_rate, seen)
         v = out.labels["sq"]
         assert v.length == 5 and v.instances, full_rate
-    assert fps[True] != fps[False]
+        summary = json.loads((out.folder / "summaries" / "sq.json").read_text())
+        assert summary["frames"] == 5 and summary.get("recording") == (13 if over_recording else None)
+        if over_recording:  # 13 masks in, each on its own frame; kept: those on frames 0, 3, 6, 9, 12
+            assert summary["masks_in"] == 13 and "| recording |" in (out.folder / "summary.md").read_text()
+            inst = v.instances[0]
+            assert inst.extra["keymask_frames"] == [t for t, sg in enumerate(inst.segmentations) if sg is not None]
+            assert all(0 <= a <= b < 5 for a, b in inst.extra["visible_ranges"])
+    assert len(set(fps.values())) == 3
 
 
 def test_a_broken_frame_between_is_named_with_the_setting_that_reads_it(compose, tmp_path):

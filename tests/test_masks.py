@@ -200,8 +200,8 @@ def test_failure_on_one_video_keeps_the_others_and_rerun_redoes_only_it(tiny_dem
     calls = []
     real = masks_stage.make_producer
 
-    def counting(cfg_, ds_):
-        produce = real(cfg_, ds_)
+    def counting(cfg_, ds_, folder=None):
+        produce = real(cfg_, ds_, folder)
         return lambda r: (calls.append(r.name), produce(r))[1]
 
     masks_stage.make_producer = counting

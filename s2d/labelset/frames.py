@@ -29,3 +29,17 @@ def frame_masks_of(labels: VideoLabels) -> list[tuple[np.ndarray, np.ndarray]]:
         out[t][1].append(inst.score)
     return [(np.stack(m) if m else np.zeros((0, labels.height, labels.width), bool), np.asarray(s))
             for m, s in out]
+
+
+def per_frame_to_json(per_frame: list[tuple[np.ndarray, np.ndarray]], size: tuple[int, int]) -> dict:
+    """Per frame (masks (K, H, W), scores (K,)) -> a json-able dict, one list of [RLE, score] per frame: the form of
+    a recording's masks (s2d.data.full_rate), whose size grows with the masks, not with masks x frames."""
+    return {"height": size[0], "width": size[1],
+            "frames": [[[rle_utils.encode(m), float(s)] for m, s in zip(masks, scores)] for masks, scores in per_frame]}
+
+
+def per_frame_from_json(d: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inverse of ``per_frame_to_json``."""
+    h, w = d["height"], d["width"]
+    return [(np.stack([rle_utils.decode(r) for r, _ in f]) if f else np.zeros((0, h, w), bool),
+             np.asarray([s for _, s in f], float)) for f in d["frames"]]

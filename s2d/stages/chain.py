@@ -50,7 +50,7 @@ def upstream(cfg: Any, through: str = "keymasks", check_validation: bool = False
     up.seconds["masks"] = time.perf_counter() - t
     if through == "keymasks":
         t = time.perf_counter()
-        up.keymasks = keymasks_stage.compute(cfg, ds, up.masks.labels, up.masks.fingerprint)
+        up.keymasks = keymasks_stage.compute(cfg, ds, up.masks.labels, up.masks.fingerprint, up.masks.folder)
         up.seconds["keymasks"] = time.perf_counter() - t
     return up
 

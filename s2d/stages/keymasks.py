@@ -15,12 +15,14 @@ from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.io.job_ranks import job_rank_world
 from s2d.keymasks import KeymaskParams, discover_keymasks
-from s2d.keymasks.discover import sparse_instances
+from s2d.keymasks.discover import KeymaskResult, sparse_instances
 from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Instance, Labelset, VideoLabels
+from s2d.labelset.frames import per_frame_from_json
 from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, listed, run_per_video, section
+from s2d.stages.masks import keeps_recording, recording_path
 
 log = logging.getLogger(__name__)
 VERSION = 2  # bump when the stage's output for the same config changes (2: the flow tracker at the frames' resolution)
@@ -68,8 +70,10 @@ def _missing_overlays(ds: Dataset, ls: Labelset, folder: Path) -> None:
         _overlay_gif(gif, r.video.frames(), tubes)
 
 
-def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutput:
-    """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``."""
+def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder: Path | None = None) -> StageOutput:
+    """The sparse keymask labelset, with the IoU-linker baseline as ``baseline``; ``masks_folder``: the masks
+    stage's folder, where it keeps the recording's masks of videos with frames between theirs (discovery then runs
+    over the recording)."""
     from s2d.labelset.frames import frame_masks_of
     from s2d.tracking.factory import make_tracker
     from s2d.tracking.full_rate import FullRateTracker
@@ -80,6 +84,8 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
         tracking["flow"] = section(cfg, "flow")
     if not tracking.get("full_rate") or not with_full_rate(ds):  # named only where it acts: older folders hold
         tracking.pop("full_rate", None)
+    elif masks_folder is not None and keeps_recording(cfg):  # what it does there: discovery over the recording
+        tracking["full_rate"] = "discovery over the recording"
     fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), tracking)
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
@@ -93,16 +99,25 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
         full = r.video.full_rate if cfg.tracker.full_rate else None
+        rec = None if full is None or masks_folder is None else recording_path(masks_folder, r.name)
         # through the recording's frames between the video's, where the data has them (s2d.data.full_rate)
         with reading(full, "tracker.full_rate"):
-            track = tracker if full is None else FullRateTracker(tracker, full.video.frames(), full.at)
-        res = discover_keymasks(frames, fm, fs, track, params)
+            full_frames = None if full is None else full.video.frames()
+        if rec is not None and rec.is_file():
+            # over the recording: its masks on every frame, tracked frame to frame, the keymasks of the video's own
+            # frames kept (an instance with none of them is dropped)
+            res, found = discover_over_recording(full_frames, per_frame_from_json(json.loads(rec.read_text())),
+                                                 full.at, tracker, params)
+        else:
+            res = discover_keymasks(frames, fm, fs, tracker if full is None else
+                                    FullRateTracker(tracker, full_frames, full.at), params)
+            found = [(per, inst, [list(x) for x in inst.visible_ranges], sorted(set(inst.frames)))
+                     for per, inst in sparse_instances(res, fm)]
         out = ds.skeleton(r.name)
         tubes = []
-        for per, inst in sparse_instances(res, fm):
+        for per, inst, ranges, kept in found:
             out.instances.append(Instance(rle_utils.encode_tube(per), inst.score, extra={
-                "one_to_many": inst.one_to_many, "visible_ranges": [list(x) for x in inst.visible_ranges],
-                "keymask_frames": sorted(set(inst.frames))}))
+                "one_to_many": inst.one_to_many, "visible_ranges": ranges, "keymask_frames": kept}))
             tubes.append(per)
         # the baseline and the summary are written before the shard: the shard is the commit point
         base = ds.skeleton(r.name)
@@ -124,14 +139,44 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str) -> StageOutpu
     keys = ["video", "frames", "masks_in", "visibility_clusters", "candidates", "keymasks_out", "instances"]
     if any("windows" in r for r in rows):  # keymasks.window acted on a video: say in how many windows each ran
         keys.insert(2, "windows")
+    if any("recording" in r for r in rows):  # discovered over the recording: masks_in ... keymasks_out count there
+        keys.insert(2, "recording")
     table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n" + "".join(
-        "| " + " | ".join(str(r.get(k, 1 if k == "windows" else "")) for k in keys) + " |\n" for r in rows)
+        "| " + " | ".join(str(r.get(k, 1 if k == "windows" else r["frames"] if k == "recording" else ""))
+                          for k in keys) + " |\n" for r in rows)
     atomic_write_text(root / "summary.md", table)
     lost = without_instances(rows, params)
     if lost:
         log.warning("keymasks: %d of %d video(s) have masks but no keymask instance, so nothing downstream learns "
                     "from them: %s", len(lost), len(rows), listed(lost, "; "))
     return StageOutput(ls, root, fp, baseline)
+
+
+def discover_over_recording(frames: np.ndarray, per_frame: list[tuple[np.ndarray, np.ndarray]], at: tuple[int, ...],
+                            tracker, p: KeymaskParams) -> tuple[KeymaskResult, list]:
+    """Keymask discovery on every frame of a recording (frames (F, H, W, 3), its masks per frame), kept on the
+    video's frames ``at``. -> (the discovery's result, its summary counted over the recording with ``frames`` and
+    ``instances`` the video's; per instance kept: (per-frame keymask or None over the video's frames, the instance,
+    its visible ranges and keymask frames as the video's frame indices)). The method's frame-based numbers (the
+    visibility clustering, ``stitch_gap``, ``window``) then count frames of the recording, the rate they were
+    chosen for: at 6 fps a video of 10-13 frames gave DBSCAN too few masks to cluster (docs/RESULTS.md)."""
+    fm = [m for m, _ in per_frame]
+    res = discover_keymasks(frames, fm, [s for _, s in per_frame], tracker, p)
+    index = {a: k for k, a in enumerate(at)}
+    found = []
+    for per, inst in sparse_instances(res, fm):
+        kept = [per[a] for a in at]
+        frames_kept = [k for k, m in enumerate(kept) if m is not None]
+        if not frames_kept:
+            continue
+        ranges = []
+        for a, b in inst.visible_ranges:
+            ks = [index[x] for x in at if a <= x <= b]
+            if ks:
+                ranges.append([ks[0], ks[-1]])
+        found.append((kept, inst, ranges, frames_kept))
+    res.summary.update(recording=len(frames), frames=len(at), instances=len(found))
+    return res, found
 
 
 def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:

@@ -11,7 +11,8 @@ import numpy as np
 from s2d.data.full_rate import numbered_step, reading, with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
 from s2d.fingerprint import fingerprint
-from s2d.labelset.frames import frames_to_labels
+from s2d.io.atomic import atomic_write_json
+from s2d.labelset.frames import frames_to_labels, per_frame_to_json
 from s2d.labelset.types import VideoLabels
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, listed, run_per_video, section
 
@@ -19,7 +20,20 @@ log = logging.getLogger(__name__)
 VERSION = 4  # bump when the stage's output for the same config changes (4: the motion flow at the frames' resolution)
 
 
-def make_producer(cfg: Any, ds: Dataset):
+def recording_path(masks_folder: Path, name: str) -> Path:
+    """Where the masks stage keeps a video's masks on every frame of its recording (s2d.data.full_rate), which
+    keymask discovery runs over (s2d.stages.keymasks)."""
+    return masks_folder / "recording" / f"{name}.json"
+
+
+def keeps_recording(cfg: Any) -> bool:
+    """Whether the masks stage keeps the recording's masks of videos with frames between theirs: motion masks
+    alone (merged with MaskCut, the recording's frames would need MaskCut too, at 4 times its cost)."""
+    return cfg.masks.source == "motion" and bool(cfg.masks.full_rate)
+
+
+def make_producer(cfg: Any, ds: Dataset, folder: Path | None = None):
+    """``folder``: the stage's artifact folder, where the recording's masks are kept (``recording_path``)."""
     m = cfg.masks
     progress = bool(cfg.progress)
     if m.source == "import":
@@ -70,6 +84,9 @@ def make_producer(cfg: Any, ds: Dataset):
             per_frame, ev = motion_masks(FrameWindows(video), params, m.max_masks, m.min_area, cache.flows,
                                          bar.update, cache.far)
         if full is not None:
+            if folder is not None and keeps_recording(cfg):  # written before the shard, the commit point
+                atomic_write_json(recording_path(folder, r.name),
+                                  {"video": r.name, "at": list(full.at), **per_frame_to_json(per_frame, r.video.size)})
             per_frame = [per_frame[i] for i in full.at]
         if max(ev.gaps) > 1:
             share = f"under {100 * params.min_moving_frames:.0f} %"
@@ -159,6 +176,8 @@ def masks_fingerprint(cfg: Any, data_fp: str, ds: Dataset | None = None) -> str:
     # the folders of before the key
     if m["source"] not in ("motion", "motion_maskcut") or not m.get("full_rate") or not with_full_rate(ds):
         m.pop("full_rate", None)
+    elif keeps_recording(cfg):  # the folder also holds the recording's masks
+        m["full_rate"] = "recording kept"
     if m["source"] in ("motion", "motion_maskcut"):  # the flow the motion masks read
         m["flow"] = section(cfg, "flow")
     return fingerprint("masks", VERSION, data_fp, m)
@@ -178,7 +197,7 @@ def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
                      "frames between (YouTube-VIS's all-frames release: data.all_frames=.../JPEGImages) motion and "
                      "tracks go through them, which measured better (docs/RESULTS.md, \"SA-V's layout\")",
                      max(set(steps), key=steps.count), len(steps), len(ds))
-    ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds), cfg.progress,
+    ls = run_per_video("masks", root, fp, ds, make_producer(cfg, ds, root), cfg.progress,
                        info={"stage": "masks", "config": section(cfg, "masks")})
     warn_empty(cfg, ls)
     return StageOutput(ls, root, fp)
