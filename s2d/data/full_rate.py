@@ -7,8 +7,9 @@ far as between neighbouring frames of the recording, and what needs dense flow s
 such motion less often, and water, dust and spray look moving (on the DAVIS clips kept at every 4th frame the
 motion masks' mean J falls from 0.61 to 0.42, docs/RESULTS.md). Where the frames in between exist, the motion
 masks and the point tracker run on all of them and keep their results on the kept frames
-(``masks.full_rate``, ``tracker.full_rate``); everything else (training, labels, evaluation) sees the kept
-frames only.
+(``masks.full_rate``, ``tracker.full_rate``); with masks from motion alone, keymask discovery runs over the
+recording too, its masks on every frame (s2d.stages.keymasks), and keeps the keymasks of the kept frames.
+Everything else (training, labels, evaluation) sees the kept frames only.
 """
 from __future__ import annotations
 

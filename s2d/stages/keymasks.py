@@ -1,5 +1,7 @@
 """Stage "keymasks": keymask discovery on every video -> the SPARSE labelset (masks on keymask frames, null
-elsewhere), the IoU-linker baseline for comparison, a per-video summary and an overlay gif per video."""
+elsewhere), the IoU-linker baseline for comparison, a per-video summary and an overlay gif per video. A video
+with the recording's frames between its own (s2d.data.full_rate) is discovered over the recording where the
+masks stage kept its masks there, else tracked through it (``tracker.full_rate``)."""
 from __future__ import annotations
 
 import json

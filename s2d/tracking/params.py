@@ -22,7 +22,8 @@ class TrackerParams:
     device: str = "cpu"
     window_len: int = 60               # CoTracker3's sliding window (frames)
     # track through the recording's frames between the video's, where the data has them (SA-V's 24 fps between its
-    # annotated frames, data.all_frames, data.stride on image folders; s2d/data/full_rate.py)
+    # annotated frames, data.all_frames, data.stride on image folders; s2d/data/full_rate.py); with masks=motion
+    # and masks.full_rate, keymask discovery runs over the recording's masks on every frame
     full_rate: bool = True
 
 
