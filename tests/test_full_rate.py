@@ -224,6 +224,15 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
             assert inst.extra["keymask_frames"] == [t for t, sg in enumerate(inst.segmentations) if sg is not None]
             assert all(0 <= a <= b < 5 for a, b in inst.extra["visible_ranges"])
     assert len(set(fps.values())) == 3
+    # a masks set without the recording's masks (deleted by hand) is named, with the way out
+    import shutil
+
+    from s2d.errors import S2DError
+
+    masks_stage.recording_path(m.folder, "sq").unlink()
+    shutil.rmtree(out.folder)
+    with pytest.raises(S2DError, match=r"sq.*lacks .*recording/sq.json.*delete .* to make it again"):
+        keymasks_stage.compute(cfg, ds, m.labels, m.fingerprint, m.folder)
 
 
 def test_a_broken_frame_between_is_named_with_the_setting_that_reads_it(compose, tmp_path):

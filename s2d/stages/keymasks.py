@@ -13,6 +13,7 @@ import numpy as np
 
 from s2d.data.full_rate import reading, with_full_rate
 from s2d.data.sources import Dataset, VideoRecord
+from s2d.errors import IncompleteSetError
 from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.io.job_ranks import job_rank_world
@@ -20,8 +21,8 @@ from s2d.keymasks import KeymaskParams, discover_keymasks
 from s2d.keymasks.discover import KeymaskResult, sparse_instances
 from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
-from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.frames import per_frame_from_json
+from s2d.labelset.types import Instance, Labelset, VideoLabels
 from s2d.labelset.ytvis import labelset_to_json, read_labelset_json
 from s2d.stages.common import StageOutput, artifact_dir, flow_cache_dir, listed, run_per_video, section
 from s2d.stages.masks import keeps_recording, recording_path
@@ -101,11 +102,15 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
         full = r.video.full_rate if cfg.tracker.full_rate else None
-        rec = None if full is None or masks_folder is None else recording_path(masks_folder, r.name)
+        rec = None if full is None or masks_folder is None or not keeps_recording(cfg) else \
+            recording_path(masks_folder, r.name)
+        if rec is not None and not rec.is_file():
+            raise IncompleteSetError(f"the masks set lacks {rec}, the masks of the frames between this video's own; "
+                                     f"delete {masks_folder} to make it again")
         # through the recording's frames between the video's, where the data has them (s2d.data.full_rate)
         with reading(full, "tracker.full_rate"):
             full_frames = None if full is None else full.video.frames()
-        if rec is not None and rec.is_file():
+        if rec is not None:
             # over the recording: its masks on every frame, tracked frame to frame, the keymasks of the video's own
             # frames kept (an instance with none of them is dropped)
             res, found = discover_over_recording(full_frames, per_frame_from_json(json.loads(rec.read_text())),
