@@ -35,9 +35,14 @@ class FullRate:
             raise ValueError(f"kept frames must be increasing indices, got {list(self.at)[:10]}")
 
     @property
+    def length(self) -> int:
+        """Frames of the recording, known without decoding a container: it ends at the last kept frame."""
+        return self.at[-1] + 1 if self.at else 0
+
+    @property
     def between(self) -> bool:
         """Whether any frame lies between two kept ones (otherwise the full rate is the kept frames)."""
-        return bool(self.at) and self.at[-1] - self.at[0] + 1 > len(self.at)
+        return bool(self.at) and self.length - self.at[0] > len(self.at)
 
     def select(self, keep: Sequence[int]) -> "FullRate":
         """The full rate of a subset of the kept frames (``keep``: indices into them): the recording cut at the

@@ -84,10 +84,10 @@ def run(cfg: Any, run_dir: Path) -> dict:
     rows = []
     for r in ds:
         h, w = r.video.size
-        full = r.video.full_rate  # counted without decoding: the recording ends at the video's last frame
+        full = r.video.full_rate
         rows.append({"video": r.name, "frames": len(r.video), "size": f"{w}x{h}",
                      "instances": None if r.gt is None else len(r.gt.instances),
-                     "recording": None if full is None else full.at[-1] + 1})
+                     "recording": None if full is None else full.length})
     for row in rows:
         gt = "" if row["instances"] is None else f"{row['instances']} gt instances"
         rec = "" if row["recording"] is None else f"  (motion and tracks through {row['recording']} frames)"

@@ -169,7 +169,6 @@ def discover_over_recording(frames: np.ndarray, per_frame: list[tuple[np.ndarray
     chosen for: at 6 fps a video of 10-13 frames gave DBSCAN too few masks to cluster (docs/RESULTS.md)."""
     fm = [m for m, _ in per_frame]
     res = discover_keymasks(frames, fm, [s for _, s in per_frame], tracker, p)
-    index = {a: k for k, a in enumerate(at)}
     found = []
     for per, inst in sparse_instances(res, fm):
         kept = [per[a] for a in at]
@@ -178,7 +177,7 @@ def discover_over_recording(frames: np.ndarray, per_frame: list[tuple[np.ndarray
             continue
         ranges = []
         for a, b in inst.visible_ranges:
-            ks = [index[x] for x in at if a <= x <= b]
+            ks = [k for k, x in enumerate(at) if a <= x <= b]
             if ks:
                 ranges.append([ks[0], ks[-1]])
         found.append((kept, inst, ranges, frames_kept))

@@ -204,11 +204,11 @@ def compute(cfg: Any, ds: Dataset, data_fp: str) -> StageOutput:
 
 
 def full_rate_words(ds: Dataset) -> str:
-    """How many frames the videos with a full rate bring, for the log (counted without decoding a container:
-    a full rate ends at its last kept frame)."""
+    """How many frames the videos with a full rate bring, for the log (``FullRate.length``: no container is
+    decoded for it)."""
     rs = with_full_rate(ds)
     own = sum(len(r.video.full_rate.at) for r in rs)
-    full = sum(r.video.full_rate.at[-1] + 1 for r in rs)
+    full = sum(r.video.full_rate.length for r in rs)
     return f"{full} frames for their {own} ({full / max(own, 1):.1f} times the work)"
 
 
