@@ -3,6 +3,7 @@ each kept frame sits in it for every source that has one, and the masks and trac
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,17 +219,30 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
         assert v.length == 5 and v.instances, full_rate
         summary = json.loads((out.folder / "summaries" / "sq.json").read_text())
         assert summary["frames"] == 5 and summary.get("recording") == (13 if over_recording else None)
+        rec = keymasks_stage.recording_labels(out, ds)
         if over_recording:  # 13 masks in, each on its own frame; kept: those on frames 0, 3, 6, 9, 12
             assert summary["masks_in"] == 13 and "| recording |" in (out.folder / "summary.md").read_text()
             inst = v.instances[0]
             assert inst.extra["keymask_frames"] == [t for t, sg in enumerate(inst.segmentations) if sg is not None]
             assert all(0 <= a <= b < 5 for a, b in inst.extra["visible_ranges"])
+            # the same instances on every frame of the recording, for the learned stages (train.full_rate)
+            whole = rec["sq"]
+            assert whole.length == 13 and len(whole.instances) == len(v.instances)
+            for w, k in zip(whole.instances, v.instances):
+                assert [w.segmentations[t] for t in (0, 3, 6, 9, 12)] == k.segmentations
+                assert w.extra["keymask_frames"] == [t for t, sg in enumerate(w.segmentations) if sg is not None]
+            assert len(whole.instances[0].extra["keymask_frames"]) > len(inst.extra["keymask_frames"])
+        else:  # discovery on the video's frames: nothing on the recording's frames to learn from
+            assert rec is None
     assert len(set(fps.values())) == 3
     # a masks set without the recording's masks (deleted by hand) is named, with the way out
     import shutil
 
     from s2d.errors import S2DError
 
+    keymasks_stage.recording_labels_path(out.folder, "sq").unlink()
+    with pytest.raises(S2DError, match=r"lacks .*recording/sq.json.*keymasks of video 'sq' on every frame"):
+        keymasks_stage.recording_labels(out, ds)
     masks_stage.recording_path(m.folder, "sq").unlink()
     shutil.rmtree(out.folder)
     with pytest.raises(S2DError, match=r"sq.*lacks .*recording/sq.json.*delete .* to make it again"):
@@ -266,3 +280,84 @@ def test_s2d_data_lists_the_frames_the_motion_and_tracks_go_through(compose, tmp
     # data=frames works at 240p: the 72x96 frames are scaled up
     assert rows == [{"video": "sq", "frames": 5, "size": "320x240", "instances": None, "recording": 13}]
     assert "(motion and tracks through 13 frames)" in capsys.readouterr().out
+
+
+def test_labels_of_the_recordings_come_back_on_the_kept_frames(tmp_path):
+    """``recordings`` hands the learned stages each video's recording (same name and id, no ground truth);
+    ``on_kept_frames`` brings what they made back onto the kept frames, named as the video's frames, and leaves
+    out a tube that has no mask there."""
+    from s2d.data.full_rate import on_kept_frames, recordings
+    from s2d.labelset.types import Labelset, VideoLabels
+
+    _moving_square_video(tmp_path / "videos" / "sq")
+    _moving_square_video(tmp_path / "videos" / "still", n=3, step=0)  # kept: frame 0 alone, nothing between
+    ds = open_dataset("frames", tmp_path / "videos", stride=3)
+    rds = recordings(ds)
+    assert rds.names == ds.names and [r.id for r in rds] == [r.id for r in ds]
+    assert [len(rds[n].video) for n in ("sq", "still")] == [13, 1] and rds["still"] is ds["still"]
+    assert rds["sq"].gt is None and rds["sq"].video.full_rate is None
+    assert np.array_equal(rds["sq"].video[6], ds["sq"].video[2])  # kept frame 2 is frame 6 of the recording
+    h, w = ds["sq"].video.size
+    tube = np.zeros((2, 13, h, w), bool)
+    for t in range(13):
+        tube[0, t, t, :3] = True  # a mask on every frame, row t: which frame it came from is read back
+    tube[1, 4, :2, :2] = True     # a mask on frame 4 only, between kept frames 3 and 6
+    made = Labelset([VideoLabels.from_masks("sq", tube, [0.9, 0.8], rds["sq"].video.frame_names()),
+                     ds.skeleton("still")])
+    back = on_kept_frames(made, ds)
+    sq = back["sq"]
+    assert (sq.length, sq.file_names, sq.id) == (5, ds["sq"].video.frame_names(), ds["sq"].id)
+    assert len(sq.instances) == 1 and sq.instances[0].score == 0.9
+    assert [int(np.nonzero(m[:, 0])[0][0]) for m in sq.masks()[0]] == [0, 3, 6, 9, 12]
+    assert back["still"] is made["still"]
+    with pytest.raises(ValueError, match="'sq' have 5 frames, its recording 13"):
+        on_kept_frames(Labelset([ds.skeleton("sq")]), ds)
+
+
+def test_train_full_rate_acts_through_the_labels_fingerprint(compose):
+    """The key enters the learned stages' checkpoint folders only through the labels they train on, so folders
+    made before it keep their names on data without a recording (the demo's every checkpoint)."""
+    from s2d.stages.distill import checkpoint_dir
+
+    on, off = (compose(f"train.full_rate={v}") for v in ("true", "false"))
+    assert checkpoint_dir(on, Path("r"), "distill", "fp") == checkpoint_dir(off, Path("r"), "distill", "fp")
+
+
+def _davis_square(root, n=13):
+    """The moving square as a DAVIS clip with its mask on every frame."""
+    frames = _moving_square_video(root / "JPEGImages" / "sq", n)
+    (root / "Annotations" / "sq").mkdir(parents=True)
+    for t in range(n):
+        m = np.zeros(frames.shape[1:3], np.uint8)
+        m[26:46, 8 + 5 * t: 28 + 5 * t] = 1
+        Image.fromarray(m, mode="L").convert("P").save(root / "Annotations" / "sq" / f"{t:05d}.png")
+
+
+@pytest.mark.slow
+def test_the_learned_stages_learn_from_the_recording(tmp_path):
+    """`s2d run` on a clip kept at every 3rd frame: with train.full_rate (the default) the dense labelset and the
+    final model's predictions are made on the 13 frames of the recording, and scored on the 5 kept ones; off,
+    everything learned stays on the 5 frames, in other folders."""
+    import subprocess
+    import sys
+
+    _davis_square(tmp_path / "d")
+    base = ["run", "data=davis", f"data.root={tmp_path / 'd'}", "data.stride=3", "data.short_side=72",
+            "train.max_steps=4", "train.batch_size=2", "train.crop_size=[48,64]", "loss.num_points=256",
+            "label.score_thr=0.0", "distill.distill_warmup=2", "progress=false", "keymasks.vis_min_samples=2"]
+    lengths, folders = {}, {}
+    for full_rate in ("true", "false"):
+        out = tmp_path / f"out-{full_rate}"
+        r = subprocess.run([sys.executable, "-m", "s2d.cli", *base, f"train.full_rate={full_rate}", "name=fr",
+                            f"paths.output_root={out}"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                           env={**__import__("os").environ, "WANDB_MODE": "offline"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        said = "learning from the recordings of 1 video(s), 13 frames instead of their own 5"
+        assert (said in r.stdout + r.stderr) == (full_rate == "true")
+        lengths[full_rate] = {st: json.loads(next((out / "artifacts").glob(f"{st}-*/labelset.json")).read_text()
+                                             )["videos"][0]["length"] for st in ("label", "predict")}
+        folders[full_rate] = sorted(p.name for p in (out / "runs" / "fr-seed0" / "checkpoints").iterdir())
+        m = json.loads((out / "runs" / "fr-seed0" / "metrics.json").read_text())["metrics"]
+        assert {"dense labelset (distilled teacher)", "final model"} <= set(m)
+    assert lengths == {"true": {"label": 13, "predict": 13}, "false": {"label": 5, "predict": 5}}
+    assert not set(folders["true"]) & set(folders["false"])

@@ -148,6 +148,11 @@ class TrainSchema:
     val_videos: Optional[int] = None   # validate on the first N videos (null: all)
     monitor: Optional[str] = None      # e.g. val/AP: also keep best-step<k>.ckpt, the best value so far
     monitor_mode: MonitorMode = MonitorMode.max
+    # the learned stages (distill, dense labelset, final model) learn from the recording's frames between the
+    # video's, where keymask discovery ran over them (masks=motion, s2d/data/full_rate.py): the keymasks of every
+    # frame, at the frame rate the model later labels and predicts at; their labelsets are scored on the video's
+    # frames (docs/RESULTS.md, "SA-V's layout")
+    full_rate: bool = True
 
 
 DistillSchema = DistillParams  # every distillation setting is defined in s2d/lit/params.py

@@ -94,8 +94,9 @@ class ClipDataModule(L.LightningDataModule):
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
                  quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False,
                  frame_cache_mb: float = 0, score_targets: bool = False, drop_cut_frames: bool = False,
-                 repeat_iou: float | None = None):
+                 repeat_iou: float | None = None, val_data: VideoDataset | None = None):
         super().__init__()
+        self.val_data = videos if val_data is None else val_data  # the videos validation reads (with ground truth)
         self.repeat_iou = repeat_iou  # dense mode: a target repeating a higher-scored one of its clip is none
         self.drop_cut_frames = drop_cut_frames  # dense mode: frames label.one_identity cut stay unknown
         self.score_targets = score_targets  # dense mode: the labelset's scores are the class targets
@@ -138,5 +139,5 @@ class ClipDataModule(L.LightningDataModule):
             return []  # Lightning skips validation
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        return DataLoader(WholeVideoDataset(self.videos, self.val_videos[rank::world]), batch_size=1,
+        return DataLoader(WholeVideoDataset(self.val_data, self.val_videos[rank::world]), batch_size=1,
                           collate_fn=first_item, num_workers=0)

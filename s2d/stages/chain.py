@@ -11,12 +11,31 @@ from pathlib import Path
 from typing import Any
 
 from s2d.compute import compute_env
+from s2d.data.full_rate import on_kept_frames, recordings, with_full_rate
 from s2d.data.sources import Dataset
+from s2d.labelset.types import Labelset
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.stages.common import StageOutput, section
 from s2d.version import code_version
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Learning:
+    """What the learned stages (distill, label, final, predict) read: the videos and their sparse labelset, or,
+    with ``train.full_rate`` where keymask discovery ran over the recordings, the recordings and the keymasks of
+    their every frame (``s2d.data.full_rate.recordings``), under fingerprints of their own."""
+
+    ds: Dataset
+    keymasks: Labelset
+    keymasks_fp: str
+    data_fp: str
+    recorded: bool = False  # whether ``ds`` holds recordings
+
+    def on_videos(self, labels: Labelset | None, videos: Dataset) -> Labelset | None:
+        """A labelset the learned stages made, on ``videos``' own frames (for scores and pictures)."""
+        return on_kept_frames(labels, videos) if self.recorded and labels is not None else labels
 
 
 @dataclass
@@ -26,6 +45,7 @@ class Upstream:
     masks: StageOutput
     keymasks: StageOutput | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    learning: Learning | None = None  # set with the keymasks
 
 
 def upstream(cfg: Any, through: str = "keymasks", check_validation: bool = False) -> Upstream:
@@ -52,7 +72,28 @@ def upstream(cfg: Any, through: str = "keymasks", check_validation: bool = False
         t = time.perf_counter()
         up.keymasks = keymasks_stage.compute(cfg, ds, up.masks.labels, up.masks.fingerprint, up.masks.folder)
         up.seconds["keymasks"] = time.perf_counter() - t
+        up.learning = learning(cfg, up)
     return up
+
+
+def learning(cfg: Any, up: Upstream) -> Learning:
+    """The learned stages' data (``Learning``): the recordings where ``train.full_rate`` is on and the keymasks
+    stage kept the keymasks of their every frame, else the videos."""
+    from s2d.fingerprint import fingerprint
+    from s2d.stages.keymasks import recording_labels
+
+    km = up.keymasks
+    rec = recording_labels(km, up.ds) if cfg.train.full_rate else None
+    if rec is None:
+        return Learning(up.ds, km.labels, km.fingerprint, up.data_fp)
+    n = len(with_full_rate(up.ds))
+    log.info("distill, label, final: learning from the recordings of %d video(s), %d frames instead of their own "
+             "%d (train.full_rate; scored on the videos' own frames)", n,
+             sum(len(r.video) if r.video.full_rate is None else r.video.full_rate.length for r in up.ds),
+             sum(len(r.video) for r in up.ds))
+    key = {"train.full_rate": "the recordings"}
+    return Learning(recordings(up.ds), rec, fingerprint(km.fingerprint, key), fingerprint(up.data_fp, key),
+                    recorded=True)
 
 
 def run_masks(cfg: Any, run_dir: Path) -> dict:
@@ -94,7 +135,8 @@ def run_keymasks(cfg: Any, run_dir: Path) -> dict:
 
 def run_distill(cfg: Any, run_dir: Path) -> dict:
     up = upstream(cfg, through="keymasks", check_validation=True)
-    km = up.keymasks
+    lr = up.learning
     from s2d.stages.distill import train
 
-    return {"checkpoint": str(train(cfg, run_dir, "distill", up.ds, km.labels, "sparse", km.fingerprint))}
+    return {"checkpoint": str(train(cfg, run_dir, "distill", lr.ds, lr.keymasks, "sparse", lr.keymasks_fp,
+                                    val_ds=up.ds))}

@@ -16,7 +16,10 @@ from s2d.stages.common import section
 log = logging.getLogger(__name__)
 
 
-def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = None):
+def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = None, val_ds=None):
+    """(module, data module) of a learning stage on ``ds`` and its ``labels``; ``val_ds``: the videos validation
+    scores (``train.val_every_n_steps``; default ``ds``: the recordings the stage may learn from have no ground
+    truth, their videos do)."""
     import torch
 
     from s2d.data.clips import AugmentConfig
@@ -25,10 +28,12 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
 
     t = cfg.train
     aug = AugmentConfig.of(t)
+    val_ds = ds if val_ds is None else val_ds
     data = ClipDataModule(ds, labels, mode, t.batch_size, t.clip_length, t.num_workers, t.fallback_radius,
                           cfg.seed, aug, on_error=t.on_error, retries=t.substitute_retries,
                           quarantine=None if quarantine is None else str(quarantine),
-                          val_videos=validation_videos(cfg, ds), teach_absent=teaches_absent(cfg, mode),
+                          val_videos=validation_videos(cfg, val_ds), val_data=val_ds,
+                          teach_absent=teaches_absent(cfg, mode),
                           frame_cache_mb=t.frame_cache_mb, score_targets=scores_as_targets(cfg, mode),
                           drop_cut_frames=drops_cut_frames(cfg, mode), repeat_iou=repeat_iou(cfg, mode))
     cls = DistillationModule if mode == "sparse" else DenseModule
@@ -225,7 +230,8 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
     """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
     from s2d.fingerprint import fingerprint
 
-    train = {k: v for k, v in section(cfg, "train").items() if k not in _RESUMABLE_TRAIN_KEYS}
+    # full_rate acts through the labels trained on (their fingerprint says so where it acts)
+    train = {k: v for k, v in section(cfg, "train").items() if k not in _RESUMABLE_TRAIN_KEYS and k != "full_rate"}
     # present only when on, so stages trained before the key existed keep their fingerprints
     absent = [{"teach_absent": True}] if teaches_absent(cfg, mode) else []
     absent += [{"score_targets": True}] if scores_as_targets(cfg, mode) else []
@@ -237,8 +243,9 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
 
 
 def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_fp: str,
-          init: Path | None = None) -> Path:
-    """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint."""
+          init: Path | None = None, val_ds=None) -> Path:
+    """Train (or resume, or skip when finished) one learning stage; returns its final checkpoint. ``val_ds``: the
+    videos validation scores, when not ``ds`` (``build``)."""
     import torch
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -268,7 +275,7 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
               "distill stage longer (train.max_steps) or lower label.score_thr")
         raise S2DError(f"{stage}: the {mode} labelset has no instance in any of its {len(labels)} video(s), so "
                        f"there is nothing to train on; {why}")
-    module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl")
+    module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl", val_ds=val_ds)
     if resume is None:
         warn_if_coarse(ds, cfg.train, stage)
     if resume is not None:

@@ -49,6 +49,38 @@ def keymask_settings(cfg: Any, longest: int) -> dict:
     return k
 
 
+def recording_labels_path(folder: Path, name: str) -> Path:
+    """Where the keymasks stage keeps a video's keymasks on every frame of its recording, when discovery ran over
+    it (the sparse labelset holds those of the video's own frames)."""
+    return folder / "recording" / f"{name}.json"
+
+
+def recording_labels(out: StageOutput, ds: Dataset) -> Labelset | None:
+    """The sparse labelset of the keymasks stage's ``out`` on the recordings (``s2d.data.full_rate.recordings``):
+    each video with a recording by the keymasks of its every frame, the others by the set's own. None when no
+    video's were kept (discovery did not run over a recording)."""
+    folder, kept = out.folder, out.labels
+    if not with_full_rate(ds) or not (folder / "recording").is_dir():
+        return None
+    vids = []
+    for r in ds:
+        f = recording_labels_path(folder, r.name)
+        if r.video.full_rate is None:
+            vids.append(kept[r.name])
+        elif f.is_file():
+            vids.append(read_labelset_json(f).videos[0])
+        else:
+            raise IncompleteSetError(f"the keymasks set {folder} lacks {f}, the keymasks of video '{r.name}' on "
+                                     f"every frame of its recording; delete {folder} to make it again")
+    return Labelset(vids)
+
+
+def _instance(per: list, inst, ranges: list, frames: list) -> Instance:
+    """A keymask instance of the sparse labelset: keymasks on its frames, null elsewhere."""
+    return Instance(rle_utils.encode_tube(per), inst.score, extra={
+        "one_to_many": inst.one_to_many, "visible_ranges": ranges, "keymask_frames": frames})
+
+
 def _overlay_gif(path: Path, frames: np.ndarray, tubes: list[list[np.ndarray | None]]) -> None:
     from s2d.viz import overlay, palette, save_gif
 
@@ -88,7 +120,9 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
     if not tracking.get("full_rate") or not with_full_rate(ds):  # named only where it acts: older folders hold
         tracking.pop("full_rate", None)
     elif masks_folder is not None and keeps_recording(cfg):  # what it does there: discovery over the recording
-        tracking["full_rate"] = "discovery over the recording"
+        # (the folder also keeps the keymasks of the recording's every frame: a folder of before, which did not,
+        # is not taken for one)
+        tracking["full_rate"] = "discovery over the recording, its keymasks kept"
     fp = fingerprint("keymasks", VERSION, masks_fp, keymask_settings(cfg, longest), tracking)
     root = artifact_dir(cfg, "keymasks", fp)
     params = params_of(cfg)
@@ -98,6 +132,7 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
 
     def produce(r: VideoRecord) -> VideoLabels:
         per_frame = frame_masks_of(masks[r.name])
+        out_h, out_w = r.video.size
         fm = [m for m, _ in per_frame]
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
@@ -112,20 +147,21 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
             full_frames = None if full is None else full.video.frames()
         if rec is not None:
             # over the recording: its masks on every frame, tracked frame to frame, the keymasks of the video's own
-            # frames kept (an instance with none of them is dropped)
-            res, found = discover_over_recording(full_frames, per_frame_from_json(json.loads(rec.read_text())),
-                                                 full.at, tracker, params)
+            # frames kept (an instance with none of them is dropped); every instance on every frame of the
+            # recording kept beside the set, for the learned stages (train.full_rate)
+            res, found, everywhere = discover_over_recording(
+                full_frames, per_frame_from_json(json.loads(rec.read_text())), full.at, tracker, params)
+            whole = VideoLabels(r.name, out_h, out_w, len(full_frames), full.video.frame_names(), [], r.id)
+            whole.instances = [_instance(*x) for x in everywhere]
+            atomic_write_json(recording_labels_path(root, r.name), labelset_to_json(Labelset([whole])))
         else:
             res = discover_keymasks(frames, fm, fs, tracker if full is None else
                                     FullRateTracker(tracker, full_frames, full.at), params)
             found = [(per, inst, [list(x) for x in inst.visible_ranges], sorted(set(inst.frames)))
                      for per, inst in sparse_instances(res, fm)]
         out = ds.skeleton(r.name)
-        tubes = []
-        for per, inst, ranges, kept in found:
-            out.instances.append(Instance(rle_utils.encode_tube(per), inst.score, extra={
-                "one_to_many": inst.one_to_many, "visible_ranges": ranges, "keymask_frames": kept}))
-            tubes.append(per)
+        out.instances = [_instance(*x) for x in found]
+        tubes = [per for per, *_ in found]
         # the baseline and the summary are written before the shard: the shard is the commit point
         base = ds.skeleton(r.name)
         for per, score in link_by_iou(fm, fs, cfg.keymasks.baseline_iou):
@@ -160,17 +196,20 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
 
 
 def discover_over_recording(frames: np.ndarray, per_frame: list[tuple[np.ndarray, np.ndarray]], at: tuple[int, ...],
-                            tracker, p: KeymaskParams) -> tuple[KeymaskResult, list]:
+                            tracker, p: KeymaskParams) -> tuple[KeymaskResult, list, list]:
     """Keymask discovery on every frame of a recording (frames (F, H, W, 3), its masks per frame), kept on the
     video's frames ``at``. -> (the discovery's result, its summary counted over the recording with ``frames`` and
     ``instances`` the video's; per instance kept: (per-frame keymask or None over the video's frames, the instance,
-    its visible ranges and keymask frames as the video's frame indices)). The method's frame-based numbers (the
-    visibility clustering, ``stitch_gap``, ``window``) then count frames of the recording, the rate they were
-    chosen for: at 6 fps a video of 10-13 frames gave DBSCAN too few masks to cluster (docs/RESULTS.md)."""
+    its visible ranges and keymask frames as the video's frame indices); the same for every instance over the
+    recording's frames, what the learned stages learn from with ``train.full_rate``). The method's frame-based
+    numbers (the visibility clustering, ``stitch_gap``, ``window``) then count frames of the recording, the rate
+    they were chosen for: at 6 fps a video of 10-13 frames gave DBSCAN too few masks to cluster
+    (docs/RESULTS.md)."""
     fm = [m for m, _ in per_frame]
     res = discover_keymasks(frames, fm, [s for _, s in per_frame], tracker, p)
-    found = []
+    found, everywhere = [], []
     for per, inst in sparse_instances(res, fm):
+        everywhere.append((per, inst, [list(x) for x in inst.visible_ranges], sorted(set(inst.frames))))
         kept = [per[a] for a in at]
         frames_kept = [k for k, m in enumerate(kept) if m is not None]
         if not frames_kept:
@@ -182,7 +221,7 @@ def discover_over_recording(frames: np.ndarray, per_frame: list[tuple[np.ndarray
                 ranges.append([ks[0], ks[-1]])
         found.append((kept, inst, ranges, frames_kept))
     res.summary.update(recording=len(frames), frames=len(at), instances=len(found))
-    return res, found
+    return res, found, everywhere
 
 
 def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:

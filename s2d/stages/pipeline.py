@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from s2d.compute import compute_env, describe
+from s2d.data.full_rate import with_full_rate
 from s2d.version import code_version
 from s2d.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from s2d.report.errors import error_lines
@@ -74,10 +75,9 @@ def run(cfg: Any, run_dir: Path) -> dict:
     t0 = time.perf_counter()
     learn = cfg.stage in ("run", "final", "label")  # `s2d run` and the later verbs include the learning stages
     up = upstream(cfg, through="keymasks", check_validation=learn)  # validation without ground truth: refused now
-    ds, data_fp, timings = up.ds, up.data_fp, dict(up.seconds)
+    ds, timings = up.ds, dict(up.seconds)
     masks, masks_dir = up.masks.labels, up.masks.folder
-    keymasks, baseline, km_dir, km_fp = up.keymasks.labels, up.keymasks.baseline, up.keymasks.folder, \
-        up.keymasks.fingerprint
+    keymasks, baseline, km_dir = up.keymasks.labels, up.keymasks.baseline, up.keymasks.folder
     dense = final_pred = None
     rounds: list[dict] = []  # per self-training round: its dense labelset, where it is, the model trained on it
     if learn:
@@ -85,8 +85,12 @@ def run(cfg: Any, run_dir: Path) -> dict:
         from s2d.stages import final as final_stage
         from s2d.stages import label as label_stage
 
+        # the videos, or their recordings with train.full_rate (s2d.stages.chain.Learning): the labelsets made
+        # there are scored and drawn on the videos' own frames
+        lr = up.learning
         t = time.perf_counter()
-        distill_ckpt = distill_stage.train(cfg, run_dir, "distill", ds, keymasks, "sparse", km_fp)
+        distill_ckpt = distill_stage.train(cfg, run_dir, "distill", lr.ds, lr.keymasks, "sparse", lr.keymasks_fp,
+                                           val_ds=ds)
         timings["distill"] = time.perf_counter() - t
         # self-training rounds (final.rounds): the current teacher labels every video, a student trained on
         # those dense labels (starting from the teacher) becomes the next teacher; every round's labelset is kept
@@ -94,8 +98,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
         final_ckpt = pred_dir = None
         for r in range(1, cfg.final.rounds + 1):
             t = time.perf_counter()
-            learned_from = (keymasks, km_fp) if r == 1 else (rounds[-1]["labels"], rounds[-1]["fp"])
-            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, ds, teacher, data_fp, learned_from)
+            learned_from = (lr.keymasks, lr.keymasks_fp) if r == 1 else (rounds[-1]["labels"], rounds[-1]["fp"])
+            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, lr.ds, teacher, lr.data_fp, learned_from)
             timings[f"label{r}"] = time.perf_counter() - t
             rounds.append({"labels": labels_r, "dir": label_dir, "fp": label_fp, "ckpt": None})
             if not any(v.instances for v in labels_r):  # nothing to train on: say so, report what ran
@@ -104,14 +108,17 @@ def run(cfg: Any, run_dir: Path) -> dict:
                             r, cfg.label.score_thr)
                 break
             t = time.perf_counter()
-            teacher = distill_stage.train(final_stage.stage_config(cfg), run_dir, final_stage.round_stage(r), ds,
-                                          labels_r, "dense", label_fp, init=teacher)
+            teacher = distill_stage.train(final_stage.stage_config(cfg), run_dir, final_stage.round_stage(r), lr.ds,
+                                          labels_r, "dense", label_fp, init=teacher, val_ds=ds)
             timings[f"final{r}"] = time.perf_counter() - t
             rounds[-1]["ckpt"] = final_ckpt = teacher
-        dense = rounds[0]["labels"]
+        for rd in rounds:
+            rd["scored"] = lr.on_videos(rd["labels"], ds)
+        dense = rounds[0]["scored"]
         if final_ckpt is not None:
             t = time.perf_counter()
-            final_pred, pred_dir, _, _ = final_stage.predict(cfg, ds, final_ckpt, data_fp)
+            final_pred, pred_dir, _, _ = final_stage.predict(cfg, lr.ds, final_ckpt, lr.data_fp)
+            final_pred = lr.on_videos(final_pred, ds)
             timings["predict"] = time.perf_counter() - t
 
     rank, world = job_rank_world()
@@ -122,6 +129,9 @@ def run(cfg: Any, run_dir: Path) -> dict:
     lines = [f"# s2d run `{cfg.run_id}`", "",
              f"Data: {len(ds)} videos from `{ds.root}` ({cfg.data.kind}); tracker `{cfg.tracker.kind}`; "
              f"masks `{cfg.masks.source}/{cfg.masks.features}`.", "",
+             *([f"The learned stages learned from the recordings of {len(with_full_rate(ds))} video(s), every frame "
+                "between their own (`train.full_rate`); their labelsets are scored and drawn on the videos' own "
+                "frames.", ""] if learn and up.learning.recorded else []),
              f"Compute: {describe(compute)} (the learned stages' numbers depend on it: docs/RESULTS.md, "
              "\"Reproducibility\").", "",
              "| stage | artifact | seconds |", "|---|---|---:|",
@@ -148,7 +158,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         metrics["single-frame masks (per frame)"] = {k: (100 * v if v >= 0 else v) for k, v in fa.items()}
         # the labelsets the learned stages start from and make, by report row: scored, and where they lose AP50
         learned = {"sparse keymasks": keymasks,
-                   **{final_stage.round_row(r): rd["labels"] for r, rd in enumerate(rounds, 1)}}
+                   **{final_stage.round_row(r): rd["scored"] for r, rd in enumerate(rounds, 1)}}
         if final_pred is not None:
             learned["final model"] = final_pred
         # J and F object by object, from the same pass as the J&F rows (the report's "J&F per object")
