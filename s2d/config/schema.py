@@ -150,8 +150,9 @@ class TrainSchema:
     monitor_mode: MonitorMode = MonitorMode.max
     # the learned stages (distill, dense labelset, final model) learn from the recording's frames between the
     # video's, where keymask discovery ran over them (masks=motion, s2d/data/full_rate.py): the keymasks of every
-    # frame, at the frame rate the model later labels and predicts at; their labelsets are scored on the video's
-    # frames (docs/RESULTS.md, "SA-V's layout")
+    # frame, and the model labels and predicts on every frame; their labelsets are scored on the video's frames.
+    # SA-V's layout, 5 seeds: final model AP75 10.0 -> 25.0, J&F +0.7, AP50 within the seeds' spread
+    # (docs/RESULTS.md, "The learned stages on the recording")
     full_rate: bool = True
 
 
