@@ -286,7 +286,7 @@ def test_labels_of_the_recordings_come_back_on_the_kept_frames(tmp_path):
     """``recordings`` hands the learned stages each video's recording (same name and id, no ground truth);
     ``on_kept_frames`` brings what they made back onto the kept frames, named as the video's frames, and leaves
     out a tube that has no mask there."""
-    from s2d.data.full_rate import on_kept_frames, recordings
+    from s2d.data.recordings import on_kept_frames, recordings
     from s2d.labelset.types import Labelset, VideoLabels
 
     _moving_square_video(tmp_path / "videos" / "sq")

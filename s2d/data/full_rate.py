@@ -9,23 +9,19 @@ motion masks' mean J falls from 0.61 to 0.42, docs/RESULTS.md). Where the frames
 masks and the point tracker run on all of them and keep their results on the kept frames
 (``masks.full_rate``, ``tracker.full_rate``); with masks from motion alone, keymask discovery runs over the
 recording too, its masks on every frame (s2d.stages.keymasks), and keeps the keymasks of the kept frames.
-The learned stages then learn from the recording too (``train.full_rate``, ``recordings``): the keymasks of every
-frame of it, four to five times the frames to train on, at the frame rate the model later labels and predicts at.
-Their labelsets are scored and drawn on the kept frames (``on_kept_frames``), the only ones with ground truth.
+The learned stages then learn from the recording too (``train.full_rate``, s2d.data.recordings): the keymasks of
+every frame of it, four to five times the frames to train on, and the model labels and predicts on every frame.
+Their labelsets are scored and drawn on the kept frames, the only ones with ground truth.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from s2d.data.video import ImageFolderSource, Video
 from s2d.errors import MissingFrameError, VideoError
-
-if TYPE_CHECKING:
-    from s2d.data.sources import Dataset
-    from s2d.labelset.types import Labelset
 
 
 @dataclass(frozen=True)
@@ -81,35 +77,6 @@ def image_full_rate(video_id: str, every: Sequence[Path], kept: Sequence[Path], 
 def with_full_rate(records: Iterable | None) -> list:
     """The video records (``VideoRecord``) whose recording has frames between theirs."""
     return [] if records is None else [r for r in records if r.video.full_rate is not None]
-
-
-def recordings(ds: "Dataset") -> "Dataset":
-    """The data set the learned stages read with ``train.full_rate``: each video with frames between its own is
-    its recording (same name and id, no ground truth: that is on the kept frames only), the others as they are."""
-    from s2d.data.sources import Dataset, VideoRecord
-
-    return Dataset([r if r.video.full_rate is None else VideoRecord(r.video.full_rate.video, r.id, shot=r.shot)
-                    for r in ds], ds.kind, ds.root)
-
-
-def on_kept_frames(labels: "Labelset", ds: "Dataset") -> "Labelset":
-    """A labelset made on the recordings of ``ds``'s videos (``recordings``) on the videos' own frames: each
-    video's tubes on its kept frames, named and sized as the video (its frame names, its id). A tube with no mask
-    there is left out. Videos without a recording are as they are."""
-    from s2d.labelset.types import Labelset
-
-    out = []
-    for v in labels:
-        full = ds[v.name].video.full_rate
-        if full is None:
-            out.append(v)
-            continue
-        if v.length < full.length:
-            raise ValueError(f"labels of '{v.name}' have {v.length} frames, its recording {full.length}")
-        kept = v.select(full.at)
-        kept.file_names, kept.id = ds.skeleton(v.name).file_names, ds[v.name].id
-        out.append(kept)
-    return Labelset(out, labels.categories, labels.info)
 
 
 @contextmanager

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from s2d.compute import compute_env
-from s2d.data.full_rate import on_kept_frames, recordings, with_full_rate
+from s2d.data.full_rate import with_full_rate
+from s2d.data.recordings import on_kept_frames, recordings
 from s2d.data.sources import Dataset
 from s2d.labelset.types import Labelset
 from s2d.io.atomic import atomic_write_json, atomic_write_text
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class Learning:
     """What the learned stages (distill, label, final, predict) read: the videos and their sparse labelset, or,
     with ``train.full_rate`` where keymask discovery ran over the recordings, the recordings and the keymasks of
-    their every frame (``s2d.data.full_rate.recordings``), under fingerprints of their own."""
+    their every frame (``s2d.data.recordings``), under fingerprints of their own."""
 
     ds: Dataset
     keymasks: Labelset

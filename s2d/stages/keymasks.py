@@ -56,7 +56,7 @@ def recording_labels_path(folder: Path, name: str) -> Path:
 
 
 def recording_labels(out: StageOutput, ds: Dataset) -> Labelset | None:
-    """The sparse labelset of the keymasks stage's ``out`` on the recordings (``s2d.data.full_rate.recordings``):
+    """The sparse labelset of the keymasks stage's ``out`` on the recordings (``s2d.data.recordings``):
     each video with a recording by the keymasks of its every frame, the others by the set's own. None when no
     video's were kept (discovery did not run over a recording)."""
     folder, kept = out.folder, out.labels
