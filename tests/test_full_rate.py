@@ -361,3 +361,19 @@ def test_the_learned_stages_learn_from_the_recording(tmp_path):
         assert {"dense labelset (distilled teacher)", "final model"} <= set(m)
     assert lengths == {"true": {"label": 13, "predict": 13}, "false": {"label": 5, "predict": 5}}
     assert not set(folders["true"]) & set(folders["false"])
+
+
+def test_validation_scores_the_videos_while_training_reads_their_recordings(tmp_path):
+    """The recordings have no ground truth; validation (train.val_every_n_steps) reads the videos, which do."""
+    from s2d.data.datamodules import ClipDataModule
+    from s2d.data.recordings import recordings
+    from s2d.labelset.types import Labelset
+
+    _davis_square(tmp_path / "d")
+    ds = open_dataset("davis", tmp_path / "d", stride=3)
+    rds = recordings(ds)
+    labels = Labelset([rds.skeleton("sq")])
+    item = next(iter(ClipDataModule(rds, labels, val_videos=["sq"], val_data=ds).val_dataloader()))
+    assert len(item["frames"]) == 5 and item["gt"].length == 5 and item["gt"].instances
+    with pytest.raises(ValueError, match="'sq' has no ground truth"):
+        next(iter(ClipDataModule(rds, labels, val_videos=["sq"]).val_dataloader()))
