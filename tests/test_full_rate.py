@@ -240,7 +240,7 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
 
     from s2d.errors import S2DError
 
-    keymasks_stage.recording_labels_path(out.folder, "sq").unlink()
+    masks_stage.recording_path(out.folder, "sq").unlink()
     with pytest.raises(S2DError, match=r"lacks .*recording/sq.json.*keymasks of video 'sq' on every frame"):
         keymasks_stage.recording_labels(out, ds)
     masks_stage.recording_path(m.folder, "sq").unlink()

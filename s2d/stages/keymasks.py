@@ -49,12 +49,6 @@ def keymask_settings(cfg: Any, longest: int) -> dict:
     return k
 
 
-def recording_labels_path(folder: Path, name: str) -> Path:
-    """Where the keymasks stage keeps a video's keymasks on every frame of its recording, when discovery ran over
-    it (the sparse labelset holds those of the video's own frames)."""
-    return folder / "recording" / f"{name}.json"
-
-
 def recording_labels(out: StageOutput, ds: Dataset) -> Labelset | None:
     """The sparse labelset of the keymasks stage's ``out`` on the recordings (``s2d.data.recordings``):
     each video with a recording by the keymasks of its every frame, the others by the set's own. None when no
@@ -64,7 +58,7 @@ def recording_labels(out: StageOutput, ds: Dataset) -> Labelset | None:
         return None
     vids = []
     for r in ds:
-        f = recording_labels_path(folder, r.name)
+        f = recording_path(folder, r.name)
         if r.video.full_rate is None:
             vids.append(kept[r.name])
         elif f.is_file():
@@ -132,7 +126,6 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
 
     def produce(r: VideoRecord) -> VideoLabels:
         per_frame = frame_masks_of(masks[r.name])
-        out_h, out_w = r.video.size
         fm = [m for m, _ in per_frame]
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
@@ -151,9 +144,9 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
             # recording kept beside the set, for the learned stages (train.full_rate)
             res, found, everywhere = discover_over_recording(
                 full_frames, per_frame_from_json(json.loads(rec.read_text())), full.at, tracker, params)
-            whole = VideoLabels(r.name, out_h, out_w, len(full_frames), full.video.frame_names(), [], r.id)
+            whole = VideoLabels(r.name, *r.video.size, len(full_frames), full.video.frame_names(), [], r.id)
             whole.instances = [_instance(*x) for x in everywhere]
-            atomic_write_json(recording_labels_path(root, r.name), labelset_to_json(Labelset([whole])))
+            atomic_write_json(recording_path(root, r.name), labelset_to_json(Labelset([whole])))
         else:
             res = discover_keymasks(frames, fm, fs, tracker if full is None else
                                     FullRateTracker(tracker, full_frames, full.at), params)

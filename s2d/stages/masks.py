@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 VERSION = 4  # bump when the stage's output for the same config changes (4: the motion flow at the frames' resolution)
 
 
-def recording_path(masks_folder: Path, name: str) -> Path:
-    """Where the masks stage keeps a video's masks on every frame of its recording (s2d.data.full_rate), which
-    keymask discovery runs over (s2d.stages.keymasks)."""
-    return masks_folder / "recording" / f"{name}.json"
+def recording_path(folder: Path, name: str) -> Path:
+    """Where a stage's artifact ``folder`` keeps a video's labels on every frame of its recording
+    (s2d.data.full_rate): the masks stage's masks, which keymask discovery runs over, and the keymasks stage's
+    keymasks, which the learned stages learn from (s2d.stages.keymasks)."""
+    return folder / "recording" / f"{name}.json"
 
 
 def keeps_recording(cfg: Any) -> bool:
