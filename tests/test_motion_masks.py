@@ -134,6 +134,54 @@ def test_a_slow_mover_is_found_over_a_longer_gap():
     assert all(len(m) <= 1 for m, _ in per), [len(m) for m, _ in per]
 
 
+def test_a_slow_body_beside_a_fast_part_is_found_over_a_longer_gap():
+    """A walking animal: its legs clear the floor between neighbouring frames and its body does not. Here a small
+    part moving 3 px a frame and a body moving 1 px a frame (the floor is 1.5 px at 120p) over a still scene. The
+    part alone makes every frame show motion, so the share of moving frames never asks for a longer gap: without
+    ``slow_body`` the body has no mask. Two frames apart the moving area is several times larger over a scenery
+    that stays explained, so the video is compared there, and the body has its mask on most frames."""
+    objects = [(20, 15, 3, 0, 10, 99), (80, 60, 1, 0, 28, 99)]  # the fast part, the slow body
+    frames, gt = sequence("static", objects, T=20, seed=2)
+    near, ev1 = motion_masks(frames, MotionParams(slow_body=False))
+    assert ev1.gap == 1
+    assert sum(_best_iou(near, gt[1], t) >= 0.6 for t in range(len(frames))) <= 3
+    per, ev = motion_masks(frames, P)
+    assert ev.gap == 2, ev.gap
+    body = [_best_iou(per, gt[1], t) for t in range(len(frames))]
+    part = [_best_iou(per, gt[0], t) for t in range(len(frames))]
+    assert sum(i >= 0.6 for i in body) >= 14, np.round(body, 2)
+    assert sum(i >= 0.3 for i in part) >= 14, np.round(part, 2)
+
+
+def test_a_slower_body_needs_over_twice_the_area_and_still_scenery():
+    """``shows_slower_body`` on hand-made maps of two 20 x 20 frames (border band 2 px, floor 0.25 px, min 4 px):
+    10 moving pixels a frame at the shorter gap; at twice the gap 25 (more than twice: a slower body) or 20
+    (twice: no), with the border's residual 0 or 1 px (scenery moving over the longer gap: no); a frame whose
+    camera is unsure at either gap does not count."""
+    from s2d.masks.motion import shows_slower_body
+
+    def maps(area, border_px=0.0, rel=(1.0, 1.0)):
+        prior = np.zeros((2, 20, 20), np.float32)
+        for t in range(2):
+            prior[t].reshape(-1)[100:100 + area] = 1.0
+        res = np.zeros((2, 20, 20), np.float32)
+        res[:, :2] = border_px
+        res[:, -2:] = border_px
+        res[:, :, :2] = border_px
+        res[:, :, -2:] = border_px
+        return res, prior, np.asarray(rel)
+
+    _, pn, rn = maps(10)
+    assert shows_slower_body((pn, rn), maps(25), P, 4)
+    assert not shows_slower_body((pn, rn), maps(20), P, 4)
+    assert not shows_slower_body((pn, rn), maps(25, border_px=1.0), P, 4)
+    # frame 1 grows 10-fold but its camera is unsure at the longer gap: frame 0 alone (10 -> 20) decides
+    res, pf, _ = maps(20)
+    pf[1, 5:15] = 1.0
+    assert not shows_slower_body((pn, rn), (res, pf, np.asarray([1.0, 0.5])), P, 4)
+    assert shows_slower_body((pn, rn), (res, pf, np.asarray([1.0, 1.0])), P, 4)
+
+
 def test_every_frame_shown_twice_is_compared_two_frames_apart():
     """Half speed by repeating each frame: every frame has a neighbour identical to it, so the smaller residual
     of the two directions is zero everywhere and no frame shows motion between neighbours. The gap of 2 compares

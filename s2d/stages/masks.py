@@ -90,15 +90,17 @@ def make_producer(cfg: Any, ds: Dataset, folder: Path | None = None):
                                   {"video": r.name, "at": list(full.at), **per_frame_to_json(per_frame, r.video.size)})
             per_frame = [per_frame[i] for i in full.at]
         if max(ev.gaps) > 1:
-            share = f"under {100 * params.min_moving_frames:.0f} %"
+            # why (s2d.masks.motion, step 8): few frames show motion between neighbours, or a slower body shows
+            why = (f"under {100 * params.min_moving_frames:.0f} % of the frames show motion between neighbours"
+                   + (", or over twice the moving area shows over the longer gap (masks.motion.slow_body)"
+                      if params.slow_body else ""))
             if len(ev.gaps) == 1:
-                log.info("masks: %s moves slowly (%s of its frames show motion between neighbours): frames %d "
-                         "apart compared (masks.motion.max_gap)", r.name, share, ev.gaps[0])
+                log.info("masks: %s moves slowly (%s): frames %d apart compared (masks.motion.max_gap)", r.name,
+                         why, ev.gaps[0])
             else:
-                log.info("masks: %s moves slowly in %d of its %d windows of %d frames (masks.motion.window; %s of "
-                         "a window's frames show motion between neighbours): frames compared %s apart, window by "
-                         "window (masks.motion.max_gap)", r.name, sum(g > 1 for g in ev.gaps), len(ev.gaps),
-                         params.window, share, ", ".join(map(str, ev.gaps)))
+                log.info("masks: %s moves slowly in %d of its %d windows of %d frames (masks.motion.window; %s): "
+                         "frames compared %s apart, window by window (masks.motion.max_gap)", r.name,
+                         sum(g > 1 for g in ev.gaps), len(ev.gaps), params.window, why, ", ".join(map(str, ev.gaps)))
         h, w = r.video.size
         if ev.box != (0, h, 0, w):
             y0, y1, x0, x1 = ev.box
