@@ -40,8 +40,10 @@ Per video (frames (T, H, W, 3) uint8):
      ``slow_body``, the gap is also doubled where the longer gap shows more than twice the moving area (on frames
      whose camera is sure at both gaps: most of what moves there was under the floor before) while the scenery
      stays explained (the border's residual under half the floor: what the longer gap adds is not parallax or
-     failing flow, which grow with the gap too). A mover above the floor grows by its occlusion band only
-     (1.1-1.5 times at twice the gap on 20 DAVIS clips); the walking camel and cows by 4-7 times.
+     failing flow, which grow with the gap too). A mover above the floor grows by its occlusion band and flow
+     errors (0.8-1.7 times at twice the gap on DAVIS clips); the walking camel and cows by 6-7 times. A dog
+     running past bushes grows 3 times with the bushes moving over the longer gap (border residual 4 px), and
+     keeps the neighbouring frames.
   9. Long videos (``window``): every step above holds its maps for all frames at once, 24 bytes a pixel of video
      (``peak_bytes``). A video longer than ``window`` frames is made a window at a time, each window with the
      frames the smoothing reaches on either side (``smoothing_reach``: 31 frames at beta 0.8, where a frame's
