@@ -281,6 +281,7 @@ def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
     tracker = ShortLivedTracker(v, 8)
     whole = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=0))
     assert whole.instances == [] and whole.summary["visibility_clusters"] == 1
+    assert whole.summary["visible_clusters"] == 0  # what the keymasks stage names as points lost by the tracker
     res = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=24))
     assert res.summary["windows"] == 5 and res.summary["joined_across_windows"] > 0
     found = [{obj_of[i] for i in inst.members} for inst in res.instances]
@@ -307,10 +308,13 @@ def test_videos_whose_masks_give_no_instance_are_named_with_the_step_that_lost_t
         {"video": "noise", "masks_in": 9, "visibility_clusters": 0, "candidates": 0, "instances": 0},
         {"video": "brief", "masks_in": 9, "visibility_clusters": 2, "candidates": 0, "instances": 0},
         {"video": "unmatched", "masks_in": 9, "visibility_clusters": 1, "candidates": 4, "instances": 0},
+        {"video": "lost", "masks_in": 9, "visibility_clusters": 1, "visible_clusters": 0, "candidates": 0,
+         "instances": 0},
     ]
     got = without_instances(rows, p)
     # a video with instances, or without any mask (the masks stage names those), is not listed
-    assert [g.split(" ")[0] for g in got] == ["short", "noise", "brief", "unmatched"]
+    assert [g.split(" ")[0] for g in got] == ["short", "noise", "brief", "unmatched", "lost"]
+    assert f"keymasks.member_frac={p.member_frac}" in got[4] and "tracker=cotracker" in got[4]
     assert "3 mask(s)" in got[0] and f"keymasks.vis_min_samples={p.vis_min_samples}" in got[0]
     assert "no visibility cluster" in got[1] and f"keymasks.vis_eps={p.vis_eps}" in got[1]
     assert f"keymasks.range_frac={p.range_frac}" in got[2]

@@ -174,7 +174,8 @@ def _discover_windows(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
     T, W = len(frames), p.window
     offsets, masks, scores, mask_frame = _flatten(frame_masks, frame_scores)
     summary = {"frames": T, "masks_in": len(masks), "windows": len(starts), "window": W}
-    totals = {"visibility_clusters": 0, "candidates": 0, "tracker_calls": 0, "one_to_many_candidates": 0}
+    totals = {"visibility_clusters": 0, "visible_clusters": 0, "candidates": 0, "tracker_calls": 0,
+              "one_to_many_candidates": 0}
     per_window: list[list[KeyInstance]] = []
     candidates: set[int] = set()
     for s in starts:
@@ -215,7 +216,8 @@ def _discover_clip(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scor
     M = len(masks)
     summary = {"frames": T, "masks_in": M}
     if M == 0:
-        summary.update(visibility_clusters=0, candidates=0, keymasks_out=0, instances=0, tracker_calls=0)
+        summary.update(visibility_clusters=0, visible_clusters=0, candidates=0, keymasks_out=0, instances=0,
+                       tracker_calls=0)
         return KeymaskResult([], summary)
 
     # 1. trajectories of every mask's grid points: one call
@@ -235,7 +237,10 @@ def _discover_clip(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scor
             cand.append(i)
             merged[i] = (lo, hi)
             ranges_of[i] = c.ranges
-    summary.update(visibility_clusters=len(clusters), candidates=len(cand))
+    # visible_clusters: those with a frame where most of their members are visible; none where the tracker loses
+    # every mask's points within a few frames (what the keymasks stage then names)
+    summary.update(visibility_clusters=len(clusters), visible_clusters=sum(bool(c.ranges) for c in clusters),
+                   candidates=len(cand))
     if not cand:
         summary.update(keymasks_out=0, instances=0, tracker_calls=calls1)
         return KeymaskResult([], summary)

@@ -221,7 +221,8 @@ def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:
     """The videos whose masks gave no keymask instance, each with the step that lost them (rows: the per-video
     summaries). The masks stage names videos with no mask at all; these had masks, and the user's question is which
     setting stopped them: a visibility cluster needs ``vis_min_samples`` masks (a video of 2 frames has 2 or 3),
-    a candidate must be visible on over ``range_frac`` of its cluster's frames, and a keymask must match its
+    over ``member_frac`` of them visible on a frame (not where the tracker loses every mask's points within a few
+    frames), a candidate must be visible on over ``range_frac`` of its cluster's frames, and a keymask must match its
     propagated points above ``lambda_j``."""
     out = []
     for r in rows:
@@ -233,6 +234,10 @@ def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:
         elif not r.get("visibility_clusters", 0):
             why = (f"{n} masks in no visibility cluster (keymasks.vis_eps={p.vis_eps}, "
                    f"keymasks.vis_min_samples={p.vis_min_samples})")
+        elif not r.get("candidates", 0) and r.get("visible_clusters", 1) == 0:
+            why = (f"the tracker loses its masks' points within a few frames: no visibility cluster has over "
+                   f"keymasks.member_frac={p.member_frac} of its masks visible on one frame (fast or articulated "
+                   "motion; a tracker that follows points through it: tracker=cotracker)")
         elif not r.get("candidates", 0):
             why = f"no mask visible on enough of its cluster's frames (keymasks.range_frac={p.range_frac})"
         else:
