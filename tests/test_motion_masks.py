@@ -182,6 +182,27 @@ def test_a_slower_body_needs_over_twice_the_area_and_still_scenery():
     assert shows_slower_body((pn, rn), (res, pf, np.asarray([1.0, 1.0])), P, 4)
 
 
+def test_the_forecast_of_a_slower_body_counts_pixels_half_way_to_the_threshold():
+    """``may_show_slower_body`` on two 20 x 20 frames whose threshold is the floor (0.25 px; the median residual
+    is 0): 10 moving pixels (1 px) a frame, and 15 more at 0.2 px, over half the threshold, which twice the gap
+    would double past it: 25 against 10, more than twice. With 5 more it is 15: no. A frame whose camera is
+    unsure does not count."""
+    from s2d.masks.motion import may_show_slower_body
+
+    def maps(half_way, rel=(1.0, 1.0)):
+        res = np.zeros((2, 20, 20), np.float32)
+        prior = np.zeros((2, 20, 20), np.float32)
+        for t in range(2):
+            res[t].reshape(-1)[100:110] = 1.0
+            prior[t].reshape(-1)[100:110] = 1.0
+            res[t].reshape(-1)[110:110 + half_way] = 0.2
+        return res, prior, np.asarray(rel)
+
+    assert may_show_slower_body(maps(15), P, 4)
+    assert not may_show_slower_body(maps(5), P, 4)
+    assert not may_show_slower_body(maps(15, rel=(0.5, 0.5)), P, 4)
+
+
 def test_every_frame_shown_twice_is_compared_two_frames_apart():
     """Half speed by repeating each frame: every frame has a neighbour identical to it, so the smaller residual
     of the two directions is zero everywhere and no frame shows motion between neighbours. The gap of 2 compares
