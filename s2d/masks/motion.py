@@ -206,9 +206,16 @@ def moving_share(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_mo
     between distant frames fails (a fast camera), large parts of the frame look moving, and the border shows it
     (a panning camera over a planar scene compared 4 frames apart: 88 % of its frames look moving, 31 % with a
     sure camera, tests/test_motion_masks.py)."""
-    area = (prior > 0.5).sum((1, 2))
-    shown = (area >= min_px) & (area <= max_moving * prior[0].size) & (reliability >= SURE_CAMERA)
+    shown = showing(prior, reliability, min_px, max_moving)[1]
     return float(shown.mean()) if len(prior) else 0.0
+
+
+def showing(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_moving: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """-> each frame's moving area (T,) px (prior above 0.5) and whether the frame shows a moving region (T,)
+    bool, as ``moving_share`` counts them: an object-sized area on a frame with a sure camera."""
+    area = (prior > 0.5).sum((1, 2))
+    return area, (area >= min_px) & (area <= max_moving * prior[0].size) & (reliability >= SURE_CAMERA)
 
 
 # of the floor: over the longer gap the border's residual (90th percentile, median frame) stays under this, so the
@@ -234,9 +241,9 @@ def shows_slower_body(near: tuple[np.ndarray, np.ndarray], far: tuple[np.ndarray
     ``STILL_SCENERY`` of the floor."""
     (pn, rn), (res, pf, rf) = near, far
     T, H, W = pf.shape
-    an, af = (pn > 0.5).sum((1, 2)), (pf > 0.5).sum((1, 2))
-    cap = p.max_moving * H * W
-    both = (rn >= SURE_CAMERA) & (rf >= SURE_CAMERA) & (an <= cap) & (af <= cap) & (af >= min_px)
+    an = (pn > 0.5).sum((1, 2))
+    af, shown = showing(pf, rf, min_px, p.max_moving)
+    both = shown & (rn >= SURE_CAMERA) & (an <= p.max_moving * H * W)
     if not both.any() or af[both].sum() <= 2 * an[both].sum():
         return False
     border = border_band(H, W, p)
@@ -255,8 +262,8 @@ def may_show_slower_body(near: tuple[np.ndarray, np.ndarray, np.ndarray], p: Mot
     T, H, W = prior.shape
     th = np.maximum(p.min_residual * min(H, W) / REF_SHORT_SIDE,
                     p.residual_factor * np.median(res.reshape(T, -1), 1))[:, None, None]  # (T, 1, 1) as step 3
-    moving, half = (prior > 0.5).sum((1, 2)), (res > 0.5 * th).sum((1, 2))
-    ok = (rel >= SURE_CAMERA) & (moving >= min_px) & (moving <= p.max_moving * H * W)
+    moving, ok = showing(prior, rel, min_px, p.max_moving)
+    half = (res > 0.5 * th).sum((1, 2))
     return bool(ok.any()) and half[ok].sum() > 2 * moving[ok].sum()
 
 
