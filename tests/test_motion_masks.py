@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from s2d.masks.motion import MotionParams, merge_with_maskcut, motion_masks, smooth_along_flow
+from s2d.masks.motion import MotionParams, instances, merge_with_maskcut, motion_masks, smooth_along_flow
 
 H, W = 120, 160
 
@@ -201,6 +201,41 @@ def test_the_forecast_of_a_slower_body_counts_pixels_half_way_to_the_threshold()
     assert may_show_slower_body(maps(15), P, 4)
     assert not may_show_slower_body(maps(5), P, 4)
     assert not may_show_slower_body(maps(15, rel=(0.5, 0.5)), P, 4)
+
+
+def _disc(r):
+    yy, xx = np.mgrid[:H, :W]
+    return (yy - 60) ** 2 + (xx - 80) ** 2 < r ** 2
+
+
+@pytest.mark.parametrize("level", [0.65, 0.9])
+def test_weak_motion_that_grabcut_cannot_colour_is_kept_as_motion_found_it(level):
+    """An object with the scenery's own colours and a smoothed prior between 0.5 and 0.8 on it (a mover just
+    above the floor): GrabCut has no definite foreground seed and settles on "all background", so without
+    ``keep_weak`` the frame has no mask; with it the motion region itself is the mask. Where the prior reaches
+    0.9 (a definite seed, eroded) GrabCut is anchored, and the key changes nothing."""
+    frame, obj = _texture(H, W, 0), _disc(20)
+    soft = np.where(obj, level, 0.1).astype(np.float32)
+    off, _ = instances(frame, soft, MotionParams(keep_weak=False))
+    on, _ = instances(frame, soft, MotionParams(keep_weak=True))
+    if level < 0.8:
+        assert len(off) == 0
+        assert len(on) == 1 and np.array_equal(on[0], obj)
+    else:
+        assert len(off) == 1 and (off[0] & obj).sum() > 0.5 * obj.sum()
+        assert len(on) == 1 and np.array_equal(on[0], off[0])
+
+
+def test_weak_motion_that_grabcut_trims_to_the_object_keeps_the_cut():
+    """The motion region spills 3 px past an object whose colours are its own: GrabCut keeps the object, over half
+    of the region, and that cut stands with ``keep_weak`` too (the region is given back only when the cut keeps
+    under half of it)."""
+    obj, spill = _disc(20), _disc(23)
+    frame = np.where(obj[..., None], _texture(H, W, 1, (1.0, 0.3, 0.3)), _texture(H, W, 2, (0.3, 0.3, 1.0)))
+    soft = np.where(spill, 0.65, 0.1).astype(np.float32)
+    for keep in (False, True):
+        masks, _ = instances(frame, soft, MotionParams(keep_weak=keep))
+        assert len(masks) == 1 and _iou(masks[0], obj) > 0.95, keep
 
 
 def test_every_frame_shown_twice_is_compared_two_frames_apart():

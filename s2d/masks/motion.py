@@ -19,6 +19,11 @@ Per video (frames (T, H, W, 3) uint8):
   5. GrabCut in the bounding box of a band around the candidate region (definite foreground: smoothed prior
      above 0.8, eroded; probable foreground above 0.5), to snap to image edges. It also removes weak motion
      regions whose colours are the scenery's; the price: an object coloured exactly like its background is lost.
+     With ``keep_weak``, a frame whose motion is all weak (no definite foreground) and whose GrabCut keeps under
+     half of the candidate keeps the candidate instead: without a definite seed GrabCut's colour models are free
+     to settle on "all background", and that says the colours do not separate, not that nothing moves. A mover
+     just above the floor (3-5 px a frame: a trotting dog, a car far off) has no pixel above 0.8, and GrabCut
+     removed it on whole runs of frames of DAVIS clips (dog, drift-chicane) where the candidate covered it.
   6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
      are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to
      ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
@@ -95,6 +100,7 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     max_gap: int = 4               # frames: compare frames up to this far apart for a slow video (1: neighbours only)
     min_moving_frames: float = 0.5  # ... when fewer of its frames than this share show motion between neighbours
     slow_body: bool = True         # ... or where the longer gap shows over twice the moving area, over still scenery
+    keep_weak: bool = True         # all-weak motion (no prior over 0.8) that GrabCut mostly removes is kept (step 5)
     window: int = 256              # frames: a longer video is made in windows of this many (step 9)
 
 
@@ -339,9 +345,11 @@ def smooth_along_flow(prior: np.ndarray, weight: np.ndarray, fwd: np.ndarray, bw
     return nf
 
 
-def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: int) -> np.ndarray:
+def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: int, keep_weak: bool = False
+             ) -> np.ndarray:
     """GrabCut seeded by a soft map: > 0.8 (eroded) definite foreground, > 0.5 probable foreground, a band around
-    probable background; only the bounding box of that band is processed."""
+    probable background; only the bounding box of that band is processed. ``keep_weak``: without a definite
+    foreground seed, a cut that keeps under half of the candidate gives the candidate back (step 5)."""
     cand = soft > 0.5
     if cand.sum() < 16:
         return cand
@@ -369,6 +377,8 @@ def _grabcut(frame: np.ndarray, soft: np.ndarray, band: int, iters: int, erode: 
         return cand
     out = np.zeros_like(cand)
     out[y0:y1, x0:x1] = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+    if keep_weak and not sure.any() and 2 * int(out.sum()) < int(cand.sum()):
+        return cand  # nothing anchored the foreground model: the colours did not separate, the motion stands
     return out
 
 
@@ -487,7 +497,7 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
     scale = min(H, W) / REF_SHORT_SIDE
     min_px = max(1, int(min_area * H * W))
     region = _grabcut(frame, soft, max(1, int(round(p.band * scale))), p.grabcut_iters,
-                      max(1, int(round(3 * scale))))
+                      max(1, int(round(3 * scale))), p.keep_weak)
     n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     ring_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(1, int(round(p.ring * scale))) + 1,) * 2)
     masks, scores = [], []
