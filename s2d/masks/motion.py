@@ -23,7 +23,9 @@ Per video (frames (T, H, W, 3) uint8):
      half of the candidate keeps the candidate instead: without a definite seed GrabCut's colour models are free
      to settle on "all background", and that says the colours do not separate, not that nothing moves. A mover
      just above the floor (3-5 px a frame: a trotting dog, a car far off) has no pixel above 0.8, and GrabCut
-     removed it on whole runs of frames of DAVIS clips (dog, drift-chicane) where the candidate covered it.
+     removed it on whole runs of frames of DAVIS clips (dog, drift-chicane) where the candidate covered it. Off
+     by default: on 15 DAVIS clips it raised the masks' mean J (0.46 -> 0.51), and the learned stages of the one
+     seed measured came out lower (docs/RESULTS.md, "Weak motion is kept where GrabCut finds no colours").
   6. Connected components above ``min_area`` become instances (independently moving objects that do not touch
      are separate), scored by contrast: mean prior inside minus mean prior in a ring around. Up to
      ``max_movers`` per frame (and never more than ``masks.max_masks``); they never overlap.
@@ -100,7 +102,7 @@ class MotionParams:  # also the schema of the config node masks.motion (one defi
     max_gap: int = 4               # frames: compare frames up to this far apart for a slow video (1: neighbours only)
     min_moving_frames: float = 0.5  # ... when fewer of its frames than this share show motion between neighbours
     slow_body: bool = True         # ... or where the longer gap shows over twice the moving area, over still scenery
-    keep_weak: bool = True         # all-weak motion (no prior over 0.8) that GrabCut mostly removes is kept (step 5)
+    keep_weak: bool = False        # all-weak motion (no prior over 0.8) that GrabCut mostly removes is kept (step 5)
     window: int = 256              # frames: a longer video is made in windows of this many (step 9)
 
 
