@@ -168,6 +168,12 @@ def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: Mot
     return np.linalg.norm(base + flow - moved, axis=-1), True
 
 
+def residual_threshold(median, scale: float, p: MotionParams) -> np.ndarray:
+    """Step 3's threshold from a frame's median residual (a number, or (T,) one per frame): the floor
+    ``min_residual`` scaled to the frame, or ``residual_factor`` times the median, whichever is larger."""
+    return np.maximum(p.min_residual * scale, p.residual_factor * np.asarray(median))
+
+
 def frame_priors(frames: np.ndarray, far: np.ndarray, back: np.ndarray, gap: int, p: MotionParams
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 2-3 with frames ``gap`` apart: far/back (T-gap, H, W, 2) the flows t -> t+gap and t+gap -> t
@@ -193,7 +199,7 @@ def frame_priors(frames: np.ndarray, far: np.ndarray, back: np.ndarray, gap: int
         if not rs:  # a single frame: no motion to see
             continue
         r = np.minimum.reduce(rs)
-        th = max(p.min_residual * scale, p.residual_factor * float(np.median(r)))
+        th = float(residual_threshold(float(np.median(r)), scale, p))  # a Python float keeps pr float32
         pr = 1.0 / (1.0 + np.exp(-(r - th) / (0.5 * th)))
         residual[t], prior[t] = r, pr
         moving = (pr > 0.5).mean()
@@ -268,8 +274,7 @@ def may_show_slower_body(near: tuple[np.ndarray, np.ndarray, np.ndarray], p: Mot
     others 1.1-1.9 times)."""
     res, prior, rel = near
     T, H, W = prior.shape
-    th = np.maximum(p.min_residual * min(H, W) / REF_SHORT_SIDE,
-                    p.residual_factor * np.median(res.reshape(T, -1), 1))[:, None, None]  # (T, 1, 1) as step 3
+    th = residual_threshold(np.median(res.reshape(T, -1), 1), min(H, W) / REF_SHORT_SIDE, p)[:, None, None]
     moving, ok = showing(prior, rel, min_px, p.max_moving)
     half = (res > 0.5 * th).sum((1, 2))
     return bool(ok.any()) and half[ok].sum() > 2 * moving[ok].sum()
