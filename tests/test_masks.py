@@ -245,3 +245,29 @@ def test_the_flow_setting_names_the_masks_and_keymasks_that_read_the_flow(compos
 
     assert fp("motion", 0) != fp("motion", 1) and fp("motion_maskcut", 0) != fp("motion_maskcut", 1)
     assert fp("maskcut", 0) == fp("maskcut", 1)
+
+
+def test_weak_motion_over_still_scenery_names_its_masks_apart_from_the_rule_before(compose):
+    """With masks.motion.keep_weak on, the masks' fingerprint names the rule as it acts now (only over still
+    scenery), so masks kept by the earlier rule, which also kept weak regions over parallax, are not reused; with
+    the key off (the default) the fingerprint is the plain section's, the folders of before."""
+    from s2d.fingerprint import fingerprint
+    from s2d.masks.motion import STILL_SCENERY
+    from s2d.stages.common import section
+    from s2d.stages.masks import VERSION, masks_fingerprint
+
+    def fp(key):
+        return masks_fingerprint(compose("masks=motion", f"masks.motion.keep_weak={key}"), "data")
+
+    def plain(key):
+        m = section(compose("masks=motion", f"masks.motion.keep_weak={key}"), "masks")
+        m.pop("maskcut_outside")
+        m.pop("full_rate")
+        m["flow"] = section(compose("masks=motion"), "flow")
+        return m
+
+    assert fp("false") == fingerprint("masks", VERSION, "data", plain("false"))
+    earlier = plain("true")
+    assert fp("true") != fingerprint("masks", VERSION, "data", earlier)
+    earlier["motion"]["keep_weak"] = {"still_scenery": STILL_SCENERY}
+    assert fp("true") == fingerprint("masks", VERSION, "data", earlier)

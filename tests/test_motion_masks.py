@@ -226,6 +226,45 @@ def test_weak_motion_that_grabcut_cannot_colour_is_kept_as_motion_found_it(level
         assert len(on) == 1 and np.array_equal(on[0], off[0])
 
 
+def test_still_scenery_is_the_median_frames_border_residual_under_half_the_floor():
+    """``still_scenery`` on three 20 x 20 frames (border band 2 px, floor 0.25 px, so the bound is 0.125 px): the
+    90th percentile of each frame's border residual, the median over frames. Border residuals 0.1, 0.1 and 0.9 px
+    (one frame of parallax): 0.1, still. 0.2, 0.2 and 0: 0.2, not still. Only the border counts: 5 px of motion
+    inside the frame changes nothing."""
+    from s2d.masks.motion import still_scenery
+
+    def maps(per_frame, inside=0.0):
+        res = np.full((3, 20, 20), inside, np.float32)
+        for t, px in enumerate(per_frame):
+            res[t, :2], res[t, -2:], res[t, :, :2], res[t, :, -2:] = px, px, px, px
+        return res
+
+    assert still_scenery(maps([0.1, 0.1, 0.9]), P)
+    assert not still_scenery(maps([0.2, 0.2, 0.0]), P)
+    assert still_scenery(maps([0.1, 0.1, 0.9], inside=5.0), P)
+
+
+def test_weak_motion_is_kept_only_over_still_scenery(monkeypatch):
+    """``keep_weak`` acts on a video (a window of it) whose scenery the camera explains well under the floor: over
+    parallax a region just above the floor is as likely scenery (DAVIS's goat, border residual 3.9 px against the
+    3 px floor). What each frame's ``instances`` is told, with the scenery still or not, the key on or off."""
+    import s2d.masks.motion as motion
+
+    frames, _ = sequence("static", [(70, 60, 3, 2, 30, 99)], T=4)
+    real = motion.instances
+    for key, still, want in [(True, True, True), (True, False, False), (False, True, False)]:
+        told = []
+
+        def spy(*args, **kw):
+            told.append(args[6] if len(args) > 6 else kw.get("keep_weak"))
+            return real(*args, **kw)
+
+        monkeypatch.setattr(motion, "instances", spy)
+        monkeypatch.setattr(motion, "still_scenery", lambda res, p, still=still: still)
+        motion.motion_masks(frames, MotionParams(keep_weak=key))
+        assert told == [want] * len(frames), (key, still)
+
+
 def test_weak_motion_that_grabcut_trims_to_the_object_keeps_the_cut():
     """The motion region spills 3 px past an object whose colours are its own: GrabCut keeps the object, over half
     of the region, and that cut stands with ``keep_weak`` too (the region is given back only when the cut keeps

@@ -183,6 +183,10 @@ def masks_fingerprint(cfg: Any, data_fp: str, ds: Dataset | None = None) -> str:
         m["full_rate"] = "recording kept"
     if m["source"] in ("motion", "motion_maskcut"):  # the flow the motion masks read
         m["flow"] = section(cfg, "flow")
+        if m["motion"].get("keep_weak"):  # the rule as it now acts: only over still scenery (s2d/masks/motion.py)
+            from s2d.masks.motion import STILL_SCENERY
+
+            m["motion"]["keep_weak"] = {"still_scenery": STILL_SCENERY}
     return fingerprint("masks", VERSION, data_fp, m)
 
 
