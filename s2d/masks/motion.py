@@ -233,8 +233,9 @@ def showing(prior: np.ndarray, reliability: np.ndarray, min_px: int, max_moving:
     return area, (area >= min_px) & (area <= max_moving * prior[0].size) & (reliability >= SURE_CAMERA)
 
 
-# of the floor: over the longer gap the border's residual (90th percentile, median frame) stays under this, so the
-# camera still explains the scenery and the area the longer gap adds is a slower body (step 8, ``slow_body``)
+# of the floor: where the border's residual (90th percentile, median frame) stays under this, the camera explains
+# the scenery, so the area a longer gap adds is a slower body (step 8, ``slow_body``) and a region just above the
+# floor is a weak mover (step 5, ``keep_weak``): ``still_scenery``
 STILL_SCENERY = 0.5
 
 
@@ -509,7 +510,9 @@ def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: i
               flow: np.ndarray | None = None, keep_weak: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One frame: smoothed prior (H, W) -> masks (K, H, W) bool (disjoint) and contrast scores (K,), best first;
     components smaller than ``min_area`` of the frame are dropped, at most ``max_masks`` kept. With the frame's
-    ``flow`` (H, W, 2), a component that holds two motions is split into them (``split_by_motion``)."""
+    ``flow`` (H, W, 2), a component that holds two motions is split into them (``split_by_motion``).
+    ``keep_weak``: step 5's rule for this frame (None: ``p.keep_weak``; ``motion_masks`` passes it on only over
+    still scenery)."""
     H, W = soft.shape
     scale = min(H, W) / REF_SHORT_SIDE
     min_px = max(1, int(min_area * H * W))
