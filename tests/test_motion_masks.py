@@ -256,7 +256,7 @@ def test_weak_motion_is_kept_only_over_still_scenery(monkeypatch):
         told = []
 
         def spy(*args, **kw):
-            told.append(args[6] if len(args) > 6 else kw.get("keep_weak"))
+            told.append((args[2] if len(args) > 2 else kw["p"]).keep_weak)
             return real(*args, **kw)
 
         monkeypatch.setattr(motion, "instances", spy)

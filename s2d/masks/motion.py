@@ -71,7 +71,7 @@ Pixel quantities are given for a short side of 240 px and scaled with the frame 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
@@ -507,17 +507,15 @@ def split_by_motion(component: np.ndarray, flow: np.ndarray, p: MotionParams, mi
 
 
 def instances(frame: np.ndarray, soft: np.ndarray, p: MotionParams, max_masks: int = 3, min_area: float = 0.002,
-              flow: np.ndarray | None = None, keep_weak: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+              flow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One frame: smoothed prior (H, W) -> masks (K, H, W) bool (disjoint) and contrast scores (K,), best first;
     components smaller than ``min_area`` of the frame are dropped, at most ``max_masks`` kept. With the frame's
-    ``flow`` (H, W, 2), a component that holds two motions is split into them (``split_by_motion``).
-    ``keep_weak``: step 5's rule for this frame (None: ``p.keep_weak``; ``motion_masks`` passes it on only over
-    still scenery)."""
+    ``flow`` (H, W, 2), a component that holds two motions is split into them (``split_by_motion``)."""
     H, W = soft.shape
     scale = min(H, W) / REF_SHORT_SIDE
     min_px = max(1, int(min_area * H * W))
     region = _grabcut(frame, soft, max(1, int(round(p.band * scale))), p.grabcut_iters,
-                      max(1, int(round(3 * scale))), p.keep_weak if keep_weak is None else keep_weak)
+                      max(1, int(round(3 * scale))), p.keep_weak)
     n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     ring_k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * max(1, int(round(p.ring * scale))) + 1,) * 2)
     masks, scores = [], []
@@ -597,10 +595,10 @@ def motion_masks(frames, p: MotionParams, max_masks: int = 3, min_area: float = 
         gaps.append(ev.gap)
         # a weak mover is told from scenery only where the scenery's own residual is well under the floor: over
         # parallax (goat on uneven ground, border residual 3.9 px) the weak regions are scenery (step 5)
-        weak = p.keep_weak and still_scenery(ev.residual, p)
+        here = replace(p, keep_weak=p.keep_weak and still_scenery(ev.residual, p))
         for t in range(a - a0, b - a0):
-            out.append(instances(win[t], ev.smoothed[t], p, min(max_masks, p.max_movers), min_area,
-                                 ev.motion_of(t, f, g), weak))
+            out.append(instances(win[t], ev.smoothed[t], here, min(max_masks, p.max_movers), min_area,
+                                 ev.motion_of(t, f, g)))
             if progress is not None:
                 progress(1)
     if ev is None:
