@@ -65,17 +65,21 @@ def refine_tubes(tubes: list, frames, workers: int | None = None) -> list:
 
 
 def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float | None, stage: str, fp: str,
-                root: Path, refine: bool = False, previous: Labelset | None = None) -> Labelset:
+                root: Path, refine: bool = False, previous: Labelset | None = None, sparse: bool = False
+                ) -> Labelset:
     """The model's tubes on every video (a labelset store at ``root``). With ``previous`` (the labels the model
     learned from): ``label.split_apart`` splits a tube whose parts hold different instances of it into one tube per
     instance (``s2d.inference.apart``), ``label.one_identity`` cuts a tube that holds two of its instances in turn
     down to one (``s2d.inference.identity``), and ``label.keep_iou`` adds the instances of ``previous`` that no tube matches
-    (``s2d.inference.keep_labels``), scored ``score_thr`` x their own score so that they rank below every tube."""
+    (``s2d.inference.keep_labels``), scored ``score_thr`` x their own score so that they rank below every tube. When
+    ``previous`` is the ``sparse`` keymasks, ``label.keymask_frames`` gives a tube that matches a keymask instance
+    that instance's masks on its keymask frames (``s2d.inference.keymask_frames``)."""
     from s2d.inference.scale import input_scale
     from s2d.inference.video_predict import predict_video, tube_instances
     from s2d.inference.keep_labels import keep_missed
     from s2d.inference.identity import one_identity
     from s2d.inference.apart import split_apart
+    from s2d.inference.keymask_frames import take_keymask_frames
     from s2d.inference.rescore import ranking_scores
 
     lab = cfg.label
@@ -98,6 +102,10 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
             if cut:
                 log.info("label: %s: %d teacher tube(s) hold two objects of the labels they learned from in turn; "
                          "each keeps the frames of the one it matches most (label.one_identity)", r.name, cut)
+        if previous is not None and sparse and lab.keymask_frames:
+            tubes, taken = take_keymask_frames(tubes, previous[r.name])
+            log.debug("label: %s: %d teacher tube(s) take their keymask instance's masks on its keymask frames "
+                      "(label.keymask_frames)", r.name, taken)
         out = ds.skeleton(r.name)
         out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay,
                                                                                 lab.fragments_last))
@@ -114,10 +122,10 @@ def refines(cfg: Any, stage: str) -> bool:
     return bool(cfg.label.refine if stage == "label" else cfg.final.refine)
 
 
-def label_settings(cfg: Any, stage: str = "label") -> dict:
+def label_settings(cfg: Any, stage: str = "label", sparse: bool = True) -> dict:
     """The ``label`` section as it enters a stage's fingerprint, ``refine`` standing for the refinement that acts
     in that stage (``refines``: its settings) and present only when on, so runs made before the keys existed keep
-    their fingerprints."""
+    their fingerprints. ``sparse``: the dense labelset is made from the sparse keymasks (round 1)."""
     lab = section(cfg, "label")
     lab.pop("refine", None)
     for key in RANKING_KEYS:  # present only when on, like refine
@@ -136,6 +144,8 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
 
         lab["split_apart"] = {"version": apart.VERSION, "hold_share": apart.HOLD_SHARE,
                               "duplicate_share": apart.DUPLICATE_SHARE}
+    if stage != "label" or not sparse or not lab.get("keymask_frames"):  # only round 1's labelset takes them
+        lab.pop("keymask_frames", None)
     if stage != "label" or not lab.get("one_identity"):
         lab.pop("one_identity", None)
     elif drops_cut_frames(cfg, "dense"):
@@ -144,14 +154,16 @@ def label_settings(cfg: Any, stage: str = "label") -> dict:
     return lab
 
 
-def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Labelset, str] | None = None
-            ) -> StageOutput:
+def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Labelset, str] | None = None,
+            sparse: bool = True) -> StageOutput:
     """The dense labelset of the teacher in ``ckpt``. ``previous``: (labels, fingerprint) of the labels the teacher
     learned from (the keymasks; the last round's dense labelset in later rounds): their identities cut a teacher
     tube that holds several apart (``label.split_apart``) or switches objects (``label.one_identity``), and they
-    are kept where the teacher misses them (``label.keep_iou``)."""
-    keep = previous if cfg.label.keep_iou is not None or cfg.label.one_identity or cfg.label.split_apart else None
-    settings = label_settings(cfg)
+    are kept where the teacher misses them (``label.keep_iou``). ``sparse``: they are the sparse keymasks (round 1),
+    whose masks the teacher's tubes take on their frames with ``label.keymask_frames``."""
+    keep = previous if (cfg.label.keep_iou is not None or cfg.label.one_identity or cfg.label.split_apart
+                        or (sparse and cfg.label.keymask_frames)) else None
+    settings = label_settings(cfg, sparse=sparse)
     ranking = {k: settings.pop(k) for k in RANKING_KEYS if k in settings}
     fp = fingerprint("label", VERSION, data_fp, sha256_file(ckpt), settings, *([keep[1]] if keep is not None else []))
     # The ranking keys change the instances' scores, never a mask. With hard class targets
@@ -163,7 +175,7 @@ def compute(cfg: Any, ds: Dataset, ckpt: Path, data_fp: str, previous: tuple[Lab
     root = artifact_dir(cfg, "label", folder_fp)
     model, crop = load_model(cfg, ckpt, "teacher")
     labels = predictions(cfg, ds, model, crop, cfg.label.score_thr, cfg.label.nms_iou, "label", folder_fp, root,
-                         refine=refines(cfg, "label"), previous=keep[0] if keep else None)
+                         refine=refines(cfg, "label"), previous=keep[0] if keep else None, sparse=sparse)
     if keep is not None:
         kept = [v.name for v in labels for i in v.instances if i.extra.get("kept")]
         log.info("label: %d instance(s) of the labels the teacher learned from kept, no tube of it matching them "

@@ -99,7 +99,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
         for r in range(1, cfg.final.rounds + 1):
             t = time.perf_counter()
             learned_from = (lr.keymasks, lr.keymasks_fp) if r == 1 else (rounds[-1]["labels"], rounds[-1]["fp"])
-            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, lr.ds, teacher, lr.data_fp, learned_from)
+            labels_r, label_dir, label_fp, _ = label_stage.compute(cfg, lr.ds, teacher, lr.data_fp, learned_from,
+                                                                   sparse=r == 1)
             timings[f"label{r}"] = time.perf_counter() - t
             rounds.append({"labels": labels_r, "dir": label_dir, "fp": label_fp, "ckpt": None})
             if not any(v.instances for v in labels_r):  # nothing to train on: say so, report what ran
