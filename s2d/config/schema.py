@@ -215,10 +215,11 @@ class LabelSchema:
     fragments_last: bool = True
     # a teacher tube that matches a keymask instance (tube IoU >= 0.5 over its own frames) takes the instance's
     # masks on its keymask frames, the teacher's own elsewhere (s2d/inference/keymask_frames.py; round 1 only):
-    # on real video the tiny teacher's masks there are worse than the keymasks (J 0.603 vs 0.640 on the DAVIS
-    # clips), and with the key the final model gains (DAVIS seed 0: AP50 72.3 -> 76.2, J&F 58.2 -> 61.6; 15 clips
-    # outside the development set, seed 1: 43.3 -> 46.1, 35.5 -> 37.3; docs/RESULTS.md). data=demo: false (its
-    # teacher's masks are the better ones, 0.975 vs 0.940). experiment=paper: false (the method's dense labelset)
+    # on real video the tiny teacher's masks there are worse than the keymasks (J 0.603-0.617 vs 0.640 on the
+    # DAVIS clips, 3 seeds), and with the key the final model gains J&F and AR10 (DAVIS, 3 seeds: 58.4 -> 59.8,
+    # 30.7 -> 36.0, AP50 72.1 -> 70.9; 15 clips outside the development set, seed 1: J&F 35.5 -> 37.3, AP50
+    # 43.3 -> 46.1; docs/RESULTS.md). data=demo: false (its teacher's masks are the better ones, 0.975 vs 0.940).
+    # experiment=paper: false (the method's dense labelset)
     keymask_frames: bool = True
 
 

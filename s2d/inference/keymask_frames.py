@@ -3,8 +3,8 @@
 The dense labelset is the distilled teacher's tubes on every frame. On a keymask frame the teacher's mask is its
 reconstruction of a mask it was trained on, and the keymask itself was checked by the point tracker. On real
 video the tiny CPU teacher does not improve on it there: on the keymask frames of the DAVIS clips its masks have
-J 0.603 against the keymasks' 0.640, and 0.563 / 0.552 against 0.589 / 0.582 on 15 clips outside the development
-set (two seeds), while on the synthetic demo they are the better ones (0.975 against 0.940;
+J 0.603-0.617 against the keymasks' 0.640 (3 seeds), and 0.563 / 0.552 against 0.589 / 0.582 on 15 clips outside
+the development set (two seeds), while on the synthetic demo they are the better ones (0.975 against 0.940;
 ``benchmarks/keymask_frames.py``, docs/RESULTS.md). With the key, a teacher tube that matches a keymask instance
 (tube IoU >= 0.5 over the instance's own frames, ``s2d.inference.keep_labels.match_on_own_frames``; one tube per
 instance, the best matches first) takes the instance's masks on those frames and keeps its own elsewhere: the
