@@ -51,13 +51,10 @@ def residuals(a, b, dis, p, scale):
     base = M._grid(h, w)
     fwd, bwd = dis.calc(a, b, None), dis.calc(b, a, None)
     homog, _ = M.camera_residual(fwd, bwd, base, p, scale)
-    step = max(1, int(round(p.grid * scale)))
-    pts = base[::step, ::step].reshape(-1, 2)
-    f = fwd[::step, ::step].reshape(-1, 2)
-    ok = np.linalg.norm(f + M._warp(bwd, fwd, base)[::step, ::step].reshape(-1, 2), axis=1) < p.fb_threshold * scale
+    pts, f = M.reliable_samples(fwd, bwd, base, p, scale)  # the samples the homography was fitted to
     F = None
-    if ok.sum() >= 8:
-        F, _ = cv2.findFundamentalMat(pts[ok], pts[ok] + f[ok], cv2.FM_RANSAC, p.ransac_px * scale, 0.99)
+    if len(pts) >= 8:
+        F, _ = cv2.findFundamentalMat(pts, pts + f, cv2.FM_RANSAC, p.ransac_px * scale, 0.99)
     if F is None or F.shape != (3, 3):  # no geometry found: the homography's residual stands
         fund = homog
     else:

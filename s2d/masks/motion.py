@@ -145,6 +145,19 @@ def _warp(img: np.ndarray, flow: np.ndarray, base: np.ndarray) -> np.ndarray:
     return cv2.remap(img, m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def reliable_samples(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: MotionParams, scale: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """flow (H, W, 2) from this frame to another, back the reverse -> (points (N, 2), their flow (N, 2)): the grid
+    samples (every ``grid`` px) whose forward-backward error is below ``fb_threshold``, what a camera model is
+    fitted to."""
+    step = max(1, int(round(p.grid * scale)))
+    pts = base[::step, ::step].reshape(-1, 2)
+    f = flow[::step, ::step].reshape(-1, 2)
+    fb = f + _warp(back, flow, base)[::step, ::step].reshape(-1, 2)
+    ok = np.linalg.norm(fb, axis=1) < p.fb_threshold * scale
+    return pts[ok], f[ok]
+
+
 def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: MotionParams, scale: float
                     ) -> tuple[np.ndarray, bool]:
     """flow (H, W, 2) from this frame to another, back the reverse -> (residual (H, W) px, homography found).
@@ -155,14 +168,10 @@ def camera_residual(flow: np.ndarray, back: np.ndarray, base: np.ndarray, p: Mot
     objects that dominate the frame; it lowered the mean J on the development clips, so the camera is one
     homography and such frames are caught by the reliability weight instead.)"""
     H, W = flow.shape[:2]
-    step = max(1, int(round(p.grid * scale)))
-    pts = base[::step, ::step].reshape(-1, 2)
-    f = flow[::step, ::step].reshape(-1, 2)
-    fb = f + _warp(back, flow, base)[::step, ::step].reshape(-1, 2)
-    ok = np.linalg.norm(fb, axis=1) < p.fb_threshold * scale
+    pts, f = reliable_samples(flow, back, base, p, scale)
     homog = None
-    if ok.sum() >= 8:
-        homog, _ = cv2.findHomography(pts[ok], pts[ok] + f[ok], cv2.RANSAC, p.ransac_px * scale)
+    if len(pts) >= 8:
+        homog, _ = cv2.findHomography(pts, pts + f, cv2.RANSAC, p.ransac_px * scale)
     if homog is None:
         return np.linalg.norm(flow, axis=-1), False
     moved = cv2.perspectiveTransform(base.reshape(-1, 1, 2), homog).reshape(H, W, 2)
