@@ -55,7 +55,7 @@ def test_matched_tube_takes_the_keymasks_on_their_frames_only():
     assert [np.array_equal(out[0].masks[t], key if t in (1, 3) else teacher) for t in range(T)] == [True] * 4
     assert out[0].scores == [0.9, 0.7] and out[0].mask_scores == [0.8] and out[0].cut == set()
     assert all(np.array_equal(out[1].masks[t], tubes[1].masks[t]) for t in range(T))
-    # the input tubes are not changed (new objects), and their encoded masks are not carried over
+    # the input tubes are not changed (new objects), and a replaced frame's encoded mask is the keymask's
     assert np.array_equal(tubes[0].masks[1], teacher) and tubes[0].cut == {3}
     assert rle.decode(out[0].rles(T)[1]).astype(bool).tolist() == key.tolist()
     # a keymask that matches no tube (IoU 1 / 19 with the first, 0 with the second) changes nothing

@@ -45,10 +45,12 @@ def take_keymask_frames(tubes: list[Tube], keymasks: VideoLabels) -> tuple[list[
     keymask frames (``matched_pairs``), and how many tubes took them. Tubes are new objects; scores unchanged."""
     earlier = [i for i in keymasks.instances if any(s is not None for s in i.segmentations)]
     pairs = matched_pairs(earlier, tube_instances(tubes, keymasks.length), keymasks.height, keymasks.width)
-    out = [Tube(dict(tb.masks), tb.scores, tb.mask_scores, cut=set(tb.cut)) for tb in tubes]
+    # the match encoded every tube's masks; the copies keep those RLEs, so ranking and storing do not encode again
+    out = [Tube(dict(tb.masks), tb.scores, tb.mask_scores, cut=set(tb.cut), _rles=dict(tb._rles)) for tb in tubes]
     for k, n in pairs:
         for t, seg in enumerate(earlier[k].segmentations):
             if seg is not None:
                 out[n].masks[t] = decode(seg).astype(bool)
+                out[n]._rles[t] = seg  # the keymask's own RLE: the mask just decoded from it
                 out[n].cut.discard(t)  # the frame now says where the object is
     return out, len(pairs)
