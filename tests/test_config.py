@@ -125,6 +125,7 @@ def test_wrong_type_fails(compose):
     ("data.stride=0", "data.stride"),
     ("data.max_frames=0", "data.max_frames"),
     ("keymasks.stitch_gap=-1", "keymasks.stitch_gap"),
+    ("keymasks.min_window=4", "keymasks.min_window"),
     ("predict.topk=0", "predict.topk"),
     ("label.nms_iou=2.0", "label.nms_iou"),
     ("label.keep_iou=0", "label.keep_iou"),

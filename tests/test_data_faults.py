@@ -117,6 +117,12 @@ def test_the_keymask_window_names_the_keymasks_only_where_it_acts(compose):
     assert "window" not in keymasks_stage.keymask_settings(cfg, 64)
     assert keymasks_stage.keymask_settings(cfg, 65)["window"] == 64
     assert "window" not in keymasks_stage.keymask_settings(compose("debug=fast", "keymasks.window=0"), 500)
+    # keymasks.min_window, where windows can be halved to it: a video of twice its frames, a window of twice them
+    assert "min_window" not in keymasks_stage.keymask_settings(cfg, 31)
+    assert keymasks_stage.keymask_settings(cfg, 32)["min_window"] == 16
+    assert keymasks_stage.keymask_settings(compose("debug=fast", "keymasks.window=0"), 32)["min_window"] == 16
+    assert "min_window" not in keymasks_stage.keymask_settings(compose("debug=fast", "keymasks.window=24"), 500)
+    assert "min_window" not in keymasks_stage.keymask_settings(compose("debug=fast", "keymasks.min_window=0"), 500)
     ds = load_data(cfg)
     masks, _, mfp, _ = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
     fps = [keymasks_stage.compute(compose("debug=fast", "keymasks.overlays=false", f"keymasks.window={w}"),

@@ -279,7 +279,7 @@ def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
     obj_of = [k for t in range(T) for k in range(len(gt)) if gt[k, t].any()]
     fs = [np.ones(len(x)) for x in fm]
     tracker = ShortLivedTracker(v, 8)
-    whole = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=0))
+    whole = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=0, min_window=0))
     assert whole.instances == [] and whole.summary["visibility_clusters"] == 1
     assert whole.summary["visible_clusters"] == 0  # what the keymasks stage names as points lost by the tracker
     res = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=24))
@@ -297,6 +297,56 @@ def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
     assert [i.members for i in a.instances] == [i.members for i in b.instances] and "windows" not in a.summary
 
 
+def test_windows_are_shortened_where_the_tracker_loses_the_points_too_soon():
+    """keymasks.min_window: the 72-frame video of the test above, points visible 8 frames either side of their query
+    frame. In 64-frame windows no visibility cluster has a majority frame (no instance); the windows are halved
+    once, to 32 frames (17 of which a point lasts), and every object on screen for most of the video is found,
+    no instance mixing objects. Where the first windows find instances, or min_window is 0 or above half the
+    window, discovery is the same as without the key."""
+    from s2d.data.demo import make_demo_video
+    from s2d.keymasks.discover import points_lost
+
+    T = 72
+    v = make_demo_video(3, T, 96, 128, 3)
+    gt = v.masks()
+    fm = [np.stack([gt[k, t] for k in range(len(gt)) if gt[k, t].any()]) for t in range(T)]
+    obj_of = [k for t in range(T) for k in range(len(gt)) if gt[k, t].any()]
+    fs = [np.ones(len(x)) for x in fm]
+    tracker = ShortLivedTracker(v, 8)
+    off = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=64, min_window=0))
+    assert off.instances == [] and points_lost(off.summary, KeymaskParams())
+    assert "windows_shortened_from" not in off.summary
+    too_long = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=64, min_window=40))
+    assert too_long.instances == [] and too_long.summary == off.summary
+    res = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=64, min_window=16))
+    assert res.summary["window"] == 32 and res.summary["windows_shortened_from"] == 64
+    at32 = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=32, min_window=0))
+    assert [i.members for i in res.instances] == [i.members for i in at32.instances]
+    # the tracker calls of both tries are counted
+    assert res.summary["tracker_calls"] == off.summary["tracker_calls"] + at32.summary["tracker_calls"]
+    found = [{obj_of[i] for i in inst.members} for inst in res.instances]
+    assert all(len(objs) == 1 for objs in found)
+    long_lived = {k for k in range(len(gt)) if gt[k].any(axis=(1, 2)).sum() >= 48}
+    assert long_lived and long_lived <= {k for objs in found for k in objs}
+    # points that last: instances at the first try, nothing shortened
+    a = discover_keymasks(v.frames, fm, fs, OracleTracker(v), KeymaskParams(window=64, min_window=16))
+    b = discover_keymasks(v.frames, fm, fs, OracleTracker(v), KeymaskParams(window=64, min_window=0))
+    assert a.instances and [i.members for i in a.instances] == [i.members for i in b.instances]
+    assert a.summary == b.summary
+
+
+def test_points_lost_is_the_diagnosis_of_a_tracker_that_loses_its_points():
+    from s2d.keymasks.discover import points_lost
+
+    p = KeymaskParams()
+    lost = {"masks_in": 9, "visibility_clusters": 2, "visible_clusters": 0, "candidates": 0, "instances": 0}
+    assert points_lost(lost, p)
+    assert not points_lost({**lost, "instances": 1}, p)           # found something
+    assert not points_lost({**lost, "visible_clusters": 1}, p)    # a majority frame: lost later, not for want of it
+    assert not points_lost({**lost, "visibility_clusters": 0}, p)  # masks too scattered to cluster at all
+    assert not points_lost({**lost, "masks_in": p.vis_min_samples - 1}, p)  # too few masks for any cluster
+
+
 def test_videos_whose_masks_give_no_instance_are_named_with_the_step_that_lost_them():
     from s2d.stages.keymasks import without_instances
 
@@ -310,11 +360,15 @@ def test_videos_whose_masks_give_no_instance_are_named_with_the_step_that_lost_t
         {"video": "unmatched", "masks_in": 9, "visibility_clusters": 1, "candidates": 4, "instances": 0},
         {"video": "lost", "masks_in": 9, "visibility_clusters": 1, "visible_clusters": 0, "candidates": 0,
          "instances": 0},
+        {"video": "shortened", "masks_in": 9, "visibility_clusters": 1, "visible_clusters": 0, "candidates": 0,
+         "instances": 0, "window": 16, "windows_shortened_from": 64},
     ]
     got = without_instances(rows, p)
     # a video with instances, or without any mask (the masks stage names those), is not listed
-    assert [g.split(" ")[0] for g in got] == ["short", "noise", "brief", "unmatched", "lost"]
+    assert [g.split(" ")[0] for g in got] == ["short", "noise", "brief", "unmatched", "lost", "shortened"]
     assert f"keymasks.member_frac={p.member_frac}" in got[4] and "tracker=cotracker" in got[4]
+    assert "min_window" not in got[4]
+    assert f"in windows of 16 frames too (keymasks.min_window={p.min_window})" in got[5]
     assert "3 mask(s)" in got[0] and f"keymasks.vis_min_samples={p.vis_min_samples}" in got[0]
     assert "no visibility cluster" in got[1] and f"keymasks.vis_eps={p.vis_eps}" in got[1]
     assert f"keymasks.range_frac={p.range_frac}" in got[2]

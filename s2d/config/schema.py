@@ -409,6 +409,8 @@ def validate_config(cfg: Any) -> None:
     _require(k.grid >= 2 and k.vis_min_samples >= 1, "keymasks.grid", "grid must be >= 2, min_samples >= 1")
     _require(k.window == 0 or k.window >= 8, "keymasks.window",
              f"must be 0 (the whole video at once) or at least 8 frames, got {k.window}")
+    _require(k.min_window == 0 or k.min_window >= 8, "keymasks.min_window",
+             f"must be 0 (off) or at least 8 frames, got {k.min_window}")
     _require(k.stitch_gap >= 0, "keymasks.stitch_gap", f"must be >= 0 (0: off), got {k.stitch_gap}")
     _require(1 <= k.prop_grid_min <= k.prop_grid_max, "keymasks.prop_grid_min", "must be within 1..prop_grid_max")
     lo = cfg.loss

@@ -10,13 +10,14 @@
   5. stitching (ours, ``stitch_gap``): instances with disjoint frames where one's last keymask, tracked on,
      lands in the other's first (J > lambda_J) are one object the tracker lost midway (``stitching.py``).
 A video longer than ``window`` frames (ours) runs 1-5 in half-overlapping windows whose instances are joined
-where they share keymasks, then 5 over the whole video (``windows.py``).
+where they share keymasks, then 5 over the whole video (``windows.py``); a video whose tracker lost every mask's
+points too soon for its windows runs again in shorter ones (``min_window``, ours).
 Both tracking steps are ONE tracker call each, with every query carrying its own start frame. ``batched=False``
 reproduces the authors' structure (one call per mask) for the speed benchmark.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +52,12 @@ class KeymaskParams:
     # they share keymasks (windows.py: with a tracker that loses points for good, visibility over hundreds of
     # frames groups nothing). 0: the whole video at once, the method's rule
     window: int = 64
+    # a video whose masks give no instance because the tracker loses every mask's points within a few frames (a
+    # flow tracker on fast articulated bodies: no visibility cluster has most of its members visible on any frame)
+    # is discovered again in windows half as long, down to this many frames, until one gives an instance: the
+    # visibility vectors then span the few frames the points last. 15 DAVIS clips outside the development set:
+    # breakdance, libby and parkour got keymasks (docs/RESULTS.md). 0: off
+    min_window: int = 16
 
 
 @dataclass
@@ -148,8 +155,30 @@ def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
                       tracker: PointTracker, params: KeymaskParams | None = None,
                       batched: bool = True) -> KeymaskResult:
     """frames (T, H, W, 3) uint8; frame_masks[t] (K_t, H, W) bool disjoint; frame_scores[t] (K_t,).
-    A video longer than ``params.window`` frames is discovered in half-overlapping windows (``windows.py``)."""
+    A video longer than ``params.window`` frames is discovered in half-overlapping windows (``windows.py``); one
+    whose tracker lost every mask's points too soon for them, in windows half as long (``params.min_window``)."""
     p = params if params is not None else KeymaskParams()
+    res = _discover_in_windows(frames, frame_masks, frame_scores, tracker, p, batched)
+    first = window = min(p.window if p.window > 0 else len(frames), len(frames))
+    calls = res.summary["tracker_calls"]
+    while p.min_window > 0 and points_lost(res.summary, p) and window // 2 >= p.min_window:
+        window //= 2
+        res = _discover_in_windows(frames, frame_masks, frame_scores, tracker, replace(p, window=window), batched)
+        calls += res.summary["tracker_calls"]
+        res.summary.update(window=window, windows_shortened_from=first, tracker_calls=calls)
+    return res
+
+
+def points_lost(summary: dict, p: KeymaskParams) -> bool:
+    """Whether discovery found no instance because the tracker lost the masks' points too soon for the window:
+    masks enough to cluster, visibility clusters, and none with most of its members visible on one frame."""
+    return (summary.get("instances", 0) == 0 and summary.get("masks_in", 0) >= p.vis_min_samples
+            and summary.get("visibility_clusters", 0) > 0 and summary.get("visible_clusters", 0) == 0)
+
+
+def _discover_in_windows(frames: np.ndarray, frame_masks: list[np.ndarray], frame_scores: list[np.ndarray],
+                         tracker: PointTracker, p: KeymaskParams, batched: bool) -> KeymaskResult:
+    """Steps 1-5 in ``p.window``'s windows (one window when the video is no longer)."""
     starts = window_starts(len(frames), p.window)
     if len(starts) == 1:
         return _discover_clip(frames, frame_masks, frame_scores, tracker, p, batched)

@@ -41,11 +41,14 @@ def keymask_settings(cfg: Any, longest: int) -> dict:
     ``overlays`` only draws pictures, so it enters at one fixed value: a run with overlays off (a sweep saving
     time) finds the keymasks of a run with them on and trains on the same labels, and fingerprints made before
     this rule (all with the default, on) stay valid. ``window`` enters only where it acts, on data with a video
-    longer than it: every video in one window is discovered as before the key existed, under the same name."""
+    longer than it: every video in one window is discovered as before the key existed, under the same name.
+    ``min_window`` enters only where windows can be shortened to it, on data with a video of twice its frames."""
     k = section(cfg, "keymasks")
     k["overlays"] = True
     if k["window"] <= 0 or longest <= k["window"]:
         k.pop("window")
+    if k["min_window"] <= 0 or longest < 2 * k["min_window"] or 0 < cfg.keymasks.window < 2 * k["min_window"]:
+        k.pop("min_window")
     return k
 
 
@@ -175,10 +178,12 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
     keys = ["video", "frames", "masks_in", "visibility_clusters", "candidates", "keymasks_out", "instances"]
     if any("windows" in r for r in rows):  # keymasks.window acted on a video: say in how many windows each ran
         keys.insert(2, "windows")
+    if any("windows_shortened_from" in r for r in rows):  # keymasks.min_window acted: and in windows of how many
+        keys.insert(keys.index("windows") + 1, "window")
     if any("recording" in r for r in rows):  # discovered over the recording: masks_in ... keymasks_out count there
         keys.insert(2, "recording")
     table = "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n" + "".join(
-        "| " + " | ".join(str(r.get(k, 1 if k == "windows" else r["frames"] if k == "recording" else ""))
+        "| " + " | ".join(str(r.get(k, 1 if k == "windows" else r["frames"] if k in ("recording", "window") else ""))
                           for k in keys) + " |\n" for r in rows)
     atomic_write_text(root / "summary.md", table)
     lost = without_instances(rows, params)
@@ -235,9 +240,11 @@ def without_instances(rows: list[dict], p: KeymaskParams) -> list[str]:
             why = (f"{n} masks in no visibility cluster (keymasks.vis_eps={p.vis_eps}, "
                    f"keymasks.vis_min_samples={p.vis_min_samples})")
         elif not r.get("candidates", 0) and r.get("visible_clusters", 1) == 0:
+            shorter = (f", in windows of {r['window']} frames too (keymasks.min_window={p.min_window})"
+                       if "windows_shortened_from" in r else "")
             why = (f"the tracker loses its masks' points within a few frames: no visibility cluster has over "
-                   f"keymasks.member_frac={p.member_frac} of its masks visible on one frame (fast or articulated "
-                   "motion; a tracker that follows points through it: tracker=cotracker)")
+                   f"keymasks.member_frac={p.member_frac} of its masks visible on one frame{shorter} (fast or "
+                   "articulated motion; a tracker that follows points through it: tracker=cotracker)")
         elif not r.get("candidates", 0):
             why = f"no mask visible on enough of its cluster's frames (keymasks.range_frac={p.range_frac})"
         else:
