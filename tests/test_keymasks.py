@@ -265,11 +265,10 @@ class ShortLivedTracker(OracleTracker):
         return Tracks(pts.astype(np.float32), vis & (np.abs(t - queries[:, 0][None]) <= self.reach))
 
 
-def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
-    """72 frames, points visible 8 frames either side of their query frame: over the whole video DBSCAN chains
-    every mask into one cluster that is never visible as a majority (no instance at all); in 24-frame windows
-    every object on screen for most of the video is found, as one instance joined across the windows, and no
-    instance mixes objects."""
+def _short_lived_video():
+    """A 72-frame demo video, its true masks per frame and the object of each, and a tracker whose points stay
+    visible 8 frames either side of their query frame. -> (video, gt (K, T, H, W), masks per frame, their scores,
+    object of each mask in order, tracker)."""
     from s2d.data.demo import make_demo_video
 
     T = 72
@@ -279,6 +278,15 @@ def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
     obj_of = [k for t in range(T) for k in range(len(gt)) if gt[k, t].any()]
     fs = [np.ones(len(x)) for x in fm]
     tracker = ShortLivedTracker(v, 8)
+    return v, gt, fm, fs, obj_of, tracker
+
+
+def test_long_video_with_short_lived_tracks_is_discovered_in_windows():
+    """72 frames, points visible 8 frames either side of their query frame: over the whole video DBSCAN chains
+    every mask into one cluster that is never visible as a majority (no instance at all); in 24-frame windows
+    every object on screen for most of the video is found, as one instance joined across the windows, and no
+    instance mixes objects."""
+    v, gt, fm, fs, obj_of, tracker = _short_lived_video()
     whole = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=0, min_window=0))
     assert whole.instances == [] and whole.summary["visibility_clusters"] == 1
     assert whole.summary["visible_clusters"] == 0  # what the keymasks stage names as points lost by the tracker
@@ -303,16 +311,9 @@ def test_windows_are_shortened_where_the_tracker_loses_the_points_too_soon():
     once, to 32 frames (17 of which a point lasts), and every object on screen for most of the video is found,
     no instance mixing objects. Where the first windows find instances, or min_window is 0 or above half the
     window, discovery is the same as without the key."""
-    from s2d.data.demo import make_demo_video
     from s2d.keymasks.discover import points_lost
 
-    T = 72
-    v = make_demo_video(3, T, 96, 128, 3)
-    gt = v.masks()
-    fm = [np.stack([gt[k, t] for k in range(len(gt)) if gt[k, t].any()]) for t in range(T)]
-    obj_of = [k for t in range(T) for k in range(len(gt)) if gt[k, t].any()]
-    fs = [np.ones(len(x)) for x in fm]
-    tracker = ShortLivedTracker(v, 8)
+    v, gt, fm, fs, obj_of, tracker = _short_lived_video()
     off = discover_keymasks(v.frames, fm, fs, tracker, KeymaskParams(window=64, min_window=0))
     assert off.instances == [] and points_lost(off.summary, KeymaskParams())
     assert "windows_shortened_from" not in off.summary
