@@ -159,14 +159,24 @@ def discover_keymasks(frames: np.ndarray, frame_masks: list[np.ndarray], frame_s
     whose tracker lost every mask's points too soon for them, in windows half as long (``params.min_window``)."""
     p = params if params is not None else KeymaskParams()
     res = _discover_in_windows(frames, frame_masks, frame_scores, tracker, p, batched)
-    first = window = min(p.window if p.window > 0 else len(frames), len(frames))
+    first = window = first_window(len(frames), p.window)
     calls = res.summary["tracker_calls"]
-    while p.min_window > 0 and points_lost(res.summary, p) and window // 2 >= p.min_window:
+    while points_lost(res.summary, p) and shortens(window, p.min_window):
         window //= 2
         res = _discover_in_windows(frames, frame_masks, frame_scores, tracker, replace(p, window=window), batched)
         calls += res.summary["tracker_calls"]
         res.summary.update(window=window, windows_shortened_from=first, tracker_calls=calls)
     return res
+
+
+def first_window(length: int, window: int) -> int:
+    """Frames of the first windows a video of ``length`` frames is discovered in (``window`` 0: the whole video)."""
+    return min(window if window > 0 else length, length)
+
+
+def shortens(window: int, min_window: int) -> bool:
+    """Whether windows of ``window`` frames can be halved once more under ``min_window`` (0: never)."""
+    return min_window > 0 and window // 2 >= min_window
 
 
 def points_lost(summary: dict, p: KeymaskParams) -> bool:

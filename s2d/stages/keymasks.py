@@ -18,7 +18,7 @@ from s2d.fingerprint import fingerprint
 from s2d.io.atomic import atomic_write_json, atomic_write_text
 from s2d.io.job_ranks import job_rank_world
 from s2d.keymasks import KeymaskParams, discover_keymasks
-from s2d.keymasks.discover import KeymaskResult, sparse_instances
+from s2d.keymasks.discover import KeymaskResult, first_window, shortens, sparse_instances
 from s2d.keymasks.iou_linker import link_by_iou
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.frames import per_frame_from_json
@@ -47,7 +47,7 @@ def keymask_settings(cfg: Any, longest: int) -> dict:
     k["overlays"] = True
     if k["window"] <= 0 or longest <= k["window"]:
         k.pop("window")
-    if k["min_window"] <= 0 or longest < 2 * k["min_window"] or 0 < cfg.keymasks.window < 2 * k["min_window"]:
+    if not shortens(first_window(longest, cfg.keymasks.window), k["min_window"]):
         k.pop("min_window")
     return k
 
