@@ -208,8 +208,9 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
     fps = {}
     for full_rate, over_recording in ((True, False), (False, False), (True, True)):
         seen.clear()
-        cfg = compose("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
-                      f"tracker.full_rate={full_rate}", "progress=false", "keymasks.overlays=false")
+        args = ("data=frames", f"data.root={tmp_path / 'videos'}", "data.stride=3", "data.short_side=72",
+                f"tracker.full_rate={full_rate}", "progress=false", "keymasks.overlays=false")
+        cfg = compose(*args)
         ds = load_data(cfg)
         m = masks_stage.compute(cfg, ds, data_fingerprint(cfg, ds))
         out = keymasks_stage.compute(cfg, ds, m.labels, m.fingerprint, m.folder if over_recording else None)
@@ -235,6 +236,12 @@ def test_the_keymasks_stage_tracks_through_the_recording(compose, tmp_path, monk
         else:  # discovery on the video's frames: nothing on the recording's frames to learn from
             assert rec is None
     assert len(set(fps.values())) == 3
+    # keymasks.window counts the frames discovery runs over: 8 acts on the 13-frame recording (a folder of its own),
+    # not on the 5 kept frames (the folder of the whole video)
+    for over_recording in (False, True):
+        got = {keymasks_stage.compute(compose(*args, f"keymasks.window={w}"), ds, m.labels, m.fingerprint,
+                                      m.folder if over_recording else None).fingerprint for w in (0, 8)}
+        assert len(got) == 1 + over_recording and fps[True, over_recording] in got, over_recording
     # a masks set without the recording's masks (deleted by hand) is named, with the way out
     import shutil
 

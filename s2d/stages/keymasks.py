@@ -37,7 +37,8 @@ def params_of(cfg: Any) -> KeymaskParams:
 
 
 def keymask_settings(cfg: Any, longest: int) -> dict:
-    """The ``keymasks`` section as it enters the fingerprint, for data whose longest video has ``longest`` frames.
+    """The ``keymasks`` section as it enters the fingerprint, where discovery's longest run has ``longest`` frames
+    (a video's, or its recording's where discovery runs over the recording).
     ``overlays`` only draws pictures, so it enters at one fixed value: a run with overlays off (a sweep saving
     time) finds the keymasks of a run with them on and trains on the same labels, and fingerprints made before
     this rule (all with the default, on) stay valid. ``window`` enters only where it acts, on data with a video
@@ -110,7 +111,10 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
     from s2d.tracking.factory import make_tracker
     from s2d.tracking.full_rate import FullRateTracker
 
-    longest = max((len(r.video) for r in ds), default=0)
+    over_recording = masks_folder is not None and keeps_recording(cfg) and bool(cfg.tracker.full_rate)
+    # the frames discovery runs over, which window and min_window act on: a recording's where it runs over one
+    longest = max((r.video.full_rate.length if over_recording and r.video.full_rate is not None else len(r.video)
+                   for r in ds), default=0)
     tracking = section(cfg, "tracker")
     if tracking["kind"] == "flow":  # the flow the tracker chains
         tracking["flow"] = section(cfg, "flow")
@@ -133,8 +137,7 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
         fs = [s for _, s in per_frame]
         frames = r.video.frames()
         full = r.video.full_rate if cfg.tracker.full_rate else None
-        rec = None if full is None or masks_folder is None or not keeps_recording(cfg) else \
-            recording_path(masks_folder, r.name)
+        rec = None if full is None or not over_recording else recording_path(masks_folder, r.name)
         if rec is not None and not rec.is_file():
             raise IncompleteSetError(f"the masks set lacks {rec}, the masks of the frames between this video's own; "
                                      f"delete {masks_folder} to make it again")
