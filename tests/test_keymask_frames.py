@@ -3,6 +3,8 @@ the wiring into the label stage (round 1 only) and its fingerprint."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
 from s2d.inference.keep_labels import match_on_own_frames
 from s2d.inference.keymask_frames import matched_pairs, take_keymask_frames
@@ -51,7 +53,7 @@ def test_matched_tube_takes_the_keymasks_on_their_frames_only():
              Tube({t: _box(6, 8, 6, 8) for t in range(T)}, [0.6])]
     keymasks = VideoLabels("v", 8, 8, T, instances=[_instance({1: key, 3: key}, T), Instance([None] * T, 1.0)])
     out, taken = take_keymask_frames(tubes, keymasks)
-    assert taken == 1
+    assert taken == [0]
     assert [np.array_equal(out[0].masks[t], key if t in (1, 3) else teacher) for t in range(T)] == [True] * 4
     assert out[0].scores == [0.9, 0.7] and out[0].mask_scores == [0.8] and out[0].cut == set()
     assert all(np.array_equal(out[1].masks[t], tubes[1].masks[t]) for t in range(T))
@@ -61,7 +63,7 @@ def test_matched_tube_takes_the_keymasks_on_their_frames_only():
     # a keymask that matches no tube (IoU 1 / 19 with the first, 0 with the second) changes nothing
     far = VideoLabels("v", 8, 8, T, instances=[_instance({1: _box(3, 5, 3, 5)}, T)])
     same, none = take_keymask_frames(tubes, far)
-    assert none == 0 and all(np.array_equal(same[0].masks[t], teacher) for t in range(T))
+    assert none == [] and all(np.array_equal(same[0].masks[t], teacher) for t in range(T))
 
 
 def test_label_stage_takes_keymask_frames_in_round_one_only(compose, tiny_demo, tmp_path):
@@ -94,6 +96,59 @@ def test_label_stage_takes_keymask_frames_in_round_one_only(compose, tiny_demo, 
             assert [np.array_equal(got[t], top if takes and t in (0, 2) else left) for t in range(T)] == [True] * T
             assert ("keymask_frames" in label_settings(cfg, sparse=sparse)) == takes
         assert "keymask_frames" not in label_settings(cfg, "predict")
+
+
+class LeftHalfAndQuarterModel(torch.nn.Module):
+    """Two objects on every frame: the left half (foreground probability 0.9997) and, inside it, the left quarter
+    (0.982)."""
+
+    def forward(self, clips):
+        B, T, _, H, W = clips.shape
+        masks = torch.full((B, 2, T, H // 4, W // 4), -10.0)
+        masks[:, 0, ..., : (W // 4) // 2] = 10.0
+        masks[:, 1, ..., : (W // 4) // 4] = 10.0
+        return {"pred_logits": torch.tensor([[[4.0, -4.0], [2.0, -2.0]]]).expand(B, -1, -1), "pred_masks": masks,
+                "image_size": (H, W)}
+
+
+def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_duplicate(compose, tiny_demo, tmp_path):
+    """Keymasks on the left quarter of frames 0 and 2; the teacher's left-half tube scores higher than its
+    left-quarter tube, which matches the keymasks. By score the half goes first in the overlap decay and the
+    quarter, all of whose pixels it covers, is scored 0; with label.keymask_first the quarter goes first and keeps
+    its score, and the half keeps the share of its pixels the quarter leaves (a half). The key enters the
+    fingerprint only where it acts: with keymask_frames, in round 1, with the overlap decay."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.sources import open_dataset
+    from s2d.labelset.types import Labelset
+    from s2d.stages.label import label_settings, predictions
+
+    ds = open_dataset("ytvis", tiny_demo)
+    name = ds.names[0]
+    sk = ds.skeleton(name)
+    H, W, T = sk.height, sk.width, sk.length
+    quarter = np.zeros((H, W), bool)
+    quarter[:, : W // 4] = True
+    earlier = Labelset([VideoLabels(v, H, W, T, instances=[_instance({0: quarter, 2: quarter}, T, 0.9)])
+                        for v in ds.names])
+    crop = AugmentConfig(size=(64, 80), crop_scale=(1.0, 1.0))
+    for first in (False, True):
+        cfg = compose("progress=false", "label.keymask_frames=true", f"label.keymask_first={str(first).lower()}")
+        out = predictions(cfg, ds, LeftHalfAndQuarterModel(), crop, 0.6, None, "label", f"fp{first}",
+                          tmp_path / f"f{first}", previous=earlier, sparse=True)
+        by_area = sorted(out[name].instances, key=lambda i: int(rle.decode(i.segmentations[1]).sum()))
+        assert len(by_area) == 2
+        q, h = (i.score for i in by_area)
+        if first:
+            assert q == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-4)
+            assert h == pytest.approx(0.5 / (1 + np.exp(-8.0)), abs=0.02)
+        else:
+            assert q == pytest.approx(0.0, abs=0.02) and h == pytest.approx(1 / (1 + np.exp(-8.0)), abs=1e-4)
+        assert ("keymask_first" in label_settings(cfg)) == first
+        assert "keymask_first" not in label_settings(cfg, sparse=False)
+        assert "keymask_first" not in label_settings(cfg, "predict")
+    on = ("label.keymask_frames=true", "label.keymask_first=true")
+    assert "keymask_first" not in label_settings(compose(*on, "label.overlap_decay=false"))
+    assert "keymask_first" not in label_settings(compose("label.keymask_frames=false", "label.keymask_first=true"))
 
 
 def test_on_for_real_video_off_for_the_demo_and_the_paper(compose):

@@ -121,6 +121,25 @@ def test_a_fragment_ranked_first_no_longer_costs_the_whole_tube_its_frames():
     assert ranking_scores([whole, piece], fragments_last=True) == ranking_scores([whole, piece])
 
 
+def test_tubes_the_keymasks_support_go_first_in_the_decay():
+    base = np.array([0.7, 0.9, 0.8, 0.6])
+    assert decay_order(base, first=[3]).tolist() == [3, 1, 2, 0]
+    assert decay_order(base, first=[3, 0]).tolist() == [0, 3, 1, 2]   # among themselves by score
+    # 1 inside 0 and 3, 3 inside 0 (keys 0.7, 0.6, 0.8, 0.6): 3 leads although a fragment of 0, the rest as before
+    assert decay_order(base, [[], [0, 3], [], [0]], first=[3]).tolist() == [3, 2, 0, 1]
+    assert decay_order(base, [[], [0, 3], [], [0]], first=[]).tolist() == [2, 0, 3, 1]
+    a = _mask(6, 6, slice(0, 3), slice(0, 3))                          # 9 px a frame
+    b = _mask(6, 6, slice(0, 3), slice(0, 2))                          # 6 px, inside a
+    duplicate = Tube({0: a, 1: a}, [0.9])                              # 18 px
+    supported = Tube({0: b, 1: b}, [0.6])                              # 12 px, all of them the duplicate's
+    assert ranking_scores([duplicate, supported], overlap_decay=True) == [pytest.approx(0.9), 0.0]
+    # the supported tube first: it keeps its score, the duplicate keeps the 6 of its 18 px the other leaves
+    assert ranking_scores([duplicate, supported], overlap_decay=True, first=[1]) == [pytest.approx(0.3),
+                                                                                      pytest.approx(0.6)]
+    # without the decay the order changes nothing
+    assert ranking_scores([duplicate, supported], first=[1]) == [pytest.approx(0.9), pytest.approx(0.6)]
+
+
 class FullResolutionModel(torch.nn.Module):
     """One query (foreground probability softmax([1, -1])[0]) whose mask logits are given at frame size, so
     that the resize back to the frames changes nothing and the mask score is hand-computable."""

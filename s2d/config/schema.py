@@ -221,6 +221,12 @@ class LabelSchema:
     # 43.3 -> 46.1; docs/RESULTS.md). data=demo: false (its teacher's masks are the better ones, 0.975 vs 0.940).
     # experiment=paper: false (the method's dense labelset)
     keymask_frames: bool = True
+    # the tubes that took a keymask instance's masks (keymask_frames) go first in the overlap decay, ahead of
+    # tubes the keymasks do not support: of two tubes on one object, the duplicate is ranked down, not the tube
+    # the point tracker checked (s2d/inference/rescore.py). Not the default: on 15 DAVIS clips outside the
+    # development set (2 seeds) the dense labelset gains (AP50 +2.6 / +1.4, J&F +4.3 / +2.7) and the final model
+    # trained on it loses (AP50 -15.2 / -9.2, J&F -1.7 / +0.6); docs/RESULTS.md, "Tried and not adopted"
+    keymask_first: bool = False
 
 
 @dataclass

@@ -40,9 +40,10 @@ def matched_pairs(keymasks: list[Instance], teacher: list[Instance], height: int
     return pairs
 
 
-def take_keymask_frames(tubes: list[Tube], keymasks: VideoLabels) -> tuple[list[Tube], int]:
+def take_keymask_frames(tubes: list[Tube], keymasks: VideoLabels) -> tuple[list[Tube], list[int]]:
     """The teacher's tubes of one video, each matched one with its keymask instance's masks on the instance's
-    keymask frames (``matched_pairs``), and how many tubes took them. Tubes are new objects; scores unchanged."""
+    keymask frames (``matched_pairs``), and the indices of the tubes that took them, in the order they were
+    matched (best matches first). Tubes are new objects; scores unchanged."""
     earlier = [i for i in keymasks.instances if any(s is not None for s in i.segmentations)]
     pairs = matched_pairs(earlier, tube_instances(tubes, keymasks.length), keymasks.height, keymasks.width)
     # the match encoded every tube's masks; the copies keep those RLEs, so ranking and storing do not encode again
@@ -53,4 +54,4 @@ def take_keymask_frames(tubes: list[Tube], keymasks: VideoLabels) -> tuple[list[
                 out[n].masks[t] = decode(seg).astype(bool)
                 out[n]._rles[t] = seg  # the keymask's own RLE: the mask just decoded from it
                 out[n].cut.discard(t)  # the frame now says where the object is
-    return out, len(pairs)
+    return out, [n for _, n in pairs]

@@ -87,12 +87,16 @@ def temporal_fragments(tubes: Sequence[Tube], iou_thr: float = FRAGMENT_IOU,
              and matches[a, b] >= share * frames[a]] for a in range(len(tubes))]
 
 
-def decay_order(base: np.ndarray, containers: list[list[int]] | None = None) -> np.ndarray:
+def decay_order(base: np.ndarray, containers: list[list[int]] | None = None,
+                first: Sequence[int] = ()) -> np.ndarray:
     """The order the overlap decay goes through the tubes: by ``base`` score, highest first (equal scores keep
     their order, as tube NMS does), except that a tube comes after every tube it is a fragment of
-    (``containers``, from ``temporal_fragments``)."""
+    (``containers``, from ``temporal_fragments``). The tubes ``first`` go before all others, in that order among
+    themselves."""
+    lead = set(int(i) for i in first)
     if not containers or not any(containers):
-        return np.argsort(-base, kind="stable")
+        by_score = np.argsort(-base, kind="stable")
+        return np.asarray([i for i in by_score if i in lead] + [i for i in by_score if i not in lead], np.int64)
     key: dict[int, float] = {}
     depth: dict[int, int] = {}
     pending = set(range(len(base)))
@@ -105,16 +109,17 @@ def decay_order(base: np.ndarray, containers: list[list[int]] | None = None) -> 
             depth[a] = 1 + max((depth[b] for b in containers[a]), default=-1)
         pending.difference_update(ready)
     # a fragment's key is at most its containers' and its depth larger: it sorts after each of them
-    return np.asarray(sorted(range(len(base)), key=lambda i: (-key[i], depth[i], i)))
+    return np.asarray(sorted(range(len(base)), key=lambda i: (i not in lead, -key[i], depth[i], i)), np.int64)
 
 
 def ranking_scores(tubes: Sequence[Tube], mask_score: bool = False, overlap_decay: bool = False,
-                   fragments_last: bool = False) -> list[float]:
+                   fragments_last: bool = False, first: Sequence[int] = ()) -> list[float]:
     """The score of each tube of one video: its foreground probability, times its mask score (``mask_score``),
     times the share of its pixels that the tubes ranked above it by that score leave uncovered
-    (``overlap_decay``), temporal fragments ranked after the tubes they repeat (``fragments_last``)."""
+    (``overlap_decay``), temporal fragments ranked after the tubes they repeat (``fragments_last``), the tubes
+    ``first`` ahead of every other in that pass (``decay_order``)."""
     base = np.array([tb.score * (tb.mask_score if mask_score else 1.0) for tb in tubes])  # (N,)
     if overlap_decay and len(tubes) > 1:
-        order = decay_order(base, temporal_fragments(tubes) if fragments_last else None)
+        order = decay_order(base, temporal_fragments(tubes) if fragments_last else None, first)
         base = base * exclusive_share(tubes, order)
     return [float(s) for s in base]

@@ -102,13 +102,14 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
             if cut:
                 log.info("label: %s: %d teacher tube(s) hold two objects of the labels they learned from in turn; "
                          "each keeps the frames of the one it matches most (label.one_identity)", r.name, cut)
+        taken: list[int] = []
         if previous is not None and sparse and lab.keymask_frames:
             tubes, taken = take_keymask_frames(tubes, previous[r.name])
             log.debug("label: %s: %d teacher tube(s) take their keymask instance's masks on its keymask frames "
-                      "(label.keymask_frames)", r.name, taken)
+                      "(label.keymask_frames)", r.name, len(taken))
         out = ds.skeleton(r.name)
-        out.instances = tube_instances(tubes, len(frames), ranking_scores(tubes, lab.mask_score, lab.overlap_decay,
-                                                                                lab.fragments_last))
+        out.instances = tube_instances(tubes, len(frames), ranking_scores(
+            tubes, lab.mask_score, lab.overlap_decay, lab.fragments_last, taken if lab.keymask_first else ()))
         if previous is not None and lab.keep_iou is not None:
             out.instances += keep_missed(out, previous[r.name], lab.keep_iou, score_thr)
         return out
@@ -146,6 +147,8 @@ def label_settings(cfg: Any, stage: str = "label", sparse: bool = True) -> dict:
                               "duplicate_share": apart.DUPLICATE_SHARE}
     if stage != "label" or not sparse or not lab.get("keymask_frames"):  # only round 1's labelset takes them
         lab.pop("keymask_frames", None)
+    if "keymask_frames" not in lab or not lab.get("overlap_decay") or not lab.get("keymask_first"):
+        lab.pop("keymask_first", None)  # ... and ranks the tubes that took them first, where there is a decay
     if stage != "label" or not lab.get("one_identity"):
         lab.pop("one_identity", None)
     elif drops_cut_frames(cfg, "dense"):
