@@ -160,6 +160,10 @@ def test_a_run_folder_is_not_reused_for_other_data(davis_root, tmp_path):
             "data.max_frames=3", out, cwd=tmp_path)
     assert r.returncode == 1 and "holds results for other data" in r.stderr and "data.kind" in r.stderr
     assert "own name=" in r.stderr
+    # a data.root that does not exist is named as such, not as other data, and the folder's record stays
+    r = s2d("masks", "name=x", "debug=fast", "data=davis", f"data.root={tmp_path}/typo", out, cwd=tmp_path)
+    assert r.returncode == 1 and "does not exist" in r.stderr and "other data" not in r.stderr, r.stderr
+    assert json.loads((tmp_path / "out" / "runs" / "x-seed0" / "data_identity.json").read_text())["kind"] == "demo"
     r = s2d("masks", "name=y", "debug=fast", "data=davis", f"data.root={davis_root}", "data.videos=[car-shadow]",
             "data.max_frames=3", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr

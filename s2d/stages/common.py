@@ -134,6 +134,8 @@ def claim_run_folder(cfg: Any, run_dir: Path) -> bool:
              "demo": {k: d.demo[k] for k in d.demo} if d.kind == "demo" and d.root is None else None}
     path = run_dir / DATA_IDENTITY
     made = not path.is_file()
+    if not made and ident["root"] is not None and not Path(ident["root"]).exists():
+        return False  # a mistyped data.root: loading the data names it, more use than "other data" here
     if not made:
         try:
             before = json.loads(path.read_text())
