@@ -130,6 +130,7 @@ def test_wrong_type_fails(compose):
     ("label.nms_iou=2.0", "label.nms_iou"),
     ("label.keep_iou=0", "label.keep_iou"),
     ("label.keep_iou=1.5", "label.keep_iou"),
+    ("label.keymask_first=true", "label.keymask_first"),      # the demo: no keymask frames to rank first
     ("demo.score_thr=-1", "demo.score_thr"),
     ("train.clip_length=0", "train.clip_length"),
     ("fault.kind=oom", "fault.kind"),

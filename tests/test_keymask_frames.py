@@ -117,6 +117,7 @@ def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_dupli
     quarter, all of whose pixels it covers, is scored 0; with label.keymask_first the quarter goes first and keeps
     its score, and the half keeps the share of its pixels the quarter leaves (a half). The key enters the
     fingerprint only where it acts: with keymask_frames, in round 1, with the overlap decay."""
+    from s2d.config.schema import validate_config
     from s2d.data.clips import AugmentConfig
     from s2d.data.sources import open_dataset
     from s2d.labelset.types import Labelset
@@ -147,6 +148,7 @@ def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_dupli
         assert "keymask_first" not in label_settings(cfg, sparse=False)
         assert "keymask_first" not in label_settings(cfg, "predict")
     on = ("label.keymask_frames=true", "label.keymask_first=true")
+    validate_config(compose("experiment=davis2016", "label.keymask_first=true"))  # real video: accepted
     assert "keymask_first" not in label_settings(compose(*on, "label.overlap_decay=false"))
     assert "keymask_first" not in label_settings(compose("label.keymask_frames=false", "label.keymask_first=true"))
 

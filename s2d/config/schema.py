@@ -455,6 +455,9 @@ def validate_config(cfg: Any) -> None:
     _require(0.0 <= la.link_iou <= 1.0, "label.link_iou", f"must be within [0, 1], got {la.link_iou}")
     _require(la.keep_iou is None or 0.0 < la.keep_iou <= 1.0, "label.keep_iou",
              f"must be within (0, 1] or null (keep no earlier label), got {la.keep_iou}")
+    _require(not la.keymask_first or (la.keymask_frames and la.overlap_decay), "label.keymask_first",
+             "ranks the tubes that label.keymask_frames gives keymasks first in the overlap decay: it needs "
+             "label.keymask_frames=true (off on the demo) and label.overlap_decay=true")
     _require(0.0 <= la.eval_score_thr <= 1.0, "label.eval_score_thr",
              f"must be within [0, 1], got {la.eval_score_thr}")
     _require(tr.clip_length >= 1, "train.clip_length", f"must be >= 1, got {tr.clip_length}")

@@ -91,8 +91,8 @@ def decay_order(base: np.ndarray, containers: list[list[int]] | None = None,
                 first: Sequence[int] = ()) -> np.ndarray:
     """The order the overlap decay goes through the tubes: by ``base`` score, highest first (equal scores keep
     their order, as tube NMS does), except that a tube comes after every tube it is a fragment of
-    (``containers``, from ``temporal_fragments``). The tubes ``first`` go before all others, in that order among
-    themselves."""
+    (``containers``, from ``temporal_fragments``). The tubes ``first`` go before all others (among themselves by
+    the same rule)."""
     lead = set(int(i) for i in first)
     if not containers or not any(containers):
         by_score = np.argsort(-base, kind="stable")
