@@ -111,12 +111,14 @@ class LeftHalfAndQuarterModel(torch.nn.Module):
                 "image_size": (H, W)}
 
 
-def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_duplicate(compose, tiny_demo, tmp_path):
+def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_duplicate(compose, tiny_demo, tmp_path,
+                                                                                     monkeypatch):
     """Keymasks on the left quarter of frames 0 and 2; the teacher's left-half tube scores higher than its
     left-quarter tube, which matches the keymasks. By score the half goes first in the overlap decay and the
     quarter, all of whose pixels it covers, is scored 0; with label.keymask_first the quarter goes first and keeps
     its score, and the half keeps the share of its pixels the quarter leaves (a half). The key enters the
-    fingerprint only where it acts: with keymask_frames, in round 1, with the overlap decay."""
+    fingerprint only where it acts: with keymask_frames, in round 1, with the overlap decay; like the other
+    ranking keys it changes no mask, so a model trained with hard class targets is not trained again for it."""
     from s2d.config.schema import validate_config
     from s2d.data.clips import AugmentConfig
     from s2d.data.sources import open_dataset
@@ -147,6 +149,20 @@ def test_label_keymask_first_ranks_the_tube_the_keymasks_support_above_its_dupli
         assert ("keymask_first" in label_settings(cfg)) == first
         assert "keymask_first" not in label_settings(cfg, sparse=False)
         assert "keymask_first" not in label_settings(cfg, "predict")
+    # label.compute: a folder of its own; with hard class targets the masks' fingerprint, with the scores as
+    # targets (the default) the folder's
+    from s2d.stages import label
+
+    ckpt = tmp_path / "teacher.ckpt"
+    ckpt.write_bytes(b"weights")  # only hashed: the model comes from the stand-in below
+    monkeypatch.setattr(label, "load_model", lambda cfg, path, which="teacher": (LeftHalfAndQuarterModel(), crop))
+    outs = {(first, targets): label.compute(compose(
+        "progress=false", "label.refine=false", "label.keymask_frames=true", f"label.keymask_first={first}",
+        f"final.score_targets={targets}"), ds, ckpt, "data-fp", (earlier, "keymasks-fp"))
+        for first in ("false", "true") for targets in ("false", "true")}
+    assert outs["false", "false"].folder != outs["true", "false"].folder
+    assert outs["false", "false"].fingerprint == outs["true", "false"].fingerprint
+    assert outs["false", "true"].fingerprint != outs["true", "true"].fingerprint
     on = ("label.keymask_frames=true", "label.keymask_first=true")
     validate_config(compose("experiment=davis2016", "label.keymask_first=true"))  # real video: accepted
     assert "keymask_first" not in label_settings(compose(*on, "label.overlap_decay=false"))

@@ -49,9 +49,10 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
              "label.split_apart=false")
     off, on = compose("label.refine=false", "label.keep_iou=null", *plain), compose("label.keep_iou=null", *plain)
     # the section before the keys (keep_iou enters only when set: tests/test_label_keep.py; keymask_frames only
-    # when on: tests/test_keymask_frames.py)
+    # when on, keymask_first only where it acts: tests/test_keymask_frames.py)
     before = {k: v for k, v in section(off, "label").items()
-              if k not in ("refine", "keep_iou", "one_identity", "split_apart", "keymask_frames", *RANKING_KEYS)}
+              if k not in ("refine", "keep_iou", "one_identity", "split_apart", "keymask_frames", "keymask_first",
+                           *RANKING_KEYS)}
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": MODEL_MASK_REFINE}
     # the predictions' own key is final.refine: label.refine does not reach them

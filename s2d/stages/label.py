@@ -27,7 +27,7 @@ VERSION = 1
 # fingerprint of every stage it refines.
 MODEL_MASK_REFINE = {"band": 8, "iters": 3, "keep_core": True}
 # settings that change how tubes are ranked (``s2d.inference.rescore``), not which masks they hold
-RANKING_KEYS = ("mask_score", "overlap_decay", "fragments_last")
+RANKING_KEYS = ("mask_score", "overlap_decay", "fragments_last", "keymask_first")
 
 
 def load_model(cfg: Any, ckpt: Path, which: str = "teacher"):
