@@ -111,6 +111,8 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
     from s2d.tracking.factory import make_tracker
     from s2d.tracking.full_rate import FullRateTracker
 
+    # discovery runs over the recording of a video that has one: the masks stage kept the recording's masks and
+    # the tracker goes through its frames
     over_recording = masks_folder is not None and keeps_recording(cfg) and bool(cfg.tracker.full_rate)
     # the frames discovery runs over, which window and min_window act on: a recording's where it runs over one
     longest = max((r.video.full_rate.length if over_recording and r.video.full_rate is not None else len(r.video)
@@ -120,7 +122,7 @@ def compute(cfg: Any, ds: Dataset, masks: Labelset, masks_fp: str, masks_folder:
         tracking["flow"] = section(cfg, "flow")
     if not tracking.get("full_rate") or not with_full_rate(ds):  # named only where it acts: older folders hold
         tracking.pop("full_rate", None)
-    elif masks_folder is not None and keeps_recording(cfg):  # what it does there: discovery over the recording
+    elif over_recording:  # what it does there: discovery over the recording
         # (the folder also keeps the keymasks of the recording's every frame: a folder of before, which did not,
         # is not taken for one)
         tracking["full_rate"] = "discovery over the recording, its keymasks kept"
