@@ -137,13 +137,14 @@ def test_wrong_type_fails(compose):
     ("final.distill_warmup=-1", "final.distill_warmup"),
     ("final.lr=0", "final.lr"),
     ("final.repeat_iou=0", "final.repeat_iou"),
+    ("final.teacher_scores=true final.score_targets=false", "final.teacher_scores"),   # hard targets: no score
     ("final.repeat_iou=1.5", "final.repeat_iou"),
     ("flow.finest_scale=-1", "flow.finest_scale"),
     ("flow.finest_scale=4", "flow.finest_scale"),
     ("label.input_scale=0", "label.input_scale"),
 ])
 def test_out_of_range_names_the_key(compose, override, key):
-    cfg = compose(override)
+    cfg = compose(*override.split())  # a space separates overrides that conflict only together
     with pytest.raises(ConfigError) as e:
         validate_config(cfg)
     assert e.value.key == key and f"'{key}'" in str(e.value)

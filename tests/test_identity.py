@@ -4,6 +4,7 @@ wiring."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from s2d.inference.identity import kept_identity, nearest_identity, one_identity, spans_overlap
 from s2d.inference.video_predict import Tube, tube_instances
@@ -70,7 +71,8 @@ def test_one_identity_cuts_the_frames_of_the_other_object():
     assert out[1] is whole
     # the record reaches the tube's instance (final.drop_cut_frames reads it there); an uncut tube has none
     cut_inst, whole_inst = tube_instances(out, T)
-    assert cut_inst.extra == {"cut_frames": [4, 5]} and whole_inst.extra == {}
+    assert cut_inst.extra == {"cut_frames": [4, 5], "teacher_score": pytest.approx(out[0].score)}
+    assert whole_inst.extra == {"teacher_score": pytest.approx(0.7)}
     assert frame_objects(labels.instances, [_instance(switch.masks)], 0.5).tolist() == [[0, 0, 0, -1, 1, 1]]
     # nothing to read identities from: unchanged
     assert one_identity([switch], T, VideoLabels("v", H, W, T))[0][0] is switch

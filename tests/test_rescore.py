@@ -298,3 +298,58 @@ def test_the_report_says_how_tubes_were_ranked(compose):
     assert "`label.overlap_decay`" not in _ranking_sentence(compose("experiment=paper"))
     assert "`label.fragments_last`" in _ranking_sentence(compose("label.fragments_last=true"))
     assert "`label.fragments_last`" not in _ranking_sentence(compose("label.fragments_last=false"))
+
+
+def test_teacher_scores_teach_the_probability_before_the_ranking(sparse_data, compose, tmp_path):
+    """final.teacher_scores: a teacher tube's class target is the foreground probability its labelset recorded
+    (``extra["teacher_score"]``, written by ``tube_instances`` whatever the ranking made of the score), a kept
+    keymask instance's its labelset score; a labelset without the record is refused naming the key; the final
+    stage's folder changes only where the key acts."""
+    import copy
+
+    from s2d.data.clips import AugmentConfig, ClipDataset
+    from s2d.errors import ConfigError
+    from s2d.inference.video_predict import Tube, tube_instances
+    from s2d.stages.distill import checkpoint_dir
+
+    m = np.zeros((4, 4), bool)
+    m[:2] = True
+    ranked = tube_instances([Tube({0: m}, [0.9]), Tube({0: m}, [0.8, 0.6])], 1, [0.9, 0.0])   # a decayed copy
+    assert [i.score for i in ranked] == [0.9, 0.0]
+    assert [i.extra["teacher_score"] for i in ranked] == [pytest.approx(0.9), pytest.approx(0.7)]
+
+    ds, labels = sparse_data
+    taught = copy.deepcopy(labels)
+    for v in taught:
+        for k, inst in enumerate(v.instances):
+            inst.score = 0.1 * k                          # the ranked score
+            inst.extra["teacher_score"] = 0.9 - 0.1 * k   # the teacher's probability
+        v.instances[-1].extra = {"kept": True}            # a keymask instance the labelset kept: its own score
+    aug = AugmentConfig(size=(48, 64), crop_scale=(1.0, 1.0), rotation=0.0)
+    teach = ClipDataset(ds, taught, 3, "dense", augment=aug, seed=2, score_targets=True, teacher_scores=True)
+    ranked_ds = ClipDataset(ds, taught, 3, "dense", augment=aug, seed=2, score_targets=True)
+    checked = 0
+    for i in range(len(teach)):
+        item, ref = teach[i], ranked_ds[i]
+        assert torch.equal(item["targets"], ref["targets"])
+        v = taught[item["video"]]
+        present = [inst for inst in v.instances if any(inst.segmentations[t] is not None for t in item["frames"])]
+        want = [inst.score if inst.extra.get("kept") else inst.extra["teacher_score"] for inst in present]
+        assert item["target_scores"].tolist() == pytest.approx(want)
+        assert ref["target_scores"].tolist() == pytest.approx([inst.score for inst in present])
+        checked += any(inst.extra.get("kept") for inst in present) and len(present) > 1
+    assert checked > 0
+    # without score targets the key has nothing to act on: the clips carry no scores
+    assert "target_scores" not in ClipDataset(ds, taught, 3, "dense", augment=aug, teacher_scores=True)[0]
+    # a labelset made before the probability was recorded
+    old = copy.deepcopy(taught)
+    next(iter(old)).instances[0].extra.pop("teacher_score")
+    with pytest.raises(ConfigError, match="final.teacher_scores"):
+        ClipDataset(ds, old, 3, "dense", augment=aug, score_targets=True, teacher_scores=True)
+
+    on, off = compose("final.teacher_scores=true"), compose()
+    assert checkpoint_dir(on, tmp_path, "final", "fp", "dense") != checkpoint_dir(off, tmp_path, "final", "fp", "dense")
+    assert checkpoint_dir(on, tmp_path, "distill", "fp") == checkpoint_dir(off, tmp_path, "distill", "fp")
+    hard = [compose("final.score_targets=false", f"final.teacher_scores={t}") for t in (True, False)]
+    assert checkpoint_dir(hard[0], tmp_path, "final", "fp", "dense") == \
+        checkpoint_dir(hard[1], tmp_path, "final", "fp", "dense")

@@ -306,6 +306,14 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # object. Final model AP50, 3 seeds: DAVIS clips 62.2 -> 74.7, demo 95.6 -> 97.0 (J&F 90.9 -> 89.1;
     # docs/RESULTS.md). experiment=paper: false (the method's hard labels: every tube taught as certain)
     score_targets: bool = True
+    # with score_targets: the class target of a teacher tube is the teacher's foreground probability for it, before
+    # label.* ranked it (the overlap decay takes a duplicate's score to near 0), instead of its ranked score. The
+    # ranking orders a video's tubes for video AP; the matcher cannot tell two tubes with the same masks apart, and
+    # taught the ranked scores, two queries on one object learn "object" and "no object" from the same mask.
+    # Kept keymask instances (label.keep_iou) keep their labelset score either way. Not adopted: 15 DAVIS clips
+    # outside the development set, 2 seeds, final AP50 42.3 -> 34.4, J&F 40.2 -> 41.5 (its false tubes come first:
+    # docs/RESULTS.md, "Tried and not adopted")
+    teacher_scores: bool = False
     # a dense labelset target whose masks over a training clip's frames repeat those of a higher-scored target of
     # the clip (clip IoU >= this; label.nms_iou's 0.75 is the value tried) is left out of that clip, so its query is
     # taught "no object" and is free for another object (s2d/data/repeated_targets.py). Crowded video: on a campus
@@ -478,6 +486,8 @@ def validate_config(cfg: Any) -> None:
     di = cfg.distill
     _require(di.distill_weight >= 0 and di.distill_class_weight >= 0, "distill.distill_weight",
              "distill weights must be >= 0")
+    _require(not cfg.final.teacher_scores or cfg.final.score_targets, "final.teacher_scores",
+             "chooses which score final.score_targets teaches: it needs final.score_targets=true")
     _require(cfg.final.distill_warmup is None or cfg.final.distill_warmup >= 0, "final.distill_warmup",
              f"must be >= 0 steps or null, got {cfg.final.distill_warmup}")
     _require(cfg.final.lr is None or cfg.final.lr > 0, "final.lr", f"must be positive or null, got {cfg.final.lr}")

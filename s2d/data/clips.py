@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from s2d.data.augment import AugmentConfig, augment_clip
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
 from s2d.data.frame_cache import FrameCache
+from s2d.errors import ConfigError
 from s2d.data.repeated_targets import repeated_targets
 from s2d.data.sources import Dataset as VideoDataset
 from s2d.errors import VideoError
@@ -36,10 +37,11 @@ class ClipDataset(Dataset):
                  fallback_radius: int = 20, fallback_per_video: int = 1, augment: AugmentConfig = AugmentConfig(),
                  seed: int = 0, on_error: str = "raise", retries: int = 3, quarantine: str | Path | None = None,
                  teach_absent: bool = False, frame_cache_mb: float = 0, score_targets: bool = False,
-                 drop_cut_frames: bool = False, repeat_iou: float | None = None):
+                 drop_cut_frames: bool = False, repeat_iou: float | None = None, teacher_scores: bool = False):
         """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
         ``score_targets`` (dense mode): each item also gives its instances' labelset scores (``target_scores``),
-        the class targets of soft pseudo-labels.
+        the class targets of soft pseudo-labels; with ``teacher_scores`` a teacher tube's target is its
+        foreground probability before the ranking (``extra["teacher_score"]``), a kept keymask instance's its score.
         ``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
         dense labelset carries over: their empty frames are unknown, as in the distill stage). ``known_empty`` is
@@ -54,6 +56,7 @@ class ClipDataset(Dataset):
         self.teach_absent = teach_absent and mode != "sparse"
         self.drop_cut_frames = drop_cut_frames
         self.score_targets = score_targets and mode != "sparse"
+        self.teacher_scores = teacher_scores and self.score_targets
         self.repeat_iou = repeat_iou if mode != "sparse" else None
         self.epoch = 0
         self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20))
@@ -67,6 +70,14 @@ class ClipDataset(Dataset):
                 self.items += [(name, s) for s in starts] or [(name, None)] * fallback_per_video
             else:
                 self.items += [(name, s) for s in range(max(1, lv.length - length + 1))]
+            if self.teacher_scores:
+                missing = [k for k, i in enumerate(lv.instances)
+                           if not i.extra.get("kept") and "teacher_score" not in i.extra]
+                if missing:  # a labelset made before the probabilities were written down, or by another tool
+                    raise ConfigError("final.teacher_scores", f"video '{name}': instance(s) {missing[:5]} of the "
+                                      "dense labelset hold no teacher_score (made before it was recorded): "
+                                      "delete the labelset's folder to make it again, or set "
+                                      "final.teacher_scores=false")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -123,7 +134,8 @@ class ClipDataset(Dataset):
                 absent = self.teach_absent and not inst.extra.get("kept", False)
                 cut = set(inst.extra.get("cut_frames", ())) if self.drop_cut_frames else set()
                 known.append([absent and t not in cut for t in frames])
-                scores.append(min(max(float(inst.score), 0.0), 1.0))
+                teacher = self.teacher_scores and not inst.extra.get("kept", False)
+                scores.append(min(max(float(inst.extra["teacher_score"] if teacher else inst.score), 0.0), 1.0))
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
             imgs, tgt = augment_clip(imgs, tgt, self.augment, int(rng.integers(2 ** 31)))

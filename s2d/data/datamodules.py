@@ -94,12 +94,13 @@ class ClipDataModule(L.LightningDataModule):
                  augment: AugmentConfig = AugmentConfig(), on_error: str = "raise", retries: int = 3,
                  quarantine: str | None = None, val_videos: list[str] | None = None, teach_absent: bool = False,
                  frame_cache_mb: float = 0, score_targets: bool = False, drop_cut_frames: bool = False,
-                 repeat_iou: float | None = None, val_data: VideoDataset | None = None):
+                 repeat_iou: float | None = None, val_data: VideoDataset | None = None, teacher_scores: bool = False):
         super().__init__()
         self.val_data = videos if val_data is None else val_data  # the videos validation reads (with ground truth)
         self.repeat_iou = repeat_iou  # dense mode: a target repeating a higher-scored one of its clip is none
         self.drop_cut_frames = drop_cut_frames  # dense mode: frames label.one_identity cut stay unknown
         self.score_targets = score_targets  # dense mode: the labelset's scores are the class targets
+        self.teacher_scores = teacher_scores  # ... the teacher's foreground probabilities, not the ranked scores
         self.teach_absent = teach_absent  # dense mode: empty frames of the labeller's tubes taught as absent
         self.videos, self.labels, self.mode = videos, labels, mode
         self.batch_size, self.clip_length, self.num_workers = batch_size, clip_length, num_workers
@@ -118,7 +119,8 @@ class ClipDataModule(L.LightningDataModule):
                                    augment=self.augment, seed=self.seed, on_error=self.on_error,
                                    retries=self.retries, quarantine=self.quarantine, teach_absent=self.teach_absent,
                                    frame_cache_mb=self.frame_cache_mb, score_targets=self.score_targets,
-                                   drop_cut_frames=self.drop_cut_frames, repeat_iou=self.repeat_iou)
+                                   drop_cut_frames=self.drop_cut_frames, repeat_iou=self.repeat_iou,
+                                   teacher_scores=self.teacher_scores)
 
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None

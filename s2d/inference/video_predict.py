@@ -61,9 +61,11 @@ class Tube:
 def tube_instances(tubes: list[Tube], length: int, scores: list[float] | None = None) -> list[Instance]:
     """Tubes of a ``length``-frame video -> labelset instances (per-frame RLE, None where a tube has no mask),
     scored by ``scores`` (default: each tube's foreground probability; ``s2d.inference.rescore`` ranks otherwise).
-    A tube's ``cut`` frames go into its instance's ``extra["cut_frames"]`` (sorted), where it has any."""
+    The foreground probability itself goes into ``extra["teacher_score"]`` (what ``final.teacher_scores`` teaches),
+    and a tube's ``cut`` frames into ``extra["cut_frames"]`` (sorted), where it has any."""
     scores = [tb.score for tb in tubes] if scores is None else scores
-    return [Instance(tb.rles(length), float(s), extra={"cut_frames": sorted(tb.cut)} if tb.cut else {})
+    return [Instance(tb.rles(length), float(s), extra={"teacher_score": float(tb.score),
+                                                       **({"cut_frames": sorted(tb.cut)} if tb.cut else {})})
             for tb, s in zip(tubes, scores, strict=True)]
 
 

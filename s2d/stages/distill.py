@@ -35,6 +35,7 @@ def build(cfg: Any, ds, labels, mode: str = "sparse", quarantine: Path | None = 
                           val_videos=validation_videos(cfg, val_ds), val_data=val_ds,
                           teach_absent=teaches_absent(cfg, mode),
                           frame_cache_mb=t.frame_cache_mb, score_targets=scores_as_targets(cfg, mode),
+                          teacher_scores=teacher_scores(cfg, mode),
                           drop_cut_frames=drops_cut_frames(cfg, mode), repeat_iou=repeat_iou(cfg, mode))
     cls = DistillationModule if mode == "sparse" else DenseModule
     # initial weights depend on the seed only, not on whatever consumed the global RNG before this point
@@ -220,6 +221,12 @@ def scores_as_targets(cfg: Any, mode: str) -> bool:
     return mode != "sparse" and bool(cfg.final.score_targets)
 
 
+def teacher_scores(cfg: Any, mode: str) -> bool:
+    """Whether the class targets a stage learns are the teacher's foreground probabilities of the labelset's tubes
+    rather than their ranked scores (``final.teacher_scores``, with ``final.score_targets``)."""
+    return scores_as_targets(cfg, mode) and bool(cfg.final.teacher_scores)
+
+
 def repeat_iou(cfg: Any, mode: str) -> float | None:
     """The clip IoU at which a stage trained on ``mode`` labels leaves out a target that repeats a higher-scored
     one (``final.repeat_iou``: the dense labelset's tubes; keymask instances never repeat each other)."""
@@ -235,6 +242,7 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
     # present only when on, so stages trained before the key existed keep their fingerprints
     absent = [{"teach_absent": True}] if teaches_absent(cfg, mode) else []
     absent += [{"score_targets": True}] if scores_as_targets(cfg, mode) else []
+    absent += [{"teacher_scores": True}] if teacher_scores(cfg, mode) else []
     absent += [{"drop_cut_frames": True}] if drops_cut_frames(cfg, mode) else []
     absent += [{"repeat_iou": repeat_iou(cfg, mode)}] if repeat_iou(cfg, mode) is not None else []
     fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
