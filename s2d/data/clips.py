@@ -23,10 +23,9 @@ from torch.utils.data import Dataset
 from s2d.data.augment import AugmentConfig, augment_clip
 from s2d.data.clip_sampling import fallback_frames, keymask_windows, pad_frames
 from s2d.data.frame_cache import FrameCache
-from s2d.errors import ConfigError
 from s2d.data.repeated_targets import repeated_targets
 from s2d.data.sources import Dataset as VideoDataset
-from s2d.errors import VideoError
+from s2d.errors import ConfigError, VideoError
 from s2d.labelset import rle as rle_utils
 from s2d.labelset.types import Labelset
 from s2d.seeds import item_seed
@@ -41,7 +40,7 @@ class ClipDataset(Dataset):
         """``frame_cache_mb``: decoded frames kept in memory per process (s2d/data/frame_cache.py; 0: none).
         ``score_targets`` (dense mode): each item also gives its instances' labelset scores (``target_scores``),
         the class targets of soft pseudo-labels; with ``teacher_scores`` a teacher tube's target is its
-        foreground probability before the ranking (``extra["teacher_score"]``), a kept keymask instance's its score.
+        foreground probability before the ranking (``extra["teacher_score"]``); a kept keymask instance keeps its score.
         ``teach_absent`` (dense mode): a tube's empty frame is the labeller saying the object is absent, and the
         item flags it so (``known_empty``), except for instances marked ``kept`` (sparse keymask instances the
         dense labelset carries over: their empty frames are unknown, as in the distill stage). ``known_empty`` is
