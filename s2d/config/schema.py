@@ -111,8 +111,9 @@ class OptimSchema:
     lr: float = 1.0e-3
     weight_decay: float = 0.05
     # the backbone's rate, a multiple of lr (the method's 0.1, for a pretrained backbone). 1.0 for the tiny model
-    # trained from scratch, seed 0: demo final AP50 / J&F 98.2 / 86.2 -> 100.0 / 95.5, but on 15 real DAVIS clips
-    # 50.2 / 41.6 -> 39.5 / 32.6 (docs/RESULTS.md, "Why the learned stages lost their labels"); kept at 0.1
+    # trained from scratch: demo final AP50 / J&F 98.2 / 86.2 -> 100.0 / 95.5 (seed 0), but on 15 real DAVIS clips
+    # the seeds split (J&F 41.6 -> 32.6 and 38.8 -> 44.6; docs/RESULTS.md, "Why the learned stages lost their
+    # labels"); kept at 0.1
     backbone_lr_mult: float = 0.1
     milestones: List[int] = field(default_factory=list)  # steps where the lr is multiplied by gamma
     gamma: float = 0.1
