@@ -302,9 +302,9 @@ def test_the_report_says_how_tubes_were_ranked(compose):
 
 def test_teacher_scores_teach_the_probability_before_the_ranking(sparse_data, compose, tmp_path):
     """final.teacher_scores: a teacher tube's class target is the foreground probability its labelset recorded
-    (``extra["teacher_score"]``, written by ``tube_instances`` whatever the ranking made of the score), a kept
-    keymask instance's its labelset score; a labelset without the record is refused naming the key; the final
-    stage's folder changes only where the key acts."""
+    (``extra["teacher_score"]``, written by ``tube_instances`` whatever the ranking made of the score), while a
+    kept keymask instance keeps its labelset score; a labelset without the record is refused naming the key; the
+    final stage's folder changes only where the key acts."""
     import copy
 
     from s2d.data.clips import AugmentConfig, ClipDataset

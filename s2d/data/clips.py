@@ -130,10 +130,11 @@ class ClipDataset(Dataset):
             segs = [inst.segmentations[t] for t in frames]
             if any(s is not None for s in segs):
                 masks.append(rle_utils.decode_many(segs, lv.height, lv.width))
-                absent = self.teach_absent and not inst.extra.get("kept", False)
+                kept = inst.extra.get("kept", False)  # an earlier label carried over, not a teacher tube
+                absent = self.teach_absent and not kept
                 cut = set(inst.extra.get("cut_frames", ())) if self.drop_cut_frames else set()
                 known.append([absent and t not in cut for t in frames])
-                teacher = self.teacher_scores and not inst.extra.get("kept", False)
+                teacher = self.teacher_scores and not kept
                 scores.append(min(max(float(inst.extra["teacher_score"] if teacher else inst.score), 0.0), 1.0))
         tgt = torch.from_numpy(np.stack(masks)).float() if masks else torch.zeros(0, len(frames), lv.height, lv.width)
         if self.augment.enabled:
