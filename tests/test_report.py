@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2d.report.curves import plot_curves, read_curves, smooth
+from s2d.report.curves import plot_curves, read_curves, smooth, teacher_term_note
 from s2d.report.gains import gain_lines
 
 
@@ -39,6 +39,18 @@ def test_curves_merge_resumed_launches_by_step_and_draw(tmp_path):
     png = plot_curves(c, "distill")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert read_curves(tmp_path / "nothing") == {}
+
+
+def test_teacher_term_note_says_when_the_term_ran_and_how_many_targets_it_had():
+    steps = np.array([600, 610, 620, 630])
+    assert teacher_term_note({"train/loss": (steps, np.ones(4))}) is None          # never ran, or logged before
+    dead = teacher_term_note({"train/distill/targets": (steps, np.zeros(4))})
+    assert dead.startswith("The teacher's term (logged from step 600) had no target in any logged step")
+    live = teacher_term_note({"train/distill/targets": (steps, np.array([0.0, 2.0, 1.5, 0.5]))})
+    assert live == ("The teacher's term (logged from step 600): 1.00 teacher targets per clip on average, none in "
+                    "25% of the logged steps.")
+    always = teacher_term_note({"train/distill/targets": (steps, np.array([3.0, 2.0, 1.0, 2.0]))})
+    assert always.endswith(": 2.00 teacher targets per clip on average, some in every logged step.")
 
 
 def test_smooth_is_a_centred_mean_that_keeps_constants_and_length():

@@ -512,6 +512,40 @@ def test_distill_warmup_keeps_the_teacher_out_until_its_step(sparse_data, tmp_pa
         assert "train/sparse/loss_mask" in names
 
 
+@pytest.mark.parametrize("teacher_score", [0.0, 1.0])
+def test_teacher_targets_are_logged_and_a_term_without_any_is_said(sparse_data, tmp_path, caplog, teacher_score):
+    """The teacher's targets per clip are logged on the steps its term runs (train/distill/targets); a stage whose
+    teacher never reached the threshold (1.0: no query can) says so when it ends, one that had targets does not."""
+    from s2d.data.clips import AugmentConfig
+    from s2d.data.datamodules import ClipDataModule
+    from s2d.lit.distillation import DenseModule
+
+    ds, gt = sparse_data
+    torch.manual_seed(0)
+    module = DenseModule(TINY, LOSS, OPTIM, ema_momentum=0.9, teacher_score=teacher_score, distill_warmup=2, seed=0)
+    data = ClipDataModule(ds, gt, "dense", batch_size=2, seed=0, augment=AugmentConfig(size=(48, 64)))
+    seen = {}
+
+    class Targets(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if "train/distill/targets" in trainer.callback_metrics:
+                seen[trainer.global_step - 1] = float(trainer.callback_metrics["train/distill/targets"])
+
+    with caplog.at_level("WARNING", logger="s2d.lit.distillation"):
+        L.Trainer(max_steps=4, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                  enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),
+                  callbacks=[Targets()]).fit(module, data)
+    assert sorted(seen) == [2, 3]                                        # from the warm-up's end only
+    said = [r.getMessage() for r in caplog.records if "had no target" in r.getMessage()]
+    if teacher_score == 0.0:   # every query with a pixel is a target: the tiny model's 10 queries, 2 clips a step
+        assert all(v > 0 for v in seen.values()) and not said
+    else:
+        assert all(v == 0 for v in seen.values())
+        assert said == ["final stage: the teacher's term had no target in any of its 2 steps: no query of the EMA "
+                        "teacher reached the score 1.00 (distill.teacher_score; final.teacher_score in the final "
+                        "stage)"]
+
+
 def _counts(rank: int, world: int) -> tuple:
     from s2d.losses.criterion import global_count
 

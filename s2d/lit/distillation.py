@@ -15,6 +15,7 @@ and the videos.
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
 
 import lightning as L
@@ -31,6 +32,8 @@ from s2d.lit.video_ap_metric import VideoAPMetric
 from s2d.losses import VideoSetCriterion
 from s2d.models import VideoMask2Former
 from s2d.seeds import seed_torch, step_seed
+
+log = logging.getLogger(__name__)
 
 
 class DistillationModule(L.LightningModule):
@@ -51,6 +54,9 @@ class DistillationModule(L.LightningModule):
         self.criterion = VideoSetCriterion(**loss)
         self.distill_criterion = VideoSetCriterion(**{**loss, "class_weight": distill_class_weight})
         self.val_ap = VideoAPMetric()  # its state is not part of the state dict
+        # steps with the teacher's term since this process started training, and the teacher's targets per clip
+        # summed over them (means over ranks): a term that never had a target is said at the end
+        self._teacher_steps, self._teacher_targets = 0, 0.0
 
     def forward(self, clips: torch.Tensor) -> dict:
         return self.student(clips)
@@ -80,13 +86,14 @@ class DistillationModule(L.LightningModule):
         targets = self.student.pad_targets(targets, out["image_size"])  # frames not divisible by 32 were padded
         gens = self._generators(batch)
         context = f"step {self.global_step}, videos {batch['videos']}"
-        failure = None
+        failure, n_targets = None, None
         try:
             terms = {f"{self.LABELS}/{k}": v for k, v in
                      self.criterion(out, targets, gens, context, batch.get("known_empty"),
                                    batch.get("target_scores")).items()}
             if self.hparams.distill_weight > 0 and self.global_step >= self.hparams.distill_warmup:
                 dist_t = self.teacher_targets(clips)
+                n_targets = sum(len(t) for t in dist_t) / len(dist_t)  # per clip, logged as a diagnostic
                 gens = self._generators(batch)
                 terms.update({f"distill/{k}": self.hparams.distill_weight * v
                               for k, v in self.distill_criterion(out, dist_t, gens, context).items()})
@@ -103,7 +110,12 @@ class DistillationModule(L.LightningModule):
         self._check_finite(loss, terms, batch, failure)
         main = {f"train/{k}": v.detach() for k, v in terms.items() if "_aux" not in k}
         main["train/loss"] = loss.detach()
+        if n_targets is not None:
+            main["train/distill/targets"] = torch.tensor(n_targets, device=loss.device)
         main = self._rank_mean(main)
+        if n_targets is not None:
+            self._teacher_steps += 1
+            self._teacher_targets += float(main["train/distill/targets"])
         self.log_dict({k: v for k, v in main.items() if k != "train/loss"}, batch_size=clips.shape[0])
         self.log("train/loss", main["train/loss"], prog_bar=True, batch_size=clips.shape[0])
         if batch.get("substituted"):  # clips replaced because a frame was unreadable (train.on_error=substitute)
@@ -131,6 +143,15 @@ class DistillationModule(L.LightningModule):
             raise FloatingPointError(f"non-finite loss at step {self.global_step} (stage {type(self).__name__}, "
                                      f"rank {self.global_rank}): {'' if failure else 'terms '}{where}"
                                      f"; videos {batch['videos']}, frames {batch['frames']}")
+
+    def on_train_end(self) -> None:
+        if self._teacher_steps and not self._teacher_targets and self.global_rank == 0:
+            # On real video a final model taught its labelset's scores (final.score_targets) stays under the
+            # method's 0.75 on every query (its labels rank most tubes lower), and its term then does nothing
+            log.warning("%s stage: the teacher's term had no target in any of its %d steps: no query of the EMA "
+                        "teacher reached the score %.2f (distill.teacher_score; final.teacher_score in the final "
+                        "stage)", "distill" if self.LABELS == "sparse" else "final", self._teacher_steps,
+                        self.hparams.teacher_score)
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)

@@ -30,6 +30,21 @@ def read_curves(log_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {k: (np.array(sorted(d)), np.array([d[s] for s in sorted(d)])) for k, d in rows.items() if d}
 
 
+def teacher_term_note(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> str | None:
+    """One sentence on the teacher's term of a learning stage from its ``train/distill/targets`` column (the EMA
+    teacher's targets per clip, logged on the steps the term ran); None when the term never ran or was logged
+    before the column existed."""
+    if "train/distill/targets" not in curves:
+        return None
+    s, v = curves["train/distill/targets"]
+    if not np.any(v > 0):
+        return (f"The teacher's term (logged from step {int(s[0])}) had no target in any logged step: no query of "
+                "the EMA teacher reached its score threshold, so the stage learned from its labels alone.")
+    empty = np.mean(v == 0)
+    return (f"The teacher's term (logged from step {int(s[0])}): {v.mean():.2f} teacher targets per clip on "
+            f"average, " + (f"none in {empty:.0%} of the logged steps." if empty else "some in every logged step."))
+
+
 def smooth(values: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average over ``width`` points (shorter at the ends): the per-step loss is noisy."""
     if width <= 1 or len(values) < 3:

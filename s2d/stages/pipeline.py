@@ -47,7 +47,7 @@ def _ranking_sentence(cfg: Any) -> str:
 
 def _curves(run_dir: Path, stages: list[str]) -> list[str]:
     """Report section: one learning-curve picture per learning stage, from its CSV logs."""
-    from s2d.report.curves import plot_curves, read_curves
+    from s2d.report.curves import plot_curves, read_curves, teacher_term_note
 
     lines = ["## Learning curves", "",
              "Training loss terms per stage (moving average, log scale). The red line, when present, is the "
@@ -61,6 +61,8 @@ def _curves(run_dir: Path, stages: list[str]) -> list[str]:
         pic = Path("curves") / f"{stage}.png"
         atomic_write_bytes(run_dir / pic, plot_curves(curves, f"{stage}: training loss"))
         lines += [f"`{stage}`", "", f"![{stage}]({pic.as_posix()})", ""]
+        note = teacher_term_note(curves)
+        lines += [note, ""] if note else []
         drawn = True
     return lines if drawn else []
 
