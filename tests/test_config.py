@@ -136,6 +136,7 @@ def test_wrong_type_fails(compose):
     ("fault.kind=oom", "fault.kind"),
     ("final.distill_warmup=-1", "final.distill_warmup"),
     ("final.lr=0", "final.lr"),
+    ("final.teacher_score=1.5", "final.teacher_score"),
     ("final.repeat_iou=0", "final.repeat_iou"),
     ("final.teacher_scores=true final.score_targets=false", "final.teacher_scores"),   # hard targets: no score
     ("final.repeat_iou=1.5", "final.repeat_iou"),
@@ -245,6 +246,22 @@ def test_final_lr_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path)
     assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
     both = stage_config(compose("final.lr=0.0001", "final.distill_warmup=0"))
     assert both.optim.lr == 1e-4 and both.distill.distill_warmup == 0
+
+
+def test_final_teacher_score_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path):
+    """final.teacher_score replaces distill.teacher_score in the final rounds only, beside final.distill_warmup;
+    the distill stage (and its folder) keep the method's threshold."""
+    from s2d.stages.distill import checkpoint_dir
+    from s2d.stages.final import stage_config
+
+    same = compose()
+    cfg = compose("final.teacher_score=0.5", "final.distill_warmup=300")
+    final = stage_config(cfg)
+    assert cfg.distill.teacher_score == same.distill.teacher_score == 0.75
+    assert final.distill.teacher_score == 0.5 and final.distill.distill_warmup == 300
+    assert final.distill.ema_momentum == same.distill.ema_momentum         # the rest of the section is kept
+    assert checkpoint_dir(final, tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
+    assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
 
 
 def test_final_teach_absent_reaches_the_dense_clips_and_the_final_fingerprint(compose, tmp_path):

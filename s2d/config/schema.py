@@ -292,6 +292,9 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # the final stage's learning rate; null: optim.lr. For fine-tuning from a trained teacher with another solver;
     # a tenth of the CPU schedule's rate measured worse on the demo (final AP50 63.6 vs 68.2, docs/RESULTS.md)
     lr: Optional[float] = None
+    # the foreground probability from which a query of the final stage's EMA teacher is a target of its term; null:
+    # distill.teacher_score
+    teacher_score: Optional[float] = None
     # GrabCut each mask of the final model's predictions on its frame, as label.refine does for the labels it learned
     # from: without it the report compares the model's raw masks with refined labels (demo, 3 seeds, J&F of the
     # final model 65.2 -> 72.7 when first measured, docs/RESULTS.md). experiment=paper: false (the masks as they are)
@@ -495,6 +498,8 @@ def validate_config(cfg: Any) -> None:
     _require(cfg.final.distill_warmup is None or cfg.final.distill_warmup >= 0, "final.distill_warmup",
              f"must be >= 0 steps or null, got {cfg.final.distill_warmup}")
     _require(cfg.final.lr is None or cfg.final.lr > 0, "final.lr", f"must be positive or null, got {cfg.final.lr}")
+    _require(cfg.final.teacher_score is None or 0.0 <= cfg.final.teacher_score <= 1.0, "final.teacher_score",
+             f"must be within [0, 1] or null, got {cfg.final.teacher_score}")
     _require(1 <= cfg.final.rounds <= 20, "final.rounds", f"must be within 1..20, got {cfg.final.rounds}")
     _require(cfg.final.repeat_iou is None or 0.0 < cfg.final.repeat_iou <= 1.0, "final.repeat_iou",
              f"must be within (0, 1] or null, got {cfg.final.repeat_iou}")

@@ -23,12 +23,13 @@ def round_row(r: int) -> str:
 
 
 def stage_config(cfg: Any) -> Any:
-    """The config a final round trains with: ``final.distill_warmup`` and ``final.lr``, when set, replace the
-    distill stage's warm-up and learning rate (and so enter the round's checkpoint fingerprint, with the rest of
-    the ``distill`` and ``optim`` sections)."""
+    """The config a final round trains with: ``final.distill_warmup``, ``final.teacher_score`` and ``final.lr``,
+    when set, replace the distill stage's warm-up, teacher threshold and learning rate (and so enter the round's
+    checkpoint fingerprint, with the rest of the ``distill`` and ``optim`` sections)."""
     over: dict = {}
-    if cfg.final.distill_warmup is not None:
-        over["distill"] = {"distill_warmup": cfg.final.distill_warmup}
+    distill = {k: v for k in ("distill_warmup", "teacher_score") if (v := cfg.final.get(k)) is not None}
+    if distill:
+        over["distill"] = distill
     if cfg.final.lr is not None:
         over["optim"] = {"lr": cfg.final.lr}
     if not over:
