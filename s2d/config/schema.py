@@ -293,7 +293,10 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # a tenth of the CPU schedule's rate measured worse on the demo (final AP50 63.6 vs 68.2, docs/RESULTS.md)
     lr: Optional[float] = None
     # the foreground probability from which a query of the final stage's EMA teacher is a target of its term; null:
-    # distill.teacher_score
+    # distill.teacher_score. Taught the labelset's scores (score_targets), the final teacher stays under the
+    # method's 0.75 on real video, and the term has no target (the report says so). 0.5 (label.score_thr) makes it
+    # run; not adopted: final J&F, one seed each, 15 DAVIS clips outside the development set +1.5 and 0.0, the
+    # development clips -1.4, demo AP50 98.2 -> 91.1 (docs/RESULTS.md, "Tried and not adopted")
     teacher_score: Optional[float] = None
     # GrabCut each mask of the final model's predictions on its frame, as label.refine does for the labels it learned
     # from: without it the report compares the model's raw masks with refined labels (demo, 3 seeds, J&F of the
