@@ -111,7 +111,8 @@ class DistillationModule(L.LightningModule):
         main = {f"train/{k}": v.detach() for k, v in terms.items() if "_aux" not in k}
         main["train/loss"] = loss.detach()
         if n_targets is not None:
-            main["train/distill/targets"] = torch.tensor(n_targets, device=loss.device)
+            # the loss's shape: the ranks' values are stacked into one collective with the loss terms
+            main["train/distill/targets"] = torch.full_like(main["train/loss"], n_targets)
         main = self._rank_mean(main)
         if n_targets is not None:
             self._teacher_steps += 1
