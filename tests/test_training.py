@@ -57,6 +57,33 @@ def test_targets_the_matcher_cannot_tell_apart_go_to_their_queries_in_index_orde
     assert r.tolist() == [1, 3] and c.tolist() == [1, 0]
 
 
+@pytest.mark.parametrize("way", ["equal_rows", "rows_by_key"])   # the CPU's way and the GPU's, both run here
+def test_equal_rows_groups_exactly_equal_rows(way):
+    from s2d.losses import matcher as matcher_module
+
+    group = getattr(matcher_module, way)
+    a, b, c = [1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 1.0, 0.25]
+    assert group(torch.tensor([a, b, a, c, b])) == [0, 1, 0, 3, 1]
+    assert group(torch.tensor([[0.0, 1.0], [-0.0, 1.0]])) == [0, 0]   # -0.0 == 0.0
+    # rows with long equal runs (empty frames) and duplicates, against the lowest index of each row's group
+    g = torch.Generator().manual_seed(3)
+    tm = (torch.rand(12, 600, generator=g) > 0.8).float() * torch.rand(12, 600, generator=g)
+    tm[:, :400] = 0
+    tm[5], tm[9], tm[11] = tm[2], tm[2], tm[7]
+    expected = [min(i for i in range(12) if torch.equal(tm[i], tm[j])) for j in range(12)]
+    assert group(tm) == expected and expected[5] == expected[9] == 2 and expected[11] == 7
+    assert len(set(expected)) == 9
+
+
+def test_rows_by_key_keeps_rows_apart_when_their_keys_collide(monkeypatch):
+    from s2d.losses import matcher as matcher_module
+
+    tm = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    # every key the same (all weights 0): the element-wise check still keeps different rows apart
+    monkeypatch.setattr(matcher_module, "_key_weights", lambda width, device: torch.zeros(2, width, dtype=torch.long))
+    assert matcher_module.rows_by_key(tm) == [0, 1, 0, 3]
+
+
 def test_duplicate_targets_are_matched_the_same_way_under_float_noise(monkeypatch):
     """Two copies of one tube cost the same for every query, so which copy the solver gives which query follows
     the other costs, down to their float noise (a batch split over DDP ranks); with scores as class targets that

@@ -10,6 +10,8 @@ the cost term and the shapes (a NaN from the model would otherwise surface as Sc
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -34,6 +36,45 @@ def batch_dice_cost(pred: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
     return 1 - (num + 1) / (den + 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _key_weights(width: int, device: str) -> torch.Tensor:
+    """(2, width) int64 in [1, 2^24): fixed random weights of the row keys, the same in every process."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(1, 1 << 24, (2, width), generator=g).to(device)
+
+
+def equal_rows(tm: torch.Tensor) -> list[int]:
+    """tm (N, P) float -> for each row, the lowest index of a row equal to it at every element (its own if none).
+
+    Where tm lives: torch.unique over rows on a CPU; integer keys on a GPU (``rows_by_key``), where torch.unique
+    compares rows one thread per pair and, with long runs of equal values (empty frames), took 75 ms a call on an
+    H200, 95 % of the paper model's training step (benchmarks/gpu_tier.sh, profile.log). The two agree exactly
+    (tests); on a CPU torch.unique is the faster (benchmarks/matcher_speed.py)."""
+    if tm.is_cuda:
+        return rows_by_key(tm)
+    _, inverse = torch.unique(tm, dim=0, return_inverse=True)
+    first: dict[int, int] = {}
+    return [first.setdefault(g, j) for j, g in enumerate(inverse.tolist())]
+
+
+def rows_by_key(tm: torch.Tensor) -> list[int]:
+    """``equal_rows`` in O(N P) where tm lives: each row gets an integer key from its values' bits (two 16-bit
+    halves times fixed weights, summed in int64: exact, so equal rows get equal keys whatever order the sum runs
+    in, and no overflow below 2^22 columns); only the N keys cross to the host, and rows that share a key are
+    compared element by element, so a collision never merges rows."""
+    bits = (tm.float() + 0.0).contiguous().view(torch.int32).long()   # + 0.0: -0.0 equals 0.0, as in ==
+    w = _key_weights(tm.shape[1], str(tm.device))
+    keys = ((bits & 0xFFFF) * w[0] + ((bits >> 16) & 0xFFFF) * w[1]).sum(1).tolist()   # (N,) one host sync
+    first: list[int] = []
+    seen: dict[int, list[int]] = {}
+    for j, k in enumerate(keys):
+        same = next((i for i in seen.get(k, ()) if torch.equal(tm[i], tm[j])), None)
+        if same is None:
+            seen.setdefault(k, []).append(j)
+        first.append(j if same is None else same)
+    return first
+
+
 def canonical_ties(rows: np.ndarray, cols: np.ndarray, tm: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """An optimal assignment (rows: queries ascending, cols: their targets) -> the same assignment with targets
     the matcher cannot tell apart (equal values at every sampled point ``tm`` (N, P), e.g. two small tubes no point
@@ -42,12 +83,11 @@ def canonical_ties(rows: np.ndarray, cols: np.ndarray, tm: torch.Tensor) -> tupl
     Any order among such targets costs the same, so the solver's choice follows float noise in the other costs
     (a batch split over DDP ranks changes it); the targets differ in what the matcher does not see (their
     scores as class targets, their masks between the points), so the choice must not."""
-    # equal rows found where tm lives (a GPU sorts them there); only N group ids cross to the host
-    distinct, group_of = torch.unique(tm, dim=0, return_inverse=True)
-    if len(distinct) == len(tm):
+    group_of = equal_rows(tm)
+    if all(g == j for j, g in enumerate(group_of)):
         return rows, cols
     groups: dict[int, list[int]] = {}
-    for j, g in enumerate(group_of.tolist()):
+    for j, g in enumerate(group_of):
         groups.setdefault(g, []).append(j)
     query_of = dict(zip(cols.tolist(), rows.tolist()))  # target -> query
     for group in groups.values():
