@@ -6,11 +6,14 @@
 #   gpu.txt          the GPU, its memory and driver; torch's version and CUDA build
 #   pytest_gpu.log   the GPU tests (pytest -m gpu): bf16/fp16 training on CUDA, fp16 overflow skipped and counted
 #                    (RELIABILITY N6), train.deterministic=true on CUDA (D5), point sampling a function of the seed
-#   train_speed.log  benchmarks/train_speed.py on CUDA in bf16 and float32: clips/s and peak memory, tiny and
-#                    paper-sized model (random clips, 4 x 3 frames, 640x360)
-#   davis.log        `s2d run experiment=paper` on the DAVIS clips at 360p (short: STEPS steps a stage; the
-#                    log's "clips/s" lines are the real-data throughput and peak memory of each learning stage)
-#   demo.log         the same on the embedded demo
+#   demo.log         `s2d run experiment=paper` on the embedded demo (short: STEPS steps a stage; the log's
+#                    "clips/s" lines are the real-data throughput and peak memory of each learning stage), through
+#                    DDP's code path (train.strategy=ddp on the one GPU: NCCL, distributed sampler, ranks' means)
+#   davis.log        the same on the DAVIS clips at 360p, without DDP
+#   runs.tgz         both runs' reports, metrics and pictures
+#   profile.log      benchmarks/train_speed.py --profile in bf16: the GPU's busy share of a paper-sized step
+#                    (random clips, 4 x 3 frames, 640x360), its heaviest kernels, the host functions it waits for
+#   train_speed.log  train_speed.py on CUDA in bf16 and float32: clips/s and peak memory, tiny and paper model
 #
 # STEPS (default 40) sets the steps per learning stage; a stage's part stops after PART_S seconds (default 240).
 # The short schedule trains from scratch: its AP is not the method's, the run proves the path and measures speed.
@@ -27,14 +30,17 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 } > "$out/gpu.txt" 2>&1
 timeout 180 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_precision.py > "$out/pytest_gpu.log" 2>&1
 echo "exit $?" >> "$out/pytest_gpu.log"
-{ timeout 120 python3 benchmarks/train_speed.py --device cuda --amp --steps 10
-  timeout 120 python3 benchmarks/train_speed.py --device cuda --steps 10; } > "$out/train_speed.log" 2>&1
 # a short schedule from scratch: the solver's rate of the CPU schedule (the paper's 1e-6 assumes pretrained
 # weights) and a low label threshold, so that the dense labelset of 100 steps is not empty
 short=(experiment=paper "train.max_steps=$steps" optim.lr=1e-4 optim.milestones=[] distill.distill_warmup=$((steps / 2))
        label.score_thr=0.05 train.log_every_n_steps=10 progress=false "paths.output_root=$runs")
+timeout "$part" s2d run "${short[@]}" train.strategy=ddp train.devices=1 name=gpu_demo > "$out/demo.log" 2>&1
+echo "exit $?" >> "$out/demo.log"
 timeout "$part" s2d run "${short[@]}" data=davis "data.root=$davis" data.short_side=360 name=gpu_davis \
   > "$out/davis.log" 2>&1
 echo "exit $?" >> "$out/davis.log"
-timeout "$part" s2d run "${short[@]}" name=gpu_demo > "$out/demo.log" 2>&1
-echo "exit $?" >> "$out/demo.log"
+(cd "$runs/runs" && tar czf - --exclude='*.ckpt' --exclude=checkpoints --exclude='*.pt' --exclude='*.npz' \
+  gpu_demo* gpu_davis*) > "$out/runs.tgz" 2>/dev/null
+timeout 120 python3 benchmarks/train_speed.py --device cuda --amp --steps 5 --profile > "$out/profile.log" 2>&1
+{ timeout 120 python3 benchmarks/train_speed.py --device cuda --amp --steps 10
+  timeout 120 python3 benchmarks/train_speed.py --device cuda --steps 10; } > "$out/train_speed.log" 2>&1
