@@ -315,3 +315,20 @@ def test_final_drop_cut_frames_enters_the_final_fingerprint_only_where_it_acts(c
     assert not drops_cut_frames(quiet[0], "dense")
     assert checkpoint_dir(quiet[0], tmp_path, "final", "fp", "dense") == checkpoint_dir(quiet[1], tmp_path, "final",
                                                                                          "fp", "dense")
+
+
+def test_the_paper_rate_on_random_weights_is_called_out(compose, tmp_path):
+    """experiment=paper's 1e-6 is the method's rate for a trained start: without weights the run is told it will
+    not learn, naming the keys; with either weight key, or a from-scratch rate, nothing is said."""
+    from s2d.stages.distill import cold_start_note
+
+    cfg = compose("experiment=paper")
+    note = cold_start_note(cfg.model, cfg.optim.lr)
+    assert note is not None and note.startswith("optim.lr=1e-06 is a rate for a trained start")
+    assert "model.pretrained" in note and "model.backbone_weights" in note
+    weights = tmp_path / "w.pth"
+    for given in (f"model.pretrained={weights}", f"model.backbone_weights={weights}", "optim.lr=1e-4"):
+        cfg = compose("experiment=paper", given)
+        assert cold_start_note(cfg.model, cfg.optim.lr) is None, given
+    cfg = compose()  # the embedded default trains the tiny model from scratch at 1e-3
+    assert cold_start_note(cfg.model, cfg.optim.lr) is None

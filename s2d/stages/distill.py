@@ -65,6 +65,22 @@ def warn_if_coarse(ds, train: Any, stage: str) -> None:
             log.warning("%s: %s", stage, note)
 
 
+# Below this rate the solver is one for a trained start (the method's 1e-6, experiment=paper); from random
+# weights it barely moves them (the CPU schedule trains from scratch at 1e-3, the GPU tier's short runs at 1e-4).
+COLD_START_LR = 1e-5
+
+
+def cold_start_note(model: Any, lr: float) -> str | None:
+    """Why a run from random weights at a trained start's learning rate will not learn, or None: a whole GPU
+    schedule spent on a model that stays near its initialisation is the costliest mistake the paper recipe invites."""
+    if model.pretrained or model.backbone_weights or lr >= COLD_START_LR:
+        return None
+    return (f"optim.lr={lr:g} is a rate for a trained start, but neither model.pretrained nor "
+            "model.backbone_weights is set: the model starts from random weights and will barely learn. Give a "
+            "local checkpoint (model.pretrained=/w/cutler_m2f_rn50.pth, or model.backbone_weights=/w/resnet50.pth "
+            f"for the backbone alone), or raise optim.lr (from scratch: 1e-4 to 1e-3)")
+
+
 def validation_videos(cfg: Any, ds) -> list[str] | None:
     """The videos scored during training (train.val_every_n_steps), or None. Called right after the data is
     opened, so a set without ground truth is refused before any work."""
@@ -286,6 +302,9 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
     module, data = build(cfg, ds, labels, mode, quarantine=run_dir / "quarantine.jsonl", val_ds=val_ds)
     if resume is None:
         warn_if_coarse(ds, cfg.train, stage)
+        cold = cold_start_note(cfg.model, cfg.optim.lr) if init is None else None  # a later stage starts trained
+        if cold:
+            log.warning("%s: %s", stage, cold)
     if resume is not None:
         if ckpt is None:
             ckpt = torch.load(resume, map_location="cpu", weights_only=True)
