@@ -78,7 +78,7 @@ def cold_start_note(model: Any, lr: float) -> str | None:
     return (f"optim.lr={lr:g} is a rate for a trained start, but neither model.pretrained nor "
             "model.backbone_weights is set: the model starts from random weights and will barely learn. Give a "
             "local checkpoint (model.pretrained=/w/cutler_m2f_rn50.pth, or model.backbone_weights=/w/resnet50.pth "
-            f"for the backbone alone), or raise optim.lr (from scratch: 1e-4 to 1e-3)")
+            "for the backbone alone), or raise optim.lr (from scratch: 1e-4 to 1e-3)")
 
 
 def validation_videos(cfg: Any, ds) -> list[str] | None:
