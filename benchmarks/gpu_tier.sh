@@ -6,6 +6,7 @@
 #   gpu.txt          the GPU, its memory and driver; torch's version and CUDA build
 #   pytest_gpu.log   the GPU tests (pytest -m gpu): bf16/fp16 training on CUDA, fp16 overflow skipped and counted
 #                    (RELIABILITY N6), train.deterministic=true on CUDA (D5), point sampling a function of the seed
+#   matcher_speed.log  the matcher's grouping of equal targets on CUDA: torch.unique over rows vs integer keys
 #   demo.log         `s2d run experiment=paper` on the embedded demo (short: STEPS steps a stage; the log's
 #                    "clips/s" lines are the real-data throughput and peak memory of each learning stage), through
 #                    DDP's code path (train.strategy=ddp on the one GPU: NCCL, distributed sampler, ranks' means)
@@ -30,6 +31,7 @@ export PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 } > "$out/gpu.txt" 2>&1
 timeout 180 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_precision.py > "$out/pytest_gpu.log" 2>&1
 echo "exit $?" >> "$out/pytest_gpu.log"
+timeout 90 python3 benchmarks/matcher_speed.py --device cuda --repeats 5 > "$out/matcher_speed.log" 2>&1
 # a short schedule from scratch: the solver's rate of the CPU schedule (the paper's 1e-6 assumes pretrained
 # weights) and a low label threshold, so that the dense labelset of 100 steps is not empty
 short=(experiment=paper "train.max_steps=$steps" optim.lr=1e-4 optim.milestones=[] distill.distill_warmup=$((steps / 2))
