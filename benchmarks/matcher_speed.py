@@ -17,15 +17,7 @@ import time
 
 import torch
 
-from s2d.losses.matcher import rows_by_key
-
-
-def by_unique(tm: torch.Tensor) -> list[int]:
-    """The former grouping, as the lowest index of each row's group."""
-    _, inverse = torch.unique(tm, dim=0, return_inverse=True)
-    inv = inverse.tolist()
-    first: dict[int, int] = {}
-    return [first.setdefault(g, j) for j, g in enumerate(inv)]
+from s2d.losses.matcher import rows_by_key, rows_by_unique
 
 
 def timed(fn, tm: torch.Tensor, repeats: int) -> tuple[float, list[int]]:
@@ -50,7 +42,7 @@ def main() -> None:
         tm[:, : 2 * width // 3] = 0          # two of the three frames unlabelled (sparse keymasks)
         tm[-1] = tm[0]                        # one duplicate target
         tm = tm.to(args.device)
-        t_old, old = timed(by_unique, tm, args.repeats)
+        t_old, old = timed(rows_by_unique, tm, args.repeats)
         t_new, new = timed(rows_by_key, tm, args.repeats)
         print(f"{n:4d} targets x {frames} frames x {points:5d} points on {args.device}: torch.unique "
               f"{1e3 * t_old:8.2f} ms, keys {1e3 * t_new:8.2f} ms, ratio {t_old / t_new:6.2f}x, "

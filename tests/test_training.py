@@ -57,7 +57,7 @@ def test_targets_the_matcher_cannot_tell_apart_go_to_their_queries_in_index_orde
     assert r.tolist() == [1, 3] and c.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("way", ["equal_rows", "rows_by_key"])   # the CPU's way and the GPU's, both run here
+@pytest.mark.parametrize("way", ["equal_rows", "rows_by_unique", "rows_by_key"])   # the CPU's way and the GPU's
 def test_equal_rows_groups_exactly_equal_rows(way):
     from s2d.losses import matcher as matcher_module
 

@@ -50,8 +50,11 @@ def equal_rows(tm: torch.Tensor) -> list[int]:
     compares rows one thread per pair and, with long runs of equal values (empty frames), took 75 ms a call on an
     H200, 95 % of the paper model's training step (benchmarks/gpu_tier.sh, profile.log). The two agree exactly
     (tests); on a CPU torch.unique is the faster (benchmarks/matcher_speed.py)."""
-    if tm.is_cuda:
-        return rows_by_key(tm)
+    return rows_by_key(tm) if tm.is_cuda else rows_by_unique(tm)
+
+
+def rows_by_unique(tm: torch.Tensor) -> list[int]:
+    """``equal_rows`` by torch.unique over rows (the CPU's way)."""
     _, inverse = torch.unique(tm, dim=0, return_inverse=True)
     first: dict[int, int] = {}
     return [first.setdefault(g, j) for j, g in enumerate(inverse.tolist())]
