@@ -24,7 +24,9 @@ import argparse
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -76,10 +78,26 @@ def same_scores(run: Path, row: str, now: dict[str, float]) -> bool:
     return not differ
 
 
-def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, float]]] | None:
-    """-> {"refined" | "unrefined": {row: {metric: value}}}, or None when the run cannot be scored."""
-    from omegaconf import OmegaConf
+@dataclass
+class Finished:
+    """A finished run's config, data, keymasks, ground truth and the checkpoints of its learned stages."""
+    cfg: Any
+    up: Any              # s2d.stages.chain.upstream(..., through="keymasks")
+    gt: Any              # the ground-truth labelset
+    voids: dict
+    teacher: Path        # the distilled teacher
+    refined: Any         # the run's dense labelset (StageOutput), as the run made it
+    final: Path          # the final model
 
+    @property
+    def keymasks(self) -> tuple[Any, str]:
+        return self.up.keymasks.labels, self.up.keymasks.fingerprint
+
+
+def finished(run: Path) -> Finished | None:
+    """The run's checkpoints and dense labelset, found as ``s2d run`` finds them (or, for a run older than
+    today's fingerprints, its one checkpoint folder of each stage, when today's code remakes its labels); None
+    with a message when the run cannot be scored."""
     from s2d.stages import distill as distill_stage
     from s2d.stages import final as final_stage
     from s2d.stages import label as label_stage
@@ -113,17 +131,43 @@ def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, fl
     if not final.is_file():
         print(f"{run}: no finished final checkpoint ({final}), skipped")
         return None
-    out: dict[str, dict[str, dict[str, float]]] = {}
+    return Finished(cfg, up, gt, voids, teacher, refined, final)
+
+
+def remade(f: Finished, change: dict, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """The run's dense labelset and final predictions made again from its checkpoints with the config ``change``
+    (into a temporary folder: the run's artifacts are never touched), scored: {row: {metric: value}}."""
+    from omegaconf import OmegaConf
+
+    from s2d.stages import final as final_stage
+    from s2d.stages import label as label_stage
+    from s2d.stages.evaluate import score
+
     with tempfile.TemporaryDirectory() as tmp:
-        raw = OmegaConf.merge(cfg, {"label": {"refine": False}, "final": {"refine": False},
-                                    "paths": {"artifacts": tmp}})
-        for kind, c, dense in (("refined", cfg, refined.labels), ("unrefined", raw, None)):
-            if dense is None:
-                dense = label_stage.compute(c, up.ds, teacher, up.data_fp, (km, km_fp)).labels
-            pred = final_stage.predict(c, up.ds, final, up.data_fp).labels
-            out[kind] = {row: {m: v for m, v in score(gt, ls, voids).items() if m in metrics}
-                         for row, ls in zip(ROWS, (dense, pred))}
-    return out
+        c = OmegaConf.merge(f.cfg, change, {"paths": {"artifacts": tmp}})
+        dense = label_stage.compute(c, f.up.ds, f.teacher, f.up.data_fp, f.keymasks).labels
+        pred = final_stage.predict(c, f.up.ds, f.final, f.up.data_fp).labels
+    return {row: {m: v for m, v in score(f.gt, ls, f.voids).items() if m in metrics}
+            for row, ls in zip(ROWS, (dense, pred))}
+
+
+def as_run(f: Finished, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """The run's own dense labelset and final predictions (from its artifacts, made again if missing), scored."""
+    from s2d.stages import final as final_stage
+    from s2d.stages.evaluate import score
+
+    pred = final_stage.predict(f.cfg, f.up.ds, f.final, f.up.data_fp).labels
+    return {row: {m: v for m, v in score(f.gt, ls, f.voids).items() if m in metrics}
+            for row, ls in zip(ROWS, (f.refined.labels, pred))}
+
+
+def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, float]]] | None:
+    """-> {"refined" | "unrefined": {row: {metric: value}}}, or None when the run cannot be scored."""
+    f = finished(run)
+    if f is None:
+        return None
+    return {"refined": as_run(f, metrics),
+            "unrefined": remade(f, {"label": {"refine": False}, "final": {"refine": False}}, metrics)}
 
 
 def main() -> None:

@@ -177,6 +177,11 @@ class LabelSchema:
     overlap: int = 2                   # frames shared by consecutive windows, used to link them
     link_iou: float = 0.5
     eval_score_thr: float = 0.05       # the final model's predictions kept for evaluation
+    # each inference window is also seen mirrored left to right, and the two passes' queries paired by mask IoU are
+    # averaged (s2d/inference/flip.py): the dense labelset, the final model's predictions and s2d demo, at twice
+    # the inference time. Off: with the GrabCut refinement it moved the DAVIS clips' J&F by -0.9 to +0.3 over 3
+    # seeds (docs/RESULTS.md, "Tried and not adopted")
+    flip: bool = False
     # GrabCut each mask of the dense labelset on its frame (s2d/masks/refine.py; its core kept, the boundary moved
     # at most 8 px): the model's masks are coarse at the boundary, its labels need not be (3 seeds, with
     # final.refine, J&F of the final model: demo 56.6 -> 73.6, DAVIS 46.5 -> 57.3, docs/RESULTS.md). The final

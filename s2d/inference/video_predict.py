@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from s2d.evaluation.tube_iou import tube_iou_with_areas
 from s2d.inference.device import model_device
+from s2d.inference.flip import merge, mirrored
 from s2d.inference.scale import resize_frames
 from s2d.labelset import rle
 from s2d.labelset.types import Instance
@@ -86,15 +87,23 @@ def _clip(frames: np.ndarray, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float, size: tuple[int, int],
-                   device: str = "cpu", mask_scores: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                   device: str = "cpu", mask_scores: bool = False, flip: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """frames (T, H, W, 3) uint8 -> masks (K, T, H, W) bool at ``size``, foreground scores (K,) of the queries
     >= score_thr and, with ``mask_scores``, their mask scores (K,): the mean mask probability over the pixels of the
     mask (Mask2Former's instance score is the product of the two; 0 for an empty mask), else None. Asked for only
-    when ranked by: a sigmoid over every mask at frame size costs 10x the masks' thresholding."""
-    out = model(_clip(frames, device))
+    when ranked by: a sigmoid over every mask at frame size costs 10x the masks' thresholding. ``flip``: the
+    queries' scores and mask logits are merged with those of the mirrored frames (``s2d.inference.flip``)."""
+    clip = _clip(frames, device)
+    out = model(clip)
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
+    logits = out["pred_masks"][0]                                            # (Q, T, h, w) on the padded grid
+    if flip:
+        mir = model(mirrored(clip, model.pixel_mean, getattr(model, "size_divisibility", 1)))
+        scores, logits = merge(scores, logits, VideoMask2Former.scores(mir["pred_logits"])[0],
+                               mir["pred_masks"][0].flip(-1))
     keep = torch.nonzero(scores >= score_thr).flatten()
-    m = out["pred_masks"][0, keep]                                           # (K, T, h, w) on the padded grid
+    m = logits[keep]                                                         # (K, T, h, w) on the padded grid
     if len(keep):  # back to the frames: resize to the padded input, crop the padding, resize to ``size``
         m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, getattr(model, "size_divisibility", 1))
     fg = m > 0                                                               # (K, T, H, W)
@@ -172,12 +181,14 @@ def tube_nms(tubes: list[Tube], iou_thr: float) -> list[Tube]:
 
 def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float = 0.75, window: int = 12,
                   overlap: int = 2, link_iou: float = 0.5, nms_iou: float | None = 0.75,
-                  device: str | None = None, scale: float = 1.0, mask_scores: bool = False) -> list[Tube]:
+                  device: str | None = None, scale: float = 1.0, mask_scores: bool = False,
+                  flip: bool = False) -> list[Tube]:
     """frames (T, H, W, 3) uint8 -> tubes with a mask on every frame where the model predicts one.
 
     ``device``: where the clips go (default: where the model's weights are). ``scale``: the model sees the frames
     resized by this factor (``s2d.inference.scale``); masks are (H, W). ``mask_scores``: measure each tube's mask
-    score (``Tube.mask_scores``, for ``label.mask_score``)."""
+    score (``Tube.mask_scores``, for ``label.mask_score``). ``flip``: each window is also seen mirrored and the two
+    merged (``label.flip``, ``s2d.inference.flip``)."""
     device = device or model_device(model)
     T, H, W = frames.shape[:3]
     frames = resize_frames(frames, scale)
@@ -186,7 +197,7 @@ def predict_video(model: VideoMask2Former, frames: np.ndarray, score_thr: float 
     prev_end = 0
     for s, e in _windows(T, window, overlap):
         masks, scores, quality = predict_window(model, frames[s:e], score_thr, (H, W), device,  # (K, w, H, W)
-                                                mask_scores)
+                                                mask_scores, flip)
         shared = list(range(s, min(prev_end, e)))
         assigned: dict[int, int] = {}
         if shared and prev and len(masks):

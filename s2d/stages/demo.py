@@ -101,7 +101,7 @@ def run(cfg: Any, run_dir: Path) -> dict:
         cuts = find_cuts(frame_changes(frames), ShotParams(**cfg.data.shots)) if d.shots else []
         tubes = tubes_by_shot(frames, shot_bounds(len(frames), cuts), lambda f: predict_video(
             model, f, d.score_thr, cfg.label.window, cfg.label.overlap, cfg.label.link_iou, cfg.label.nms_iou,
-            scale=scale))
+            scale=scale, flip=cfg.label.flip))
         colors = palette(max(len(tubes), 1))
         drawn = []
         for t, f in enumerate(frames):

@@ -88,7 +88,7 @@ def predictions(cfg: Any, ds: Dataset, model, crop, score_thr: float, nms: float
         frames = r.video.frames()
         scale = input_scale(frames.shape[1:3], crop, lab.input_scale)
         tubes = predict_video(model, frames, score_thr, lab.window, lab.overlap, lab.link_iou, nms, scale=scale,
-                              mask_scores=lab.mask_score)
+                              mask_scores=lab.mask_score, flip=lab.flip)
         if refine:
             tubes = refine_tubes(tubes, frames)
         if previous is not None and lab.split_apart:
@@ -132,6 +132,8 @@ def label_settings(cfg: Any, stage: str = "label", sparse: bool = True) -> dict:
     for key in RANKING_KEYS:  # present only when on, like refine
         if not lab.get(key):
             lab.pop(key, None)
+    if not lab.get("flip"):  # present only when on, like refine
+        lab.pop("flip", None)
     if not lab.get("overlap_decay"):  # the order of a decay that does not happen changes nothing
         lab.pop("fragments_last", None)
     if refines(cfg, stage):
