@@ -136,6 +136,7 @@ def test_wrong_type_fails(compose):
     ("fault.kind=oom", "fault.kind"),
     ("final.distill_warmup=-1", "final.distill_warmup"),
     ("final.lr=0", "final.lr"),
+    ("final.milestones=[700,600]", "final.milestones"),
     ("final.teacher_score=1.5", "final.teacher_score"),
     ("final.repeat_iou=0", "final.repeat_iou"),
     ("final.teacher_scores=true final.score_targets=false", "final.teacher_scores"),   # hard targets: no score
@@ -246,6 +247,11 @@ def test_final_lr_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path)
     assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
     both = stage_config(compose("final.lr=0.0001", "final.distill_warmup=0"))
     assert both.optim.lr == 1e-4 and both.distill.distill_warmup == 0
+    steps = compose("final.milestones=[760]")                           # the rate's steps, in the final rounds only
+    assert list(stage_config(steps).optim.milestones) == [760] and list(steps.optim.milestones) == []
+    assert stage_config(steps).optim.lr == 1e-3
+    assert checkpoint_dir(stage_config(steps), tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
+    assert checkpoint_dir(steps, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
 
 
 def test_final_teacher_score_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path):

@@ -23,15 +23,17 @@ def round_row(r: int) -> str:
 
 
 def stage_config(cfg: Any) -> Any:
-    """The config a final round trains with: ``final.distill_warmup``, ``final.teacher_score`` and ``final.lr``,
-    when set, replace the distill stage's warm-up, teacher threshold and learning rate (and so enter the round's
-    checkpoint fingerprint, with the rest of the ``distill`` and ``optim`` sections)."""
+    """The config a final round trains with: ``final.distill_warmup``, ``final.teacher_score``, ``final.lr`` and
+    ``final.milestones``, when set, replace the distill stage's warm-up, teacher threshold, learning rate and
+    rate steps (and so enter the round's checkpoint fingerprint, with the rest of the ``distill`` and ``optim``
+    sections)."""
     over: dict = {}
     distill = {k: v for k in ("distill_warmup", "teacher_score") if (v := cfg.final.get(k)) is not None}
     if distill:
         over["distill"] = distill
-    if cfg.final.lr is not None:
-        over["optim"] = {"lr": cfg.final.lr}
+    optim = {k: v for k, v in (("lr", cfg.final.lr), ("milestones", cfg.final.milestones)) if v is not None}
+    if optim:
+        over["optim"] = optim
     if not over:
         return cfg
     from omegaconf import OmegaConf
