@@ -113,3 +113,12 @@ def test_predict_video_runs_a_real_model_with_flip():
     tubes = predict_video(model, frames, score_thr=0.0, window=3, overlap=1, nms_iou=None, flip=True)
     assert tubes and all(m.shape == (40, 52) for tb in tubes for m in tb.masks.values())
     assert all(0.0 <= s <= 1.0 for tb in tubes for s in tb.scores)
+
+
+def test_flip_enters_the_label_and_predict_fingerprints_only_when_on(compose):
+    from s2d.stages.label import label_settings
+
+    off, on = compose(), compose("label.flip=true")
+    for stage in ("label", "predict"):
+        assert "flip" not in label_settings(off, stage)           # runs made before the key keep their fingerprints
+        assert label_settings(on, stage) == {**label_settings(off, stage), "flip": True}

@@ -52,7 +52,7 @@ def test_refine_enters_the_label_fingerprint_only_when_on_and_never_the_predicti
     # when on, keymask_first only where it acts: tests/test_keymask_frames.py)
     before = {k: v for k, v in section(off, "label").items()
               if k not in ("refine", "keep_iou", "one_identity", "split_apart", "keymask_frames", "keymask_first",
-                           *RANKING_KEYS)}
+                           "flip", *RANKING_KEYS)}
     assert label_settings(off) == before                      # runs without refinement keep their fingerprints
     assert label_settings(on) == {**before, "refine": MODEL_MASK_REFINE}
     # the predictions' own key is final.refine: label.refine does not reach them
