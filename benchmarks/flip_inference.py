@@ -11,25 +11,16 @@ changed goes to a temporary folder, so the run's artifacts are never touched.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-from unrefined_stages import ROWS, as_run, finished, remade
+from unrefined_stages import ROWS, as_run, finished, parse_runs, remade
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run folders, or sweep folders holding them")
-    ap.add_argument("--metrics", nargs="+", default=["AP", "AP50", "AP75", "AR10", "J&F-Mean"])
-    args = ap.parse_args()
+    args, runs = parse_runs(__doc__)
     from s2d.stages.table import fmt_gain, fmt_mean
 
-    runs = sorted({h.parent for r in args.runs for h in ([r / ".hydra"] if (r / ".hydra").is_dir()
-                                                         else r.rglob(".hydra"))})
-    if not runs:
-        sys.exit(f"no run folder (one with .hydra/overrides.yaml) in {[str(r) for r in args.runs]}")
     kinds = ("plain", "flip")
     results = {}
     for run in runs:

@@ -170,17 +170,24 @@ def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, fl
             "unrefined": remade(f, {"label": {"refine": False}, "final": {"refine": False}}, metrics)}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_runs(doc: str) -> tuple[argparse.Namespace, list[Path]]:
+    """The command line of a script that scores finished runs: (its arguments, the run folders named or found
+    under the folders named); exits with a message when there is none."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders, or sweep folders holding them")
     ap.add_argument("--metrics", nargs="+", default=["AP", "AP50", "AP75", "AR10", "J&F-Mean"])
     args = ap.parse_args()
-    from s2d.stages.table import fmt_gain, fmt_mean
-
     runs = sorted({h.parent for r in args.runs for h in ([r / ".hydra"] if (r / ".hydra").is_dir()
                                                          else r.rglob(".hydra"))})
     if not runs:
         sys.exit(f"no run folder (one with .hydra/overrides.yaml) in {[str(r) for r in args.runs]}")
+    return args, runs
+
+
+def main() -> None:
+    args, runs = parse_runs(__doc__)
+    from s2d.stages.table import fmt_gain, fmt_mean
+
     results = {}
     for run in runs:
         t = time.perf_counter()
