@@ -12,7 +12,7 @@ from s2d.errors import LabelsetError
 from s2d.evaluation import evaluate_ap
 from s2d.evaluation.reference import reference_evaluate_ap, reference_evaluate_json
 from s2d.labelset.ytvis import labelset_from_json, predictions_from_json
-from s2d.evaluation.tube_iou import tube_iou
+from s2d.evaluation.tube_iou import dense_tube_iou, tube_iou
 from s2d.labelset import rle
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 
@@ -39,6 +39,21 @@ def test_tube_iou_hand_computed():
     empty = rle.encode(np.zeros((H, W), bool))
     assert tube_iou([[empty]], [[a]], H, W)[0, 0] == 0.0
     assert tube_iou([[a, a]], [[a, a]], H, W)[0, 0] == 1.0
+
+
+def test_dense_tube_iou_hand_computed_and_equal_to_the_rle_one():
+    import torch
+
+    a = torch.zeros(2, 2, 2, dtype=torch.bool)
+    a[0, 0] = True                                                   # 2 cells
+    b = torch.zeros(2, 2, 2, dtype=torch.bool)
+    b[0, 0, 0] = True                                                # 1 cell inside a[0]
+    assert torch.allclose(dense_tube_iou(a, b), torch.tensor([[0.5, 0.0], [0.0, 0.0]]))  # empty pairs: 0
+    rng = np.random.default_rng(0)
+    d, g = rng.random((3, 4, H, W)) > 0.6, rng.random((2, 4, H, W)) > 0.5    # (tubes, T, H, W)
+    enc = [[[rle.encode(f) for f in t] for t in x] for x in (d, g)]
+    np.testing.assert_allclose(dense_tube_iou(torch.from_numpy(d), torch.from_numpy(g)).numpy(),
+                               tube_iou(*enc, H, W), rtol=1e-6)
 
 
 def test_known_answer_three_frame_video():

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from s2d.inference.flip import mask_ious, merge, mirrored
+from s2d.inference.flip import merge, mirrored
 from s2d.inference.video_predict import predict_video, predict_window
 from s2d.models.video_mask2former import PIXEL_MEAN, PIXEL_STD
 
@@ -39,14 +39,6 @@ def test_merge_pairs_queries_by_mask_iou_and_averages_only_pairs():
     s_hi, m_hi = merge(sa, a, sb, b, pair_iou=0.6)                  # a[1]'s pair no longer reaches it
     assert torch.allclose(s_hi, torch.tensor([0.8, 0.6, 0.3])) and torch.equal(m_hi[1], a[1])
     assert torch.equal(sa, torch.tensor([0.9, 0.6, 0.3]))            # inputs untouched
-
-
-def test_mask_ious_hand_computed():
-    a = torch.zeros(2, 2, 2, dtype=torch.bool)
-    a[0, 0] = True                                                   # 2 cells
-    b = torch.zeros(2, 2, 2, dtype=torch.bool)
-    b[0, 0, 0] = True                                                # 1 cell inside a[0]
-    assert torch.allclose(mask_ious(a, b), torch.tensor([[0.5, 0.0], [0.0, 0.0]]))  # empty pairs: 0
 
 
 class MirrorModel(torch.nn.Module):

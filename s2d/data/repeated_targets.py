@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from s2d.evaluation.tube_iou import dense_tube_iou
+
 
 def repeated_targets(masks: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
     """masks (N, T, H, W) (> 0.5 is inside), scores (N,) -> (N,) bool, True for a target whose masks over the T
@@ -26,11 +28,8 @@ def repeated_targets(masks: torch.Tensor, scores: torch.Tensor, iou: float) -> t
     repeated = torch.zeros(n, dtype=torch.bool)
     if n < 2:
         return repeated
-    m = (masks > 0.5).flatten(1).float()                                  # (N, T*H*W)
-    inter = m @ m.T                                                       # (N, N) pixel counts, exact below 2^24
-    area = m.sum(1)
-    union = area[:, None] + area[None, :] - inter
-    clip_iou = torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
+    inside = masks > 0.5
+    clip_iou = dense_tube_iou(inside, inside)                             # (N, N)
     order = sorted(range(n), key=lambda i: -float(scores[i]))             # stable: ties keep index order
     kept: list[int] = []
     for i in order:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from s2d.evaluation.tube_iou import dense_tube_iou
+
 PAIR_IOU = 0.5  # a plain-pass query and a mirror query are one prediction from this mask IoU over the clip
 
 
@@ -36,19 +38,11 @@ def mirrored(clip: torch.Tensor, pixel_mean: torch.Tensor, size_divisibility: in
     return clip.flip(-1)
 
 
-def mask_ious(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU (Qa, Qb) of masks a (Qa, ...) and b (Qb, ...) bool over all their cells; 0 where both are empty."""
-    fa, fb = a.flatten(1).float(), b.flatten(1).float()                   # (Qa, N), (Qb, N)
-    inter = fa @ fb.T                                                       # (Qa, Qb)
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))
-
-
 def merge(scores: torch.Tensor, logits: torch.Tensor, scores_m: torch.Tensor, logits_m: torch.Tensor,
           pair_iou: float = PAIR_IOU) -> tuple[torch.Tensor, torch.Tensor]:
     """The plain pass's scores (Q,) and mask logits (Q, T, h, w), merged with the mirror pass's (Qm,) and
     (Qm, T, h, w), the latter already flipped back onto the same grid -> (Q,), (Q, T, h, w)."""
-    iou = mask_ious(logits > 0, logits_m > 0)                               # (Q, Qm)
+    iou = dense_tube_iou(logits > 0, logits_m > 0)                          # (Q, Qm)
     rows, cols = linear_sum_assignment(-iou.double().cpu().numpy())
     rows, cols = torch.as_tensor(rows, device=iou.device), torch.as_tensor(cols, device=iou.device)
     paired = iou[rows, cols] >= pair_iou

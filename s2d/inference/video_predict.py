@@ -95,17 +95,18 @@ def predict_window(model: VideoMask2Former, frames: np.ndarray, score_thr: float
     when ranked by: a sigmoid over every mask at frame size costs 10x the masks' thresholding. ``flip``: the
     queries' scores and mask logits are merged with those of the mirrored frames (``s2d.inference.flip``)."""
     clip = _clip(frames, device)
+    d = getattr(model, "size_divisibility", 1)
     out = model(clip)
     scores = VideoMask2Former.scores(out["pred_logits"])[0]                 # (Q,)
     logits = out["pred_masks"][0]                                            # (Q, T, h, w) on the padded grid
     if flip:
-        mir = model(mirrored(clip, model.pixel_mean, getattr(model, "size_divisibility", 1)))
+        mir = model(mirrored(clip, model.pixel_mean, d))
         scores, logits = merge(scores, logits, VideoMask2Former.scores(mir["pred_logits"])[0],
                                mir["pred_masks"][0].flip(-1))
     keep = torch.nonzero(scores >= score_thr).flatten()
     m = logits[keep]                                                         # (K, T, h, w) on the padded grid
     if len(keep):  # back to the frames: resize to the padded input, crop the padding, resize to ``size``
-        m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, getattr(model, "size_divisibility", 1))
+        m = masks_at(m, out.get("image_size", frames.shape[1:3]), size, d)
     fg = m > 0                                                               # (K, T, H, W)
     quality = None
     if mask_scores:

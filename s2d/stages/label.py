@@ -129,11 +129,9 @@ def label_settings(cfg: Any, stage: str = "label", sparse: bool = True) -> dict:
     their fingerprints. ``sparse``: the dense labelset is made from the sparse keymasks (round 1)."""
     lab = section(cfg, "label")
     lab.pop("refine", None)
-    for key in RANKING_KEYS:  # present only when on, like refine
+    for key in (*RANKING_KEYS, "flip"):  # present only when on, like refine
         if not lab.get(key):
             lab.pop(key, None)
-    if not lab.get("flip"):  # present only when on, like refine
-        lab.pop("flip", None)
     if not lab.get("overlap_decay"):  # the order of a decay that does not happen changes nothing
         lab.pop("fragments_last", None)
     if refines(cfg, stage):
