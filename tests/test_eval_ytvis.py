@@ -12,7 +12,8 @@ from s2d.errors import LabelsetError
 from s2d.evaluation import evaluate_ap
 from s2d.evaluation.reference import reference_evaluate_ap, reference_evaluate_json
 from s2d.labelset.ytvis import labelset_from_json, predictions_from_json
-from s2d.evaluation.tube_iou import dense_tube_iou, tube_iou
+from s2d.evaluation.tube_iou import tube_iou
+from s2d.labelset.dense_iou import dense_tube_iou
 from s2d.labelset import rle
 from s2d.labelset.types import Instance, Labelset, VideoLabels
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from s2d.evaluation.tube_iou import dense_tube_iou
+from s2d.labelset.dense_iou import dense_tube_iou
 
 
 def repeated_targets(masks: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:

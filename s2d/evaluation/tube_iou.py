@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-import torch
 from pycocotools import mask as mask_utils
 
 from s2d.labelset.rle import areas_of
@@ -85,13 +84,3 @@ def tube_iou(dt: Sequence[Sequence[dict | None]], gt: Sequence[Sequence[dict | N
              width: int) -> np.ndarray:
     """dt: D tubes, gt: G tubes, each a per-frame list of RLE/None (same length T). Returns IoU (D, G)."""
     return tube_iou_with_areas(dt, gt, height, width)[0]
-
-
-def dense_tube_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The same IoU for dense masks: a (Na, T, H, W) and b (Nb, T, H, W) bool -> (Na, Nb), the intersections and
-    unions summed over every frame and pixel; 0 where both tubes are empty. The pixel counts are float32 matrix
-    products of 0/1, exact while a tube holds fewer than 2^24 pixels."""
-    fa, fb = a.flatten(1).float(), b.flatten(1).float()                   # (Na, N), (Nb, N)
-    inter = fa @ fb.T                                                       # (Na, Nb)
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from s2d.evaluation.tube_iou import dense_tube_iou
+from s2d.labelset.dense_iou import dense_tube_iou
 
 PAIR_IOU = 0.5  # a plain-pass query and a mirror query are one prediction from this mask IoU over the clip
 
