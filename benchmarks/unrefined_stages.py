@@ -184,42 +184,56 @@ def parse_runs(doc: str) -> tuple[argparse.Namespace, list[Path]]:
     return args, runs
 
 
-def main() -> None:
-    args, runs = parse_runs(__doc__)
+def compare(doc: str, kinds: tuple[str, str], score, gain: str, adds: str) -> None:
+    """Score every run the command line names with ``score(run, metrics)`` -> {kind: {row: {metric: value}}}, or
+    None when the run cannot be scored, for the two ``kinds`` (without, with a setting); print each run's table,
+    then the mean ± std of every row, the final model minus the dense labelset run by run, and ``gain`` (the
+    second kind minus the first) row by row. ``adds``: what the summary's heading says the second kind adds."""
+    args, runs = parse_runs(doc)
     from s2d.stages.table import fmt_gain, fmt_mean
+
+    metrics = args.metrics
+
+    def line(label: str, cells) -> None:
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+    def header() -> None:
+        print("| | " + " | ".join(metrics) + " |\n|---|" + "---:|" * len(metrics))
 
     results = {}
     for run in runs:
         t = time.perf_counter()
-        res = score_run(run, args.metrics)
+        res = score(run, metrics)
         if res is None:
             continue
         results[run] = res
         print(f"\n{run} ({time.perf_counter() - t:.0f} s)")
-        print("| | " + " | ".join(args.metrics) + " |\n|---|" + "---:|" * len(args.metrics))
-        for kind in ("unrefined", "refined"):
+        header()
+        for kind in kinds:
             for row in ROWS:
-                print(f"| {row}, {kind} | " + " | ".join(f"{res[kind][row][m]:.1f}" for m in args.metrics) + " |")
+                line(f"{row}, {kind}", (f"{res[kind][row][m]:.1f}" for m in metrics))
     if not results:
         sys.exit("no run could be scored")
-    n = len(results)
-    print(f"\nOver {n} run(s): mean ± std, then the final model minus the dense labelset run by run (mean ± std, "
-          "and in how many runs it is at or above it), and what the refinement adds to each row")
-    print("| | " + " | ".join(args.metrics) + " |\n|---|" + "---:|" * len(args.metrics))
-    for kind in ("unrefined", "refined"):
+
+    def diffs(a: tuple[str, str], b: tuple[str, str], m: str) -> str:
+        """(kind, row) a minus b, run by run, over the runs where both are defined."""
+        pairs = [(r[a[0]][a[1]][m], r[b[0]][b[1]][m]) for r in results.values()]
+        return fmt_gain([x - y for x, y in pairs if x >= 0 and y >= 0])
+
+    print(f"\nOver {len(results)} run(s): mean ± std, then the final model minus the dense labelset run by run (mean "
+          f"± std, and in how many runs it is at or above it), and {adds} to each row")
+    header()
+    for kind in kinds:
         for row in ROWS:
-            print(f"| {row}, {kind} | " + " | ".join(fmt_mean([r[kind][row][m] for r in results.values()])
-                                                     for m in args.metrics) + " |")
-    for kind in ("unrefined", "refined"):
-        print(f"| final - dense, {kind} | " + " | ".join(
-            fmt_gain([r[kind]["final model"][m] - r[kind]["dense labelset"][m] for r in results.values()
-                      if r[kind]["final model"][m] >= 0 and r[kind]["dense labelset"][m] >= 0])
-            for m in args.metrics) + " |")
+            line(f"{row}, {kind}", (fmt_mean([r[kind][row][m] for r in results.values()]) for m in metrics))
+    for kind in kinds:
+        line(f"final - dense, {kind}", (diffs((kind, "final model"), (kind, "dense labelset"), m) for m in metrics))
     for row in ROWS:
-        print(f"| refinement's gain, {row} | " + " | ".join(
-            fmt_gain([r["refined"][row][m] - r["unrefined"][row][m] for r in results.values()
-                      if r["refined"][row][m] >= 0 and r["unrefined"][row][m] >= 0])
-            for m in args.metrics) + " |")
+        line(f"{gain}, {row}", (diffs((kinds[1], row), (kinds[0], row), m) for m in metrics))
+
+
+def main() -> None:
+    compare(__doc__, ("unrefined", "refined"), score_run, "refinement's gain", "what the refinement adds")
 
 
 if __name__ == "__main__":
