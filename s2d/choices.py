@@ -44,6 +44,7 @@ TrackerKind = _choice("TrackerKind", "flow", "lk", "cotracker")     # tracker.ki
 Device = _choice("Device", "auto", "cpu", "cuda")                   # predict.device (auto: cuda when available)
 Backbone = _choice("Backbone", "tiny", "resnet18", "resnet34", "resnet50", "dino_vits8", "dino_vitb8")  # model.backbone
 Which = _choice("Which", "teacher", "student")                      # model.pretrained_which
+FinalInit = _choice("FinalInit", "teacher", "scratch")               # final.init: where the final model starts
 LossVariant = _choice("LossVariant", "temporal", "cutler")          # loss.variant: which DropLoss
 OnError = _choice("OnError", "raise", "substitute")                 # train.on_error: unreadable training frame
 MonitorMode = _choice("MonitorMode", "max", "min")                  # train.monitor_mode

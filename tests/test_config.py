@@ -158,6 +158,7 @@ def test_out_of_range_names_the_key(compose, override, key):
     ("model.pretrained_which=ema", "model.pretrained_which", "teacher, student"),
     ("loss.variant=plain", "loss.variant", "temporal, cutler"),
     ("train.on_error=skip", "train.on_error", "raise, substitute"),
+    ("final.init=random", "final.init", "teacher, scratch"),
 ])
 def test_a_choice_outside_its_enum_fails_at_composition(compose, override, key, allowed):
     with pytest.raises(ConfigCompositionException) as e:
@@ -252,6 +253,21 @@ def test_final_lr_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path)
     assert stage_config(steps).optim.lr == 1e-3
     assert checkpoint_dir(stage_config(steps), tmp_path, "final", "fp") != checkpoint_dir(same, tmp_path, "final", "fp")
     assert checkpoint_dir(steps, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
+
+
+def test_final_init_enters_the_final_fingerprint_only_when_scratch(compose, tmp_path):
+    """final.init=scratch gives the final rounds (dense labels) another checkpoint folder; the distill stage, which
+    always starts from scratch, and the default start keep theirs."""
+    from s2d.stages.distill import checkpoint_dir, starts_from_scratch
+
+    same, cfg = compose(), compose("final.init=scratch")
+    assert not starts_from_scratch(same, "dense") and starts_from_scratch(cfg, "dense")
+    assert not starts_from_scratch(cfg, "sparse")
+    def folder(c):
+        return checkpoint_dir(c, tmp_path, "final", "fp", "dense")
+
+    assert folder(cfg) != folder(same) and folder(compose("final.init=teacher")) == folder(same)
+    assert checkpoint_dir(cfg, tmp_path, "distill", "fp") == checkpoint_dir(same, tmp_path, "distill", "fp")
 
 
 def test_final_teacher_score_reaches_the_final_stage_and_its_fingerprint(compose, tmp_path):

@@ -298,3 +298,31 @@ def test_self_training_rounds_keep_every_labelset_and_the_report_shows_curves_an
         assert (run_dir / "curves" / f"{stage}.png").stat().st_size > 5000, stage
         assert f"curves/{stage}.png" in report
     assert "diagnostic" in report
+
+
+def _teacher_weights(folder: Path) -> dict:
+    sd = torch.load(next(folder.glob("last.ckpt")), map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v for k, v in sd.items() if k.startswith("teacher.")}
+
+
+@pytest.mark.slow
+def test_final_init_scratch_starts_the_final_stage_where_the_distill_stage_started(tmp_path):
+    """final.init=scratch: the final stage starts from the distill stage's initial weights, not from its teacher.
+    With a final rate of 1e-12 the weights stay where they start: the default ends on the distilled teacher, the
+    scratch start on the weights of a distill stage that did not move (optim.lr=1e-12, the same seed). A fast EMA
+    (momentum 0.5) lets the distilled teacher move away from its start in debug=fast's 4 steps."""
+    out, ema = f"paths.output_root={tmp_path}/out", "distill.ema_momentum=0.5"
+    for extra in ((), ("final.init=scratch",)):
+        r = run_s2d("run", "debug=fast", ema, "final.lr=1e-12", *extra, out, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+    r = run_s2d("distill", "debug=fast", ema, "name=still", "optim.lr=1e-12", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpts = tmp_path / "out" / "runs" / "debug-fast-seed0" / "checkpoints"
+    distilled = _teacher_weights(next(ckpts.glob("distill-*")))
+    finals = [_teacher_weights(f) for f in sorted(ckpts.glob("final-*"))]
+    assert len(finals) == 2                                   # the key gave the scratch start its own folder
+    start = _teacher_weights(next((tmp_path / "out" / "runs" / "still-seed0" / "checkpoints").glob("distill-*")))
+    from_teacher = [f for f in finals if all(torch.allclose(f[k], distilled[k], atol=1e-6) for k in distilled)]
+    from_scratch = [f for f in finals if all(torch.allclose(f[k], start[k], atol=1e-6) for k in start)]
+    assert len(from_teacher) == 1 and len(from_scratch) == 1 and from_teacher[0] is not from_scratch[0]
+    assert not all(torch.allclose(distilled[k], start[k], atol=1e-3) for k in start)  # the distill stage learned

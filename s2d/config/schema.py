@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from s2d.choices import (DataKind, Device, FaultKind, ImportFormat, MaskFeatures, MaskSource, MonitorMode, OnError,
-                         WandbMode)
+from s2d.choices import (DataKind, Device, FaultKind, FinalInit, ImportFormat, MaskFeatures, MaskSource, MonitorMode,
+                         OnError, WandbMode)
 from s2d.data.demo import DemoConfig
 from s2d.data.shots import ShotParams
 from s2d.errors import ConfigError
@@ -291,6 +291,12 @@ class TableSchema:
 @dataclass
 class FinalSchema:  # stage "final" (no YAML group: these defaults are the only definition)
     rounds: int = 1                    # self-training rounds: teacher -> dense labelset -> student, N times
+    # where each round's student and teacher start: teacher (the weights of the teacher that made its labels) or
+    # scratch (the weights the distill stage starts from: model.pretrained, else random), so the model learns
+    # the refined, cleaned labels and nothing of the teacher's own raw masks. Not adopted: final AP / AP50 / J&F,
+    # seed 0, DAVIS development clips 30.2 / 80.2 / 61.1 -> 28.5 / 68.3 / 60.1, 15 clips outside them 17.8 / 52.1 /
+    # 43.6 -> 13.4 / 36.8 / 43.1 (docs/RESULTS.md, "Tried and not adopted")
+    init: FinalInit = FinalInit.teacher
     # steps before the teacher's term in the final stage; null: distill.distill_warmup. The final stage's teacher
     # starts as the distilled one, yet 0 measured worse on the demo than the distill stage's 600 (docs/RESULTS.md)
     distill_warmup: Optional[int] = None

@@ -249,6 +249,12 @@ def repeat_iou(cfg: Any, mode: str) -> float | None:
     return cfg.final.repeat_iou if mode != "sparse" else None
 
 
+def starts_from_scratch(cfg: Any, mode: str) -> bool:
+    """Whether a stage trained on ``mode`` labels starts from the distill stage's weights rather than those of the
+    teacher that made its labels (``final.init=scratch``; the distill stage always starts there)."""
+    return mode != "sparse" and cfg.final.init == "scratch"
+
+
 def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: str = "sparse") -> Path:
     """checkpoints/<stage>-<fingerprint>: the labels trained on plus every setting that changes the model."""
     from s2d.fingerprint import fingerprint
@@ -261,6 +267,7 @@ def checkpoint_dir(cfg: Any, run_dir: Path, stage: str, upstream_fp: str, mode: 
     absent += [{"teacher_scores": True}] if teacher_scores(cfg, mode) else []
     absent += [{"drop_cut_frames": True}] if drops_cut_frames(cfg, mode) else []
     absent += [{"repeat_iou": repeat_iou(cfg, mode)}] if repeat_iou(cfg, mode) is not None else []
+    absent += [{"init": "scratch"}] if starts_from_scratch(cfg, mode) else []
     fp = fingerprint(stage, TRAIN_VERSION, upstream_fp, cfg.seed, section(cfg, "model"), section(cfg, "loss"),
                      section(cfg, "optim"), section(cfg, "distill"), train, *absent)
     return run_dir / "checkpoints" / f"{stage}-{fp}"
@@ -305,6 +312,9 @@ def train(cfg: Any, run_dir: Path, stage: str, ds, labels, mode: str, upstream_f
         cold = cold_start_note(cfg.model, cfg.optim.lr) if init is None else None  # a later stage starts trained
         if cold:
             log.warning("%s: %s", stage, cold)
+        if init is None and starts_from_scratch(cfg, mode):
+            log.info("%s: starts from the distill stage's initial weights, not from the teacher that made its "
+                     "labels (final.init=scratch)", stage)
     if resume is not None:
         if ckpt is None:
             ckpt = torch.load(resume, map_location="cpu", weights_only=True)

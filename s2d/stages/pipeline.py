@@ -95,7 +95,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
                                            val_ds=ds)
         timings["distill"] = time.perf_counter() - t
         # self-training rounds (final.rounds): the current teacher labels every video, a student trained on
-        # those dense labels (starting from the teacher) becomes the next teacher; every round's labelset is kept
+        # those dense labels (starting from the teacher, or from the distill stage's start with
+        # final.init=scratch) becomes the next teacher; every round's labelset is kept
         teacher = distill_ckpt
         final_ckpt = pred_dir = None
         for r in range(1, cfg.final.rounds + 1):
@@ -112,7 +113,8 @@ def run(cfg: Any, run_dir: Path) -> dict:
                 break
             t = time.perf_counter()
             teacher = distill_stage.train(final_stage.stage_config(cfg), run_dir, final_stage.round_stage(r), lr.ds,
-                                          labels_r, "dense", label_fp, init=teacher, val_ds=ds)
+                                          labels_r, "dense", label_fp, val_ds=ds,
+                                          init=None if distill_stage.starts_from_scratch(cfg, "dense") else teacher)
             timings[f"final{r}"] = time.perf_counter() - t
             rounds[-1]["ckpt"] = final_ckpt = teacher
         for rd in rounds:
