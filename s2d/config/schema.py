@@ -294,8 +294,8 @@ class FinalSchema:  # stage "final" (no YAML group: these defaults are the only 
     # where each round's student and teacher start: teacher (the weights of the teacher that made its labels) or
     # scratch (the weights the distill stage starts from: model.pretrained, else random), so the model learns
     # the refined, cleaned labels and nothing of the teacher's own raw masks. Not adopted: final AP / AP50 / J&F,
-    # seed 0, DAVIS development clips 30.2 / 80.2 / 61.1 -> 28.5 / 68.3 / 60.1, 15 clips outside them 17.8 / 52.1 /
-    # 43.6 -> 13.4 / 36.8 / 43.1 (docs/RESULTS.md, "Tried and not adopted")
+    # DAVIS development clips (3 seeds) 25.6 / 69.5 / 59.8 -> 23.3 / 65.0 / 59.7, 15 clips outside them (seed 0)
+    # 17.8 / 52.1 / 43.6 -> 13.4 / 36.8 / 43.1 (docs/RESULTS.md, "Tried and not adopted")
     init: FinalInit = FinalInit.teacher
     # steps before the teacher's term in the final stage; null: distill.distill_warmup. The final stage's teacher
     # starts as the distilled one, yet 0 measured worse on the demo than the distill stage's 600 (docs/RESULTS.md)
