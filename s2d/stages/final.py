@@ -1,7 +1,8 @@
 """Stage "final": the model trained on the dense labelset with EMA self-distillation, started from the distilled
-teacher; then its predictions on every video (for evaluation). ``final.rounds`` = N repeats label -> train N times
-(each round's teacher labels the videos for the next). ``s2d final`` is the pipeline (``s2d.stages.pipeline``)
-up to this stage; this module holds what is particular to it."""
+teacher (or, with ``final.init=scratch``, where the distill stage started); then its predictions on every video
+(for evaluation). ``final.rounds`` = N repeats label -> train N times (each round's teacher labels the videos for
+the next). ``s2d final`` is the pipeline (``s2d.stages.pipeline``) up to this stage; this module holds what is
+particular to it."""
 from __future__ import annotations
 
 from pathlib import Path
