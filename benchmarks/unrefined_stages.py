@@ -141,24 +141,28 @@ def remade(f: Finished, change: dict, metrics: list[str]) -> dict[str, dict[str,
 
     from s2d.stages import final as final_stage
     from s2d.stages import label as label_stage
-    from s2d.stages.evaluate import score
 
     with tempfile.TemporaryDirectory() as tmp:
         c = OmegaConf.merge(f.cfg, change, {"paths": {"artifacts": tmp}})
         dense = label_stage.compute(c, f.up.ds, f.teacher, f.up.data_fp, f.keymasks).labels
         pred = final_stage.predict(c, f.up.ds, f.final, f.up.data_fp).labels
-    return {row: {m: v for m, v in score(f.gt, ls, f.voids).items() if m in metrics}
-            for row, ls in zip(ROWS, (dense, pred))}
+    return scored(f, dense, pred, metrics)
 
 
 def as_run(f: Finished, metrics: list[str]) -> dict[str, dict[str, float]]:
     """The run's own dense labelset and final predictions (from its artifacts, made again if missing), scored."""
     from s2d.stages import final as final_stage
-    from s2d.stages.evaluate import score
 
     pred = final_stage.predict(f.cfg, f.up.ds, f.final, f.up.data_fp).labels
+    return scored(f, f.refined.labels, pred, metrics)
+
+
+def scored(f: Finished, dense, pred, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """A dense labelset and final predictions of run ``f`` against its ground truth: {row: {metric: value}}."""
+    from s2d.stages.evaluate import score
+
     return {row: {m: v for m, v in score(f.gt, ls, f.voids).items() if m in metrics}
-            for row, ls in zip(ROWS, (f.refined.labels, pred))}
+            for row, ls in zip(ROWS, (dense, pred))}
 
 
 def score_run(run: Path, metrics: list[str]) -> dict[str, dict[str, dict[str, float]]] | None:
